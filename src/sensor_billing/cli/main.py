@@ -1,0 +1,21 @@
+"""The root `sensor-billing` command and its sub-commands."""
+
+from __future__ import annotations
+
+import typer
+
+from sensor_billing.cli import db
+from sensor_billing.cli.status import status
+
+app = typer.Typer(
+    name="sensor-billing",
+    help="Bills temperature-monitoring organizations through Stripe, exactly once.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db")
+app.command()(status)
+
+
+def main() -> None:
+    app()

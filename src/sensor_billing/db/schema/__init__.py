@@ -1,0 +1,14 @@
+"""Every table of the service, re-exported (the seed's `export * from './billing'`)."""
+
+from sensor_billing.db.schema.base import Base
+from sensor_billing.db.schema.billing import StripeEvent
+from sensor_billing.db.schema.tenancy import Organization, Sensor, SensorStatus, TemperatureReading
+
+__all__ = [
+    "Base",
+    "Organization",
+    "Sensor",
+    "SensorStatus",
+    "StripeEvent",
+    "TemperatureReading",
+]

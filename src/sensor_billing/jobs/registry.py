@@ -1,0 +1,76 @@
+"""Queue and job names, job data and job options: the seed plan's jobs registry in Python.
+
+Job data travels as JSON with the TypeScript original's camelCase keys, so a Node BullMQ producer
+and this service's Python worker can share a queue.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from typing import Annotated, Any, Final, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic.alias_generators import to_camel
+
+
+class QueueNames(enum.StrEnum):
+    SMS_NOTIFICATIONS = "sms-notifications"
+    EMAIL_DIGESTS = "email-digests"
+    METER_REPORTING = "meter-reporting"
+
+
+class JobNames(enum.StrEnum):
+    SMS_SEND = "sms:send"
+    EMAIL_DIGEST = "email:digest"
+    METER_REPORT = "meter:report"
+
+
+MeterEventName: TypeAlias = Literal["active_sensors", "temperature_readings"]
+METER_EVENT_NAMES: Final[tuple[MeterEventName, ...]] = ("active_sensors", "temperature_readings")
+
+
+class BaseJobData(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+    )
+
+    organization_id: uuid.UUID
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready dict a bullmq job carries (camelCase keys, no unset options)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class SmsNotificationJobData(BaseJobData):
+    # E.164, the format SMS gateways take.
+    phone_number: Annotated[str, Field(pattern=r"^\+[1-9]\d{6,14}$")]
+    message: Annotated[str, Field(min_length=1, max_length=1600)]
+
+
+class EmailDigestJobData(BaseJobData):
+    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+    period: Literal["daily", "weekly"] = "daily"
+
+
+class MeterReportJobData(BaseJobData):
+    """One usage report for one Stripe Billing Meter of one organization."""
+
+    # 'active_sensors' is a gauge (meter aggregation `last`); 'temperature_readings' a counter
+    # (aggregation `sum`).
+    event_name: MeterEventName
+    # Strict: a bool or 2.5 must not become 1 or 2 on an invoice. Whole numbers only.
+    value: Annotated[StrictInt, Field(ge=0)]
+    # Unix seconds, for historical reporting (Stripe accepts up to 35 days back).
+    timestamp: Annotated[StrictInt, Field(ge=0)] | None = None
+
+
+# Stripe meter events are idempotent by identifier, so retrying is safe; five attempts with
+# exponential backoff from 5 s (5, 10, 20, 40 s) ride out a short Stripe or network hiccup.
+# Failed jobs are kept longer than completed ones: they are what a person debugs.
+METER_REPORT_JOB_OPTIONS: Final[dict[str, Any]] = {
+    "attempts": 5,
+    "backoff": {"type": "exponential", "delay": 5000},
+    "removeOnComplete": 200,
+    "removeOnFail": 1000,
+}

@@ -1,0 +1,145 @@
+"""Typed settings, read from the environment and an optional `.env` file.
+
+Every variable of the contract (docs: DESIGN.md "Contract") is here. `load_settings()` turns a
+pydantic validation error into a `ConfigurationError` whose message names the environment
+variable, so a malformed value stops start-up with a line a person can act on.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from sensor_billing.errors import ConfigurationError
+
+# Used when DATABASE_URL / REDIS_URL are unset: the services this project's machines start on
+# loopback (docs: DESIGN.md "Services on this machine type").
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+SECONDS_PER_DAY = 86_400
+
+
+def to_asyncpg_url(url: str) -> str:
+    """Return the SQLAlchemy URL for the asyncpg driver of a `postgres(ql)://` URL."""
+    scheme, rest = url.split("://", 1)
+    return f"postgresql+asyncpg://{rest}" if scheme.startswith("postgres") else url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    database_url: str = Field(default=DEFAULT_DATABASE_URL)
+    redis_url: str = Field(default=DEFAULT_REDIS_URL)
+    stripe_api_key: SecretStr | None = None
+    # Comma-separated: during a secret roll Stripe signs with every active secret (docs: webhooks).
+    stripe_webhook_secret: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_meter_events_base: str = "https://meter-events.stripe.com"
+    meter_window_seconds: int = 3600
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"postgres", "postgresql", "postgresql+asyncpg"}:
+            raise ValueError(
+                "expected postgresql://user@host:port/database (or postgres://), "
+                f"got scheme {parts.scheme or 'none'!r}"
+            )
+        if not parts.path.strip("/") and not parts.query:
+            raise ValueError("the URL names no database (…/DBNAME)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError(
+                f"expected redis://host:port/db, got scheme {parts.scheme or 'none'!r}"
+            )
+        return value
+
+    @field_validator("stripe_webhook_secret", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("stripe_webhook_secret")
+    @classmethod
+    def _webhook_secrets(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for secret in value:
+            if not secret.get_secret_value().startswith("whsec_"):
+                raise ValueError("each secret must start with whsec_ (Stripe endpoint secret)")
+        return value
+
+    @field_validator("stripe_api_base", "stripe_meter_events_base")
+    @classmethod
+    def _http_base(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError(f"expected an http(s) base URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("meter_window_seconds")
+    @classmethod
+    def _window(cls, value: int) -> int:
+        # Windows are UTC-aligned; a length that does not divide a day would drift across days.
+        if value <= 0 or SECONDS_PER_DAY % value != 0:
+            raise ValueError("must be a positive number of seconds that divides a day (86400)")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @property
+    def async_database_url(self) -> str:
+        return to_asyncpg_url(self.database_url)
+
+    @property
+    def webhook_secrets(self) -> list[str]:
+        return [secret.get_secret_value() for secret in self.stripe_webhook_secret]
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per bad variable, named as the environment spells it; never the value."""
+    lines = []
+    for item in error.errors():
+        name = str(item["loc"][0]).upper() if item["loc"] else "settings"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"{name}: {message}")
+    return "; ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, or raise `ConfigurationError` naming each malformed variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigurationError(
+            f"invalid configuration: {describe_validation_error(error)}"
+        ) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()

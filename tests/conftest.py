@@ -1,0 +1,77 @@
+"""Shared fixtures: a throwaway PostgreSQL database migrated to head, and a clean Redis db.
+
+Tests talk to real servers (127.0.0.1 by default; TEST_DATABASE_URL / TEST_REDIS_URL override).
+Each test run gets its own database, created from scratch and dropped at the end; each test
+starts with empty tables and an empty Redis database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sensor_billing.db import SessionFactory, create_engine, create_session_factory, migrate
+from sensor_billing.settings import get_settings
+from tests.support.databases import create_database, drop_database, run_in_thread
+
+ADMIN_DATABASE_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    url = run_in_thread(create_database, ADMIN_DATABASE_URL, "sb_test")
+    try:
+        run_in_thread(migrate.upgrade, url)
+        yield url
+    finally:
+        run_in_thread(drop_database, ADMIN_DATABASE_URL, url)
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def sessions(engine: AsyncEngine) -> AsyncIterator[SessionFactory]:
+    """A session factory on the test database; every table is emptied after the test."""
+    yield create_session_factory(engine)
+    async with engine.begin() as connection:
+        tables = (
+            await connection.execute(
+                text(
+                    "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
+                    "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                )
+            )
+        ).scalar_one()
+        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """A Redis database emptied before and after the test."""
+    client = Redis.from_url(TEST_REDIS_URL)
+    await client.flushdb()
+    yield TEST_REDIS_URL
+    await client.flushdb()
+    await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Settings are cached per process; tests that change the environment must not leak."""
+    monkeypatch.chdir(os.path.dirname(__file__))  # no developer .env is read by accident
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

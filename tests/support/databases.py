@@ -1,0 +1,66 @@
+"""Creating and dropping throwaway PostgreSQL databases for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def run_in_thread(function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run blocking code that starts its own event loop (Alembic's async env) off this thread."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(function, *args, **kwargs).result()
+
+
+def _dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_database(admin_url: str, prefix: str) -> str:
+    """Create an empty database named `<prefix>_<random>`; return its URL."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(_dsn(admin_url))
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    name = make_url(url).database
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(_dsn(admin_url))
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
+
+
+def fetch(url: str, sql: str) -> list[tuple[object, ...]]:
+    """Run one query on its own connection and return the rows as tuples (blocking)."""
+
+    async def query() -> list[tuple[object, ...]]:
+        connection = await asyncpg.connect(_dsn(url))
+        try:
+            return [tuple(row) for row in await connection.fetch(sql)]
+        finally:
+            await connection.close()
+
+    return run_in_thread(asyncio.run, query())

@@ -4,7 +4,16 @@
     ├── ConfigurationError             a setting is missing or malformed (start-up stops)
     ├── DatabaseUnavailableError       PostgreSQL does not answer
     ├── QueueUnavailableError          Redis does not answer or is too old for bullmq
-    └── InvalidJobDataError            job data that a queue must not carry
+    ├── InvalidJobDataError            job data that a queue must not carry
+    ├── WebhookNotConfiguredError      no STRIPE_WEBHOOK_SECRET: every delivery is refused
+    └── WebhookRejectedError           a delivery refused before anything is written
+        ├── SignatureMissingError      no Stripe-Signature header
+        ├── SignatureMalformedError    header without a timestamp or any v1 signature
+        ├── SignatureMismatchError     no v1 signature matches any active secret
+        ├── SignatureExpiredError      timestamp outside the tolerance (replay protection)
+        ├── PayloadTooLargeError       body over the size limit
+        ├── UnsupportedMediaTypeError  body is not declared as JSON
+        └── InvalidEventError          body is not JSON, or not a Stripe event
 
 HTTP and the CLI each map these to a status or exit code in one place.
 """
@@ -30,3 +39,41 @@ class QueueUnavailableError(SensorBillingError):
 
 class InvalidJobDataError(SensorBillingError):
     """Job data failed validation; nothing was enqueued."""
+
+
+class WebhookNotConfiguredError(SensorBillingError):
+    """STRIPE_WEBHOOK_SECRET is not set, so no delivery can be verified."""
+
+
+class WebhookRejectedError(SensorBillingError):
+    """A webhook delivery refused before anything was written. `code` names the problem."""
+
+    code = "webhook_rejected"
+
+
+class SignatureMissingError(WebhookRejectedError):
+    code = "signature_missing"
+
+
+class SignatureMalformedError(WebhookRejectedError):
+    code = "signature_malformed"
+
+
+class SignatureMismatchError(WebhookRejectedError):
+    code = "signature_mismatch"
+
+
+class SignatureExpiredError(WebhookRejectedError):
+    code = "timestamp_outside_tolerance"
+
+
+class PayloadTooLargeError(WebhookRejectedError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(WebhookRejectedError):
+    code = "unsupported_media_type"
+
+
+class InvalidEventError(WebhookRejectedError):
+    code = "invalid_event"

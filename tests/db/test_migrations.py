@@ -11,7 +11,15 @@ from sensor_billing.db import migrate
 from tests.conftest import ADMIN_DATABASE_URL
 from tests.support.databases import create_database, drop_database, fetch, run_in_thread
 
-TABLES = {"organizations", "sensors", "temperature_readings", "stripe_events"}
+TABLES = {
+    "organizations",
+    "sensors",
+    "temperature_readings",
+    "stripe_events",
+    "stripe_subscriptions",
+    "stripe_invoices",
+    "billing_state_changes",
+}
 
 
 @pytest.fixture

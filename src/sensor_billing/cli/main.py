@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from sensor_billing.cli import db
+from sensor_billing.cli import db, events
+from sensor_billing.cli.serve import serve
 from sensor_billing.cli.status import status
 
 app = typer.Typer(
@@ -14,6 +15,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(events.app, name="events")
+app.command()(serve)
 app.command()(status)
 
 

@@ -1,14 +1,22 @@
 """Every table of the service, re-exported (the seed's `export * from './billing'`)."""
 
 from sensor_billing.db.schema.base import Base
-from sensor_billing.db.schema.billing import StripeEvent
+from sensor_billing.db.schema.billing import (
+    BillingStateChange,
+    StripeEvent,
+    StripeInvoice,
+    StripeSubscription,
+)
 from sensor_billing.db.schema.tenancy import Organization, Sensor, SensorStatus, TemperatureReading
 
 __all__ = [
     "Base",
+    "BillingStateChange",
     "Organization",
     "Sensor",
     "SensorStatus",
     "StripeEvent",
+    "StripeInvoice",
+    "StripeSubscription",
     "TemperatureReading",
 ]

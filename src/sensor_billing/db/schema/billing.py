@@ -1,8 +1,14 @@
-"""Billing tables: the webhook idempotency store.
+"""Billing tables: the webhook idempotency store and the billing state webhooks keep current.
 
 `stripe_events` is exactly the seed plan's table: Stripe retries a webhook for up to three days
 and may deliver one event several times, so each processed event id is recorded once, under a
 unique index, in the same transaction as its effects.
+
+Subscriptions and invoices are mirrored per Stripe object, keyed by Stripe's id and linked to an
+organization through the customer id. Stripe does not order events (docs: webhooks), so each
+row keeps the `created` time of the event that last set it: an older event never overwrites it.
+Keying by customer, not organization, keeps a subscription event that arrives before the
+checkout that links its customer.
 """
 
 from __future__ import annotations
@@ -10,11 +16,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Index, String, func, text
-from sqlalchemy.dialects.postgresql import TIMESTAMP
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, String, Text, func, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sensor_billing.db.schema.base import Base
+
+# Stripe ids are at most 255 characters (docs: api, "Object IDs").
+StripeId = String(255)
 
 
 class StripeEvent(Base):
@@ -29,3 +38,58 @@ class StripeEvent(Base):
     processed_at: Mapped[datetime] = mapped_column(
         TIMESTAMP(timezone=True, precision=3), server_default=func.now()
     )
+
+
+class StripeSubscription(Base):
+    __tablename__ = "stripe_subscriptions"
+
+    id: Mapped[str] = mapped_column(StripeId, primary_key=True)
+    stripe_customer_id: Mapped[str] = mapped_column(StripeId, index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    current_period_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    current_period_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    metered_price_ids: Mapped[list[str]] = mapped_column(
+        ARRAY(StripeId), server_default=text("'{}'")
+    )
+    cancel_at_period_end: Mapped[bool] = mapped_column(server_default=text("false"))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_event_id: Mapped[str] = mapped_column(String(256))
+    last_event_created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class StripeInvoice(Base):
+    __tablename__ = "stripe_invoices"
+
+    id: Mapped[str] = mapped_column(StripeId, primary_key=True)
+    stripe_customer_id: Mapped[str] = mapped_column(StripeId, index=True)
+    stripe_subscription_id: Mapped[str | None] = mapped_column(StripeId)
+    payment_status: Mapped[str] = mapped_column(String(32))
+    amount_due: Mapped[int | None] = mapped_column(BigInteger)
+    amount_paid: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    last_event_id: Mapped[str] = mapped_column(String(256))
+    last_event_created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class BillingStateChange(Base):
+    """Append-only: one row for each change a webhook made to billing state, and why."""
+
+    __tablename__ = "billing_state_changes"
+    __table_args__ = (Index(None, "organization_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="SET NULL")
+    )
+    stripe_object_id: Mapped[str] = mapped_column(StripeId, index=True)
+    event_id: Mapped[str] = mapped_column(String(256))
+    event_type: Mapped[str] = mapped_column(String(256))
+    change: Mapped[dict[str, object]] = mapped_column(JSONB)
+    summary: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,71 @@
+"""The FastAPI application: webhooks, health and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
+
+from sensor_billing import __version__
+from sensor_billing.db import create_engine, create_session_factory
+from sensor_billing.db.health import ping_database
+from sensor_billing.http_errors import install_error_handlers
+from sensor_billing.settings import Settings, get_settings
+from sensor_billing.webhooks.endpoint import router as webhooks_router
+
+READINESS_TIMEOUT_SECONDS = 2.0
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url)
+        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessions = create_session_factory(engine)
+        app.state.redis = redis
+        try:
+            yield
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(title="sensor-billing", version=__version__, lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(webhooks_router)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        """PostgreSQL and Redis answer; 503 naming what does not."""
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(
+                ping_database(request.app.state.engine), READINESS_TIMEOUT_SECONDS
+            )
+            checks["postgresql"] = "ok"
+        except Exception as error:  # any failure means not ready
+            checks["postgresql"] = f"unavailable: {type(error).__name__}"
+        try:
+            await asyncio.wait_for(request.app.state.redis.ping(), READINESS_TIMEOUT_SECONDS)
+            checks["redis"] = "ok"
+        except Exception as error:
+            checks["redis"] = f"unavailable: {type(error).__name__}"
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    return app

@@ -1,0 +1,1 @@
+"""Billing state kept current from Stripe: customer links, subscriptions, invoices."""

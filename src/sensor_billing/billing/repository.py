@@ -1,0 +1,82 @@
+"""SQL for billing state. Nothing here commits: the caller's unit of work does."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sensor_billing.db.schema import (
+    BillingStateChange,
+    Organization,
+    StripeInvoice,
+    StripeSubscription,
+)
+
+
+async def lock_stripe_object(session: AsyncSession, stripe_id: str) -> None:
+    """Serialise writers of one Stripe object until the transaction ends.
+
+    Two different events about one object (say two subscription updates) can arrive at the same
+    moment; without this, both could read the same watermark and the older one could win.
+    """
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(stripe_id, 0))))
+
+
+async def get_subscription(session: AsyncSession, stripe_id: str) -> StripeSubscription | None:
+    return await session.get(StripeSubscription, stripe_id, populate_existing=True)
+
+
+async def get_invoice(session: AsyncSession, stripe_id: str) -> StripeInvoice | None:
+    return await session.get(StripeInvoice, stripe_id, populate_existing=True)
+
+
+async def organization_for_update(
+    session: AsyncSession, organization_id: uuid.UUID
+) -> Organization | None:
+    return await session.scalar(
+        select(Organization).where(Organization.id == organization_id).with_for_update()
+    )
+
+
+async def organization_by_customer_for_update(
+    session: AsyncSession, customer_id: str
+) -> Organization | None:
+    return await session.scalar(
+        select(Organization).where(Organization.stripe_customer_id == customer_id).with_for_update()
+    )
+
+
+async def organization_id_by_customer(session: AsyncSession, customer_id: str) -> uuid.UUID | None:
+    return await session.scalar(
+        select(Organization.id).where(Organization.stripe_customer_id == customer_id)
+    )
+
+
+def add(session: AsyncSession, row: StripeSubscription | StripeInvoice) -> None:
+    session.add(row)
+
+
+async def record_change(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID | None,
+    stripe_object_id: str,
+    event_id: str,
+    event_type: str,
+    change: dict[str, Any],
+    summary: str,
+) -> None:
+    session.add(
+        BillingStateChange(
+            organization_id=organization_id,
+            stripe_object_id=stripe_object_id,
+            event_id=event_id,
+            event_type=event_type,
+            change=change,
+            summary=summary,
+        )
+    )
+    await session.flush()

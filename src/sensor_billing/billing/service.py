@@ -1,0 +1,202 @@
+"""Applying what a Stripe event says to billing state.
+
+Every function sets state to what the event's object says; none increments, so the rare second
+Event object Stripe creates for one change is harmless. Each keeps a watermark (the `created`
+time of the event that last set the object): Stripe does not order events, and an older one
+never overwrites newer state. Events of the same second apply in arrival order.
+Nothing here commits.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sensor_billing.billing import repository
+from sensor_billing.billing.stripe_objects import InvoiceSnapshot, SubscriptionSnapshot
+from sensor_billing.db.schema import StripeInvoice, StripeSubscription
+
+
+@dataclass(frozen=True, slots=True)
+class EventContext:
+    id: str
+    type: str
+    created: datetime
+
+
+class Effect(enum.StrEnum):
+    APPLIED = "applied"  # state changed
+    UNCHANGED = "unchanged"  # the event says what the state already says
+    STALE = "stale"  # newer state is stored; the event is older
+    IGNORED = "ignored"  # nothing to apply it to (reason says why)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    effect: Effect
+    reason: str = ""
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _diff(row: Any, values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: {"from": _jsonable(getattr(row, name, None)), "to": _jsonable(value)}
+        for name, value in values.items()
+        if row is None or getattr(row, name) != value
+    }
+
+
+async def apply_subscription(
+    session: AsyncSession, event: EventContext, snapshot: SubscriptionSnapshot
+) -> Result:
+    await repository.lock_stripe_object(session, snapshot.id)
+    row = await repository.get_subscription(session, snapshot.id)
+    if row is not None and row.last_event_created > event.created:
+        return Result(Effect.STALE, f"state from {row.last_event_created.isoformat()} is newer")
+    values: dict[str, Any] = {
+        "stripe_customer_id": snapshot.customer_id,
+        "status": snapshot.status,
+        "current_period_start": snapshot.current_period_start,
+        "current_period_end": snapshot.current_period_end,
+        "metered_price_ids": snapshot.metered_price_ids,
+        "cancel_at_period_end": snapshot.cancel_at_period_end,
+        "ended_at": snapshot.ended_at,
+    }
+    change = _diff(row, values)
+    if row is None:
+        row = StripeSubscription(id=snapshot.id, **values)
+        repository.add(session, row)
+    else:
+        for name, value in values.items():
+            setattr(row, name, value)
+    # The watermark moves even when nothing else does, so an older event cannot slip in later.
+    row.last_event_id, row.last_event_created = event.id, event.created
+    if not change:
+        await session.flush()
+        return Result(Effect.UNCHANGED)
+    await repository.record_change(
+        session,
+        organization_id=await repository.organization_id_by_customer(session, snapshot.customer_id),
+        stripe_object_id=snapshot.id,
+        event_id=event.id,
+        event_type=event.type,
+        change=change,
+        summary=f"subscription {snapshot.id} {snapshot.status}",
+    )
+    return Result(Effect.APPLIED)
+
+
+# An invoice that has been paid stays paid: a payment failure reported for it (an earlier
+# attempt, delivered late) must not make a paid customer look delinquent.
+TERMINAL_PAYMENT_STATUSES = frozenset({"paid"})
+
+
+async def apply_invoice_payment(
+    session: AsyncSession, event: EventContext, snapshot: InvoiceSnapshot, payment_status: str
+) -> Result:
+    await repository.lock_stripe_object(session, snapshot.id)
+    row = await repository.get_invoice(session, snapshot.id)
+    if row is not None and row.last_event_created > event.created:
+        return Result(Effect.STALE, f"state from {row.last_event_created.isoformat()} is newer")
+    if row is not None and row.payment_status in TERMINAL_PAYMENT_STATUSES:
+        payment_status = row.payment_status
+    values: dict[str, Any] = {
+        "stripe_customer_id": snapshot.customer_id,
+        "stripe_subscription_id": snapshot.subscription_id,
+        "payment_status": payment_status,
+        "amount_due": snapshot.amount_due,
+        "amount_paid": snapshot.amount_paid,
+        "currency": snapshot.currency,
+    }
+    change = _diff(row, values)
+    if row is None:
+        row = StripeInvoice(id=snapshot.id, **values)
+        repository.add(session, row)
+    else:
+        for name, value in values.items():
+            setattr(row, name, value)
+    row.last_event_id, row.last_event_created = event.id, event.created
+    if not change:
+        await session.flush()
+        return Result(Effect.UNCHANGED)
+    await repository.record_change(
+        session,
+        organization_id=await repository.organization_id_by_customer(session, snapshot.customer_id),
+        stripe_object_id=snapshot.id,
+        event_id=event.id,
+        event_type=event.type,
+        change=change,
+        summary=f"invoice {snapshot.id} {payment_status}",
+    )
+    return Result(Effect.APPLIED)
+
+
+async def link_customer(
+    session: AsyncSession, event: EventContext, organization_id: uuid.UUID, customer_id: str
+) -> Result:
+    """Link the organization a Checkout Session named to the session's Stripe customer."""
+    await repository.lock_stripe_object(session, customer_id)
+    organization = await repository.organization_for_update(session, organization_id)
+    if organization is None:
+        return Result(Effect.IGNORED, f"no organization {organization_id}")
+    watermark = organization.stripe_customer_event_created
+    if watermark is not None and watermark > event.created:
+        return Result(Effect.STALE, f"customer link from {watermark.isoformat()} is newer")
+    holder = await repository.organization_id_by_customer(session, customer_id)
+    if holder is not None and holder != organization_id:
+        # One customer pays for one organization; moving it silently would bill the wrong one.
+        return Result(Effect.IGNORED, f"customer {customer_id} belongs to organization {holder}")
+    if organization.stripe_customer_id == customer_id and organization.stripe_customer_deleted_at:
+        return Result(Effect.IGNORED, f"customer {customer_id} was deleted")
+    change = _diff(organization, {"stripe_customer_id": customer_id})
+    organization.stripe_customer_id = customer_id
+    organization.stripe_customer_deleted_at = None
+    organization.stripe_customer_event_created = event.created
+    await session.flush()
+    if not change:
+        return Result(Effect.UNCHANGED)
+    await repository.record_change(
+        session,
+        organization_id=organization_id,
+        stripe_object_id=customer_id,
+        event_id=event.id,
+        event_type=event.type,
+        change=change,
+        summary=f"customer {customer_id} linked",
+    )
+    return Result(Effect.APPLIED)
+
+
+async def delete_customer(session: AsyncSession, event: EventContext, customer_id: str) -> Result:
+    """Mark the organization's customer deleted; usage is no longer reported for it."""
+    await repository.lock_stripe_object(session, customer_id)
+    organization = await repository.organization_by_customer_for_update(session, customer_id)
+    if organization is None:
+        return Result(Effect.IGNORED, f"no organization has customer {customer_id}")
+    watermark = organization.stripe_customer_event_created
+    if watermark is not None and watermark > event.created:
+        return Result(Effect.STALE, f"customer link from {watermark.isoformat()} is newer")
+    organization.stripe_customer_event_created = event.created
+    if organization.stripe_customer_deleted_at is not None:
+        await session.flush()
+        return Result(Effect.UNCHANGED)
+    organization.stripe_customer_deleted_at = event.created
+    await session.flush()
+    await repository.record_change(
+        session,
+        organization_id=organization.id,
+        stripe_object_id=customer_id,
+        event_id=event.id,
+        event_type=event.type,
+        change={"stripe_customer_deleted_at": {"from": None, "to": event.created.isoformat()}},
+        summary=f"customer {customer_id} deleted",
+    )
+    return Result(Effect.APPLIED)

@@ -1,0 +1,156 @@
+"""Reading the fields billing state needs out of Stripe objects, across API versions.
+
+API version 2025-03-31 ("basil") moved fields this service reads (docs: changelog/basil):
+`invoice.subscription` to `invoice.parent.subscription_details.subscription`, and a
+subscription's `current_period_start/end` onto each subscription item. Events keep the shape of
+the API version they were created with, so both shapes are read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+
+def object_id(value: Any) -> str | None:
+    """An id from a field that holds either the id or the expanded object."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, dict) and isinstance(value.get("id"), str):
+        return str(value["id"])
+    return None
+
+
+def from_unix(value: Any) -> datetime | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    return None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _items(subscription: dict[str, Any]) -> list[dict[str, Any]]:
+    data = _dict(subscription.get("items")).get("data")
+    return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionSnapshot:
+    id: str
+    customer_id: str
+    status: str
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    metered_price_ids: list[str]
+    cancel_at_period_end: bool
+    ended_at: datetime | None
+
+
+def subscription_period(subscription: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+    start = from_unix(subscription.get("current_period_start"))
+    end = from_unix(subscription.get("current_period_end"))
+    if start is not None and end is not None:
+        return start, end
+    # Basil and later: per item. Items of one subscription share a billing cycle unless their
+    # intervals differ; the span covering all of them is what usage must fall into.
+    starts = [
+        s for s in (from_unix(i.get("current_period_start")) for i in _items(subscription)) if s
+    ]
+    ends = [e for e in (from_unix(i.get("current_period_end")) for i in _items(subscription)) if e]
+    return (min(starts) if starts else None, max(ends) if ends else None)
+
+
+def metered_price_ids(subscription: dict[str, Any]) -> list[str]:
+    """Prices billed by usage: legacy `usage_type=metered` or backed by a Billing Meter."""
+    prices = []
+    for item in _items(subscription):
+        price = _dict(item.get("price")) or _dict(item.get("plan"))
+        recurring = _dict(price.get("recurring")) or price
+        metered = recurring.get("usage_type") == "metered" or bool(recurring.get("meter"))
+        if metered and isinstance(price.get("id"), str):
+            prices.append(str(price["id"]))
+    return sorted(set(prices))
+
+
+def read_subscription(subscription: dict[str, Any]) -> SubscriptionSnapshot | None:
+    sub_id = object_id(subscription.get("id"))
+    customer_id = object_id(subscription.get("customer"))
+    status = subscription.get("status")
+    if sub_id is None or customer_id is None or not isinstance(status, str):
+        return None
+    start, end = subscription_period(subscription)
+    return SubscriptionSnapshot(
+        id=sub_id,
+        customer_id=customer_id,
+        status=status,
+        current_period_start=start,
+        current_period_end=end,
+        metered_price_ids=metered_price_ids(subscription),
+        cancel_at_period_end=bool(subscription.get("cancel_at_period_end")),
+        ended_at=from_unix(subscription.get("ended_at")),
+    )
+
+
+def invoice_subscription_id(invoice: dict[str, Any]) -> str | None:
+    """The invoice's subscription in the pre-basil, basil, or line-level shape."""
+    legacy = object_id(invoice.get("subscription"))
+    if legacy:
+        return legacy
+    details = _dict(_dict(invoice.get("parent")).get("subscription_details"))
+    current = object_id(details.get("subscription"))
+    if current:
+        return current
+    lines = _dict(invoice.get("lines")).get("data")
+    for line in lines if isinstance(lines, list) else []:
+        item = _dict(_dict(_dict(line).get("parent")).get("subscription_item_details"))
+        from_line = object_id(item.get("subscription"))
+        if from_line:
+            return from_line
+    return None
+
+
+def _amount(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceSnapshot:
+    id: str
+    customer_id: str
+    subscription_id: str | None
+    amount_due: int | None
+    amount_paid: int | None
+    currency: str | None
+
+
+def read_invoice(invoice: dict[str, Any]) -> InvoiceSnapshot | None:
+    invoice_id = object_id(invoice.get("id"))
+    customer_id = object_id(invoice.get("customer"))
+    if invoice_id is None or customer_id is None:
+        return None
+    currency = invoice.get("currency")
+    return InvoiceSnapshot(
+        id=invoice_id,
+        customer_id=customer_id,
+        subscription_id=invoice_subscription_id(invoice),
+        amount_due=_amount(invoice.get("amount_due")),
+        amount_paid=_amount(invoice.get("amount_paid")),
+        currency=currency if isinstance(currency, str) else None,
+    )
+
+
+def checkout_organization_id(session: dict[str, Any]) -> uuid.UUID | None:
+    """The organization a Checkout Session was opened for: metadata first, then
+    `client_reference_id` (both set by our side when it creates the session)."""
+    metadata = _dict(session.get("metadata"))
+    for candidate in (metadata.get("organization_id"), session.get("client_reference_id")):
+        if isinstance(candidate, str):
+            try:
+                return uuid.UUID(candidate)
+            except ValueError:
+                continue
+    return None

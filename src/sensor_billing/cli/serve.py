@@ -1,0 +1,30 @@
+"""`sensor-billing serve`: the HTTP API under uvicorn."""
+
+from __future__ import annotations
+
+import typer
+import uvicorn
+
+from sensor_billing.cli.errors import reports_errors
+from sensor_billing.logs import configure_logging
+from sensor_billing.settings import get_settings
+
+
+@reports_errors
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
+    workers: int = typer.Option(1, min=1, help="Worker processes (each a full API replica)."),
+) -> None:
+    """Run the API: POST /webhooks/stripe, GET /healthz, GET /readyz."""
+    settings = get_settings()  # a malformed setting stops here, before the port is taken
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        "sensor_billing.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )

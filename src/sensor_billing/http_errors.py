@@ -1,0 +1,66 @@
+"""The one place that turns errors into HTTP answers: `{"error": {"code", "message"}}`."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from sensor_billing.errors import (
+    PayloadTooLargeError,
+    SensorBillingError,
+    UnsupportedMediaTypeError,
+    WebhookNotConfiguredError,
+    WebhookRejectedError,
+)
+
+logger = logging.getLogger("sensor_billing.http")
+
+STATUS_BY_ERROR: dict[type[SensorBillingError], int] = {
+    PayloadTooLargeError: 413,
+    UnsupportedMediaTypeError: 415,
+    WebhookRejectedError: 400,
+    WebhookNotConfiguredError: 503,
+}
+
+
+def status_for(error: SensorBillingError) -> int:
+    for kind in type(error).__mro__:
+        if kind in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[kind]
+    return 500
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"code": code, "message": message}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SensorBillingError)
+    async def service_error(request: Request, error: SensorBillingError) -> JSONResponse:
+        code = getattr(error, "code", type(error).__name__)
+        return JSONResponse(error_body(code, str(error)), status_code=status_for(error))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return JSONResponse(
+            error_body(code, str(error.detail)),
+            status_code=error.status_code,
+            headers=getattr(error, "headers", None),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse(error_body("invalid_request", str(error.errors())), status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+        # The traceback names code, not request data: no payload or secret reaches the log.
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            error_body("internal_error", "the request failed; it can be retried"), status_code=500
+        )

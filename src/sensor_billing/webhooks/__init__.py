@@ -1,0 +1,1 @@
+"""Stripe webhooks, processed exactly once: verify, record, apply, in one transaction."""

@@ -1,0 +1,108 @@
+"""`POST /webhooks/stripe`: read the raw body (bounded), verify, then process in one transaction."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from sensor_billing.db import SessionFactory, unit_of_work
+from sensor_billing.errors import (
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+    WebhookNotConfiguredError,
+    WebhookRejectedError,
+)
+from sensor_billing.settings import Settings
+from sensor_billing.webhooks.envelope import parse_event
+from sensor_billing.webhooks.service import process_event
+from sensor_billing.webhooks.signature import verify_signature
+
+logger = logging.getLogger("sensor_billing.webhooks")
+
+# Stripe events are a few KB; 1 MiB is far above any real one and bounds memory per request.
+MAX_BODY_BYTES = 1024 * 1024
+
+router = APIRouter()
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_sessions(request: Request) -> SessionFactory:
+    sessions: SessionFactory = request.app.state.sessions
+    return sessions
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionsDep = Annotated[SessionFactory, Depends(get_sessions)]
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The raw body, refused as soon as it passes `limit` (never read whole into memory)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def require_json(request: Request) -> None:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise UnsupportedMediaTypeError(
+            f"Content-Type must be application/json, got {media_type or 'none'}"
+        )
+
+
+@router.post("/webhooks/stripe")
+async def receive_stripe_webhook(
+    request: Request, settings: SettingsDep, sessions: SessionsDep
+) -> JSONResponse:
+    started = time.perf_counter()
+    event_id = event_type = "-"
+    outcome = "rejected"
+    try:
+        if not settings.webhook_secrets:
+            raise WebhookNotConfiguredError("STRIPE_WEBHOOK_SECRET is not set")
+        require_json(request)
+        body = await read_body(request)
+        verify_signature(
+            body, request.headers.get("stripe-signature"), settings.webhook_secrets, now=time.time()
+        )
+        event = parse_event(body)
+        event_id, event_type = event.id, event.type
+        outcome = "failed"
+        async with unit_of_work(sessions) as session:
+            processed = await process_event(session, event)
+        outcome = processed.outcome.value
+        return JSONResponse(
+            {
+                "received": True,
+                "outcome": outcome,
+                "effect": processed.result.effect.value,
+                "reason": processed.result.reason,
+            }
+        )
+    except WebhookRejectedError as error:
+        outcome = f"rejected:{error.code}"
+        raise
+    finally:
+        logger.info(
+            "stripe webhook event_id=%s type=%s outcome=%s ms=%.1f",
+            event_id,
+            event_type,
+            outcome,
+            (time.perf_counter() - started) * 1000,
+        )

@@ -1,0 +1,51 @@
+"""The Stripe Event envelope: what is checked before an event is recorded."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sensor_billing.errors import InvalidEventError
+
+# `stripe_events.event_id` and `.event_type` are varchar(256).
+MAX_FIELD_LENGTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class StripeEventEnvelope:
+    id: str
+    type: str
+    created: datetime
+    api_version: str | None
+    livemode: bool
+    object: dict[str, Any]
+
+
+def parse_event(body: bytes) -> StripeEventEnvelope:
+    try:
+        event = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidEventError(f"body is not JSON ({error.__class__.__name__})") from None
+    if not isinstance(event, dict) or event.get("object") != "event":
+        raise InvalidEventError('body is not a Stripe event (expected "object": "event")')
+    event_id, event_type, created = event.get("id"), event.get("type"), event.get("created")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_FIELD_LENGTH:
+        raise InvalidEventError("event id must be a string of 1 to 256 characters")
+    if not isinstance(event_type, str) or not 0 < len(event_type) <= MAX_FIELD_LENGTH:
+        raise InvalidEventError("event type must be a string of 1 to 256 characters")
+    if not isinstance(created, int) or isinstance(created, bool) or created < 0:
+        raise InvalidEventError("event created must be a Unix timestamp")
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise InvalidEventError("event data.object must be an object")
+    api_version = event.get("api_version")
+    return StripeEventEnvelope(
+        id=event_id,
+        type=event_type,
+        created=datetime.fromtimestamp(created, UTC),
+        api_version=api_version if isinstance(api_version, str) else None,
+        livemode=bool(event.get("livemode")),
+        object=data["object"],
+    )

@@ -1,0 +1,72 @@
+"""One handler per event type that changes billing state. Handlers stay fast and DB-only."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sensor_billing.billing import service
+from sensor_billing.billing.service import Effect, EventContext, Result
+from sensor_billing.billing.stripe_objects import (
+    checkout_organization_id,
+    object_id,
+    read_invoice,
+    read_subscription,
+)
+from sensor_billing.webhooks.envelope import StripeEventEnvelope
+
+Handler = Callable[[AsyncSession, StripeEventEnvelope], Awaitable[Result]]
+
+
+def _context(event: StripeEventEnvelope) -> EventContext:
+    return EventContext(id=event.id, type=event.type, created=event.created)
+
+
+async def checkout_session_completed(session: AsyncSession, event: StripeEventEnvelope) -> Result:
+    organization_id = checkout_organization_id(event.object)
+    if organization_id is None:
+        return Result(
+            Effect.IGNORED, "session names no organization (metadata/client_reference_id)"
+        )
+    customer_id = object_id(event.object.get("customer"))
+    if customer_id is None:
+        return Result(Effect.IGNORED, "session has no customer")
+    return await service.link_customer(session, _context(event), organization_id, customer_id)
+
+
+async def subscription_changed(session: AsyncSession, event: StripeEventEnvelope) -> Result:
+    snapshot = read_subscription(event.object)
+    if snapshot is None:
+        return Result(Effect.IGNORED, "subscription without id, customer or status")
+    return await service.apply_subscription(session, _context(event), snapshot)
+
+
+def invoice_payment(payment_status: str) -> Handler:
+    async def handle(session: AsyncSession, event: StripeEventEnvelope) -> Result:
+        snapshot = read_invoice(event.object)
+        if snapshot is None:
+            return Result(Effect.IGNORED, "invoice without id or customer")
+        return await service.apply_invoice_payment(
+            session, _context(event), snapshot, payment_status
+        )
+
+    return handle
+
+
+async def customer_deleted(session: AsyncSession, event: StripeEventEnvelope) -> Result:
+    customer_id = object_id(event.object.get("id"))
+    if customer_id is None:
+        return Result(Effect.IGNORED, "customer without id")
+    return await service.delete_customer(session, _context(event), customer_id)
+
+
+HANDLERS: dict[str, Handler] = {
+    "checkout.session.completed": checkout_session_completed,
+    "customer.subscription.created": subscription_changed,
+    "customer.subscription.updated": subscription_changed,
+    "customer.subscription.deleted": subscription_changed,
+    "invoice.paid": invoice_payment("paid"),
+    "invoice.payment_failed": invoice_payment("payment_failed"),
+    "customer.deleted": customer_deleted,
+}

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     stripe_api_base: str = "https://api.stripe.com"
     stripe_meter_events_base: str = "https://meter-events.stripe.com"
     meter_window_seconds: int = 3600
+    # Connections each API or worker process keeps open; mind PostgreSQL's max_connections
+    # (100 by default) times the number of processes.
+    database_pool_size: int = Field(default=20, ge=1, le=500)
     log_level: str = "INFO"
 
     @field_validator("database_url")

@@ -29,9 +29,7 @@ def test_invoice_subscription_is_found_on_a_line_when_the_parent_is_absent() -> 
         "id": "in_1",
         "parent": None,
         "lines": {
-            "data": [
-                {"parent": {"subscription_item_details": {"subscription": "sub_from_line"}}}
-            ]
+            "data": [{"parent": {"subscription_item_details": {"subscription": "sub_from_line"}}}]
         },
     }
     assert invoice_subscription_id(invoice) == "sub_from_line"

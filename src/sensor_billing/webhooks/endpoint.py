@@ -8,8 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sensor_billing.db import SessionFactory, unit_of_work
+from sensor_billing.db import SessionFactory
 from sensor_billing.errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
@@ -18,7 +19,7 @@ from sensor_billing.errors import (
 )
 from sensor_billing.settings import Settings
 from sensor_billing.webhooks.envelope import parse_event
-from sensor_billing.webhooks.service import process_event
+from sensor_billing.webhooks.service import deliver_event
 from sensor_billing.webhooks.signature import verify_signature
 
 logger = logging.getLogger("sensor_billing.webhooks")
@@ -29,18 +30,24 @@ MAX_BODY_BYTES = 1024 * 1024
 router = APIRouter()
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_sessions(request: Request) -> SessionFactory:
+async def get_sessions(request: Request) -> SessionFactory:
     sessions: SessionFactory = request.app.state.sessions
     return sessions
 
 
+async def get_engine(request: Request) -> AsyncEngine:
+    engine: AsyncEngine = request.app.state.engine
+    return engine
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionsDep = Annotated[SessionFactory, Depends(get_sessions)]
+EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -68,7 +75,7 @@ def require_json(request: Request) -> None:
 
 @router.post("/webhooks/stripe")
 async def receive_stripe_webhook(
-    request: Request, settings: SettingsDep, sessions: SessionsDep
+    request: Request, settings: SettingsDep, engine: EngineDep, sessions: SessionsDep
 ) -> JSONResponse:
     started = time.perf_counter()
     event_id = event_type = "-"
@@ -84,8 +91,7 @@ async def receive_stripe_webhook(
         event = parse_event(body)
         event_id, event_type = event.id, event.type
         outcome = "failed"
-        async with unit_of_work(sessions) as session:
-            processed = await process_event(session, event)
+        processed = await deliver_event(engine, sessions, event)
         outcome = processed.outcome.value
         return JSONResponse(
             {

@@ -4,26 +4,58 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from sensor_billing.db.schema import StripeEvent
 
+_events = StripeEvent.__table__
+assert isinstance(_events, Table)
 
-async def record_event(session: AsyncSession, event_id: str, event_type: str) -> bool:
+# Built once: a Core statement with bind parameters hits SQLAlchemy's compiled cache, which
+# matters on the webhook hot path (an ORM insert built per call costs several times more).
+RECORD_EVENT = (
+    insert(_events)
+    .values(event_id=bindparam("event_id"), event_type=bindparam("event_type"))
+    .on_conflict_do_nothing(index_elements=[_events.c.event_id])
+    .returning(_events.c.id)
+)
+
+
+async def record_event(
+    connection: AsyncSession | AsyncConnection, event_id: str, event_type: str
+) -> bool:
     """Record the event; False when it was already recorded (a duplicate delivery).
 
     A concurrent delivery of the same event waits here on the unique index until the first
     transaction ends, then sees the row (or, if the first rolled back, records it itself).
     """
-    inserted = await session.scalar(
-        insert(StripeEvent)
-        .values(event_id=event_id, event_type=event_type)
-        .on_conflict_do_nothing(index_elements=[StripeEvent.event_id])
-        .returning(StripeEvent.id)
+    result = await connection.execute(
+        RECORD_EVENT, {"event_id": event_id, "event_type": event_type}
     )
-    return inserted is not None
+    return result.scalar() is not None
+
+
+# The same statement for the driver itself, used on autocommit connections where no
+# SQLAlchemy transaction is open to bypass (see record_event_autocommit).
+RECORD_EVENT_SQL = (
+    "INSERT INTO stripe_events (event_id, event_type) VALUES ($1, $2)"
+    " ON CONFLICT (event_id) DO NOTHING RETURNING id"
+)
+
+
+async def record_event_autocommit(engine: AsyncEngine, event_id: str, event_type: str) -> bool:
+    """Record an event as a transaction of its own (one round trip); False for a duplicate.
+
+    Goes to asyncpg directly: SQLAlchemy's statement execution costs more CPU than the round
+    trip on this hot path, and with AUTOCOMMIT there is no SQLAlchemy transaction to honour.
+    """
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        return await driver.fetchval(RECORD_EVENT_SQL, event_id, event_type) is not None
 
 
 async def prune_events(session: AsyncSession, older_than: datetime, batch_size: int) -> int:

@@ -1,0 +1,115 @@
+"""Shared bits for benchmarks: throwaway databases, free ports, a lean HTTP load generator.
+
+The load generator writes pre-built HTTP/1.1 requests on keep-alive connections with raw
+asyncio streams, so the client costs little CPU next to the server it measures (both share
+this machine's cores).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+ADMIN_DATABASE_URL = os.environ.get(
+    "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def create_database(prefix: str) -> str:
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    connection = await asyncpg.connect(dsn(ADMIN_DATABASE_URL))
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return make_url(ADMIN_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(url: str) -> None:
+    connection = await asyncpg.connect(dsn(ADMIN_DATABASE_URL))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests: int
+    seconds: float
+    statuses: dict[int, int]
+    latencies_ms: list[float]
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def p99_ms(self) -> float:
+        return statistics.quantiles(self.latencies_ms, n=100)[98] if self.latencies_ms else 0.0
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    status_line = await reader.readline()
+    status = int(status_line.split()[1])
+    length = 0
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+    await reader.readexactly(length)
+    return status
+
+
+async def drive(port: int, requests: Sequence[bytes], connections: int) -> LoadResult:
+    """Send every request once over `connections` keep-alive connections; time the whole."""
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for request in requests:
+        queue.put_nowait(request)
+    statuses: dict[int, int] = {}
+    latencies: list[float] = []
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while not queue.empty():
+                request = queue.get_nowait()
+                sent = time.perf_counter()
+                writer.write(request)
+                status = await _read_response(reader)
+                latencies.append((time.perf_counter() - sent) * 1000)
+                statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(connections)))
+    return LoadResult(len(requests), time.perf_counter() - started, statuses, latencies)
+
+
+def http_post(path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    head = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
+    head += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body

@@ -1,0 +1,62 @@
+"""A local Stripe stand-in for Billing Meters: follows Stripe's contract, refuses what it refuses.
+
+Start it in tests with `run_in_thread()` and point `stripe.StripeClient(base_addresses=...)` at
+`.url`; read what it accepted from `.state`. See the modules for the Stripe rules each follows.
+
+Where Stripe's documentation is silent, the stand-in assumes:
+- A bad or missing key is answered 401 with error type `invalid_request_error` (what Stripe's
+  API sends); the SDK raises `stripe.AuthenticationError` from the status alone.
+- Identifiers are unique per account across event names and across v1 and v2, for exactly
+  24 h from acceptance; idempotency keys are kept exactly 24 h (v1) / 30 days (v2).
+- v1 checks synchronously that the payload holds the meter's customer and value keys (Stripe's
+  defaults when no active meter exists); the stream defers those checks to error reports.
+- Asynchronous validation runs at acceptance, in this order: no active meter (`no_meter`, or
+  `archived_meter` when only inactive meters have the name), timestamp range (stream only),
+  missing customer key, unknown or deleted customer (strict mode only), missing value,
+  non-numeric value (`-?digits[.digits]`). An invalid event still uses up its identifier.
+- Strict customers mode is on once any customer has been created, unless configured.
+- Parameter validation failures, 401s and 429s are not saved by the idempotency layer; the
+  duplicate-identifier refusal is (the endpoint began executing).
+- Injected faults are infrastructure: never saved. With `recorded_before_*` the request ran and
+  its real answer is saved, so a retry with the same key replays it.
+- Summaries: every window in [start, end) gets one (0 if empty), newest first; start < end; an
+  unknown customer is a 404 in strict mode. A second cancel of the same event succeeds again.
+"""
+
+from .app import create_app
+from .config import StandinConfig
+from .errors import StripeRefusalError, WireAnswer
+from .faults import FaultDecision, FaultInjector, FaultKind, FaultPlan
+from .records import (
+    Counters,
+    Customer,
+    ErrorCode,
+    ErrorReport,
+    Meter,
+    MeterEventRecord,
+    MeterEventSession,
+)
+from .server import DEFAULT_API_KEY, RunningStandin, run_in_thread
+from .state import StandinState
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "Counters",
+    "Customer",
+    "ErrorCode",
+    "ErrorReport",
+    "FaultDecision",
+    "FaultInjector",
+    "FaultKind",
+    "FaultPlan",
+    "Meter",
+    "MeterEventRecord",
+    "MeterEventSession",
+    "RunningStandin",
+    "StandinConfig",
+    "StandinState",
+    "StripeRefusalError",
+    "WireAnswer",
+    "create_app",
+    "run_in_thread",
+]

@@ -1,0 +1,90 @@
+"""How one POST runs: authentication, injected faults, the idempotency layer, the work."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .errors import InvalidRequestError, StripeRefusalError, WireAnswer
+from .fault_delivery import deliver_fault
+from .faults import FaultKind
+from .forms import fingerprint_form
+from .idempotency import MAX_KEY_LENGTH, V1_KEY_LIFETIME_SECONDS, V2_KEY_LIFETIME_SECONDS
+from .records import Via
+from .state import StandinState
+from .wire import to_response
+
+Work = Callable[[bytes, str | None], Awaitable[WireAnswer]]
+
+
+async def serve_call(
+    request: Request,
+    state: StandinState,
+    *,
+    via: Via,
+    authenticate: Callable[[], object],
+    work: Work,
+    faults_apply: bool,
+) -> Response:
+    """`work(body, idempotency_key)` does the call; faults only on the metering endpoints."""
+    authenticate()
+    decision = state.faults.draw() if faults_apply else None
+    if decision is not None:
+        state.count_fault(str(decision.kind))
+        if decision.kind is FaultKind.RATE_LIMITED or not decision.recorded_before:
+            # The fault sits in front of the API: nothing executed, nothing saved.
+            return await deliver_fault(request, decision, None)
+    body = await request.body()
+    answer = await _run_idempotent(request, state, via, body, work)
+    if decision is not None:
+        return await deliver_fault(request, decision, answer)
+    return to_response(answer)
+
+
+async def _run_idempotent(
+    request: Request, state: StandinState, via: Via, body: bytes, work: Work
+) -> WireAnswer:
+    key = request.headers.get("idempotency-key")
+    if key is not None and len(key) > MAX_KEY_LENGTH:
+        raise InvalidRequestError(
+            f"Idempotency-Key must be at most {MAX_KEY_LENGTH} characters.",
+            param="Idempotency-Key",
+        )
+    if key is not None:
+        fingerprint = f"{request.method} {request.url.path} {_canonical(body, via)}"
+        lifetime = V1_KEY_LIFETIME_SECONDS if via == "v1" else V2_KEY_LIFETIME_SECONDS
+        saved = state.idempotency.begin(key, fingerprint, lifetime)
+        if saved is not None:
+            with state.lock:
+                state.counters.idempotent_replays += 1
+            replayed = {**saved.headers, "Idempotent-Replayed": "true"}
+            return dataclasses.replace(saved, headers=replayed)
+    try:
+        answer = await work(body, key)
+    except StripeRefusalError as refusal:
+        answer = refusal.to_answer()
+        if not refusal.saved_by_idempotency:
+            if key is not None:
+                state.idempotency.release(key)
+            return answer
+    except BaseException:
+        if key is not None:
+            state.idempotency.release(key)
+        raise
+    if key is not None:
+        state.idempotency.save(key, answer)
+    return answer
+
+
+def _canonical(body: bytes, via: Via) -> str:
+    text = body.decode("utf-8", errors="replace")
+    if via == "v1":
+        return fingerprint_form(text)
+    try:
+        return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return text

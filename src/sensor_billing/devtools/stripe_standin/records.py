@@ -1,0 +1,229 @@
+"""What the stand-in stores: meters, customers, meter events, error reports, sessions."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Literal
+
+Via = Literal["v1", "v2"]
+Formula = Literal["sum", "count", "last"]
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_id(prefix: str, length: int = 24) -> str:
+    return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+def rfc3339(unix_seconds: float) -> str:
+    moment = datetime.fromtimestamp(unix_seconds, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ErrorCode(StrEnum):
+    """Asynchronous validation failures (STRIPE.md, "A 2xx means accepted, not recorded")."""
+
+    NO_METER = "no_meter"
+    ARCHIVED_METER = "archived_meter"
+    CUSTOMER_NOT_FOUND = "meter_event_customer_not_found"
+    NO_CUSTOMER_DEFINED = "meter_event_no_customer_defined"
+    VALUE_NOT_FOUND = "meter_event_value_not_found"
+    INVALID_VALUE = "meter_event_invalid_value"
+    TIMESTAMP_TOO_FAR_IN_PAST = "timestamp_too_far_in_past"
+    TIMESTAMP_IN_FUTURE = "timestamp_in_future"
+
+    @property
+    def thin_event_type(self) -> str:
+        # The meter-error thin events: a missing meter has its own type, the rest are reports.
+        if self is ErrorCode.NO_METER:
+            return "v1.billing.meter.no_meter_found"
+        return "v1.billing.meter.error_report_triggered"
+
+
+@dataclass
+class Meter:
+    id: str
+    display_name: str
+    event_name: str
+    formula: Formula
+    customer_key: str
+    value_key: str
+    event_time_window: str | None
+    created: int
+    status: Literal["active", "inactive"] = "active"
+    deactivated_at: int | None = None
+    updated: int = 0
+
+    def to_stripe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "billing.meter",
+            "created": self.created,
+            "customer_mapping": {"event_payload_key": self.customer_key, "type": "by_id"},
+            "default_aggregation": {"formula": self.formula},
+            "display_name": self.display_name,
+            "event_name": self.event_name,
+            "event_time_window": self.event_time_window,
+            "livemode": False,
+            "status": self.status,
+            "status_transitions": {"deactivated_at": self.deactivated_at},
+            "updated": self.updated or self.created,
+            "value_settings": {"event_payload_key": self.value_key},
+        }
+
+
+@dataclass
+class Customer:
+    id: str
+    created: int
+    name: str | None = None
+    email: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    deleted: bool = False
+
+    def to_stripe(self) -> dict[str, Any]:
+        if self.deleted:
+            # Stripe keeps answering for a deleted customer with this stub.
+            return {"id": self.id, "object": "customer", "deleted": True}
+        return {
+            "id": self.id,
+            "object": "customer",
+            "balance": 0,
+            "created": self.created,
+            "currency": None,
+            "delinquent": False,
+            "description": None,
+            "email": self.email,
+            "livemode": False,
+            "metadata": dict(self.metadata),
+            "name": self.name,
+        }
+
+
+@dataclass
+class MeterEventRecord:
+    """An accepted meter event. It counts in summaries only if valid and not cancelled."""
+
+    sequence: int
+    identifier: str
+    event_name: str
+    payload: dict[str, str]
+    timestamp: int
+    created: float
+    via: Via
+    idempotency_key: str | None
+    request_id: str | None
+    customer: str | None
+    value: str | None
+    meter_id: str | None = None
+    error_code: ErrorCode | None = None
+    cancelled: bool = False
+
+    @property
+    def counts(self) -> bool:
+        return self.error_code is None and not self.cancelled
+
+    @property
+    def numeric_value(self) -> Decimal:
+        return Decimal(self.value) if self.value is not None else Decimal(0)
+
+    def to_stripe(self) -> dict[str, Any]:
+        return {
+            "object": "billing.meter_event",
+            "created": int(self.created),
+            "event_name": self.event_name,
+            "identifier": self.identifier,
+            "livemode": False,
+            "payload": dict(self.payload),
+            "timestamp": self.timestamp,
+        }
+
+    def to_control(self) -> dict[str, Any]:
+        return {
+            "identifier": self.identifier,
+            "event_name": self.event_name,
+            "customer": self.customer,
+            "value": self.value,
+            "timestamp": self.timestamp,
+            "created": int(self.created),
+            "via": self.via,
+            "idempotency_key": self.idempotency_key,
+            "request_id": self.request_id,
+            "meter": self.meter_id,
+            "error_code": None if self.error_code is None else str(self.error_code),
+            "cancelled": self.cancelled,
+        }
+
+
+@dataclass(frozen=True)
+class ErrorReport:
+    """An accepted event that failed Stripe's asynchronous validation."""
+
+    id: str
+    code: ErrorCode
+    message: str
+    created: int
+    event_identifier: str
+    event_name: str
+    customer: str | None
+    meter_id: str | None
+    via: Via
+
+    @property
+    def thin_event_type(self) -> str:
+        return self.code.thin_event_type
+
+    def to_control(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "code": str(self.code),
+            "message": self.message,
+            "thin_event_type": self.thin_event_type,
+            "created": self.created,
+            "event_identifier": self.event_identifier,
+            "event_name": self.event_name,
+            "customer": self.customer,
+            "meter": self.meter_id,
+            "via": self.via,
+        }
+
+
+@dataclass(frozen=True)
+class MeterEventSession:
+    id: str
+    authentication_token: str
+    created: float
+    expires_at: float
+
+    def to_stripe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "v2.billing.meter_event_session",
+            "authentication_token": self.authentication_token,
+            "created": rfc3339(self.created),
+            "expires_at": rfc3339(self.expires_at),
+            "livemode": False,
+        }
+
+
+@dataclass
+class Counters:
+    duplicates_refused: int = 0
+    duplicates_deduplicated: int = 0
+    rate_limited: int = 0
+    idempotent_replays: int = 0
+    faults_injected: dict[str, int] = field(default_factory=dict)
+
+    def to_control(self) -> dict[str, Any]:
+        return {
+            "duplicates_refused": self.duplicates_refused,
+            "duplicates_deduplicated": self.duplicates_deduplicated,
+            "rate_limited": self.rate_limited,
+            "idempotent_replays": self.idempotent_replays,
+            "faults_injected": dict(self.faults_injected),
+        }

@@ -1,0 +1,170 @@
+"""Everything the stand-in remembers, behind one lock.
+
+uvicorn serves from its own thread while tests read from theirs: every read or write of the
+stores below holds `lock` (re-entrant, never held across an `await`). Readers get copies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import Counter, deque
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from .clock import StandinClock
+from .config import StandinConfig
+from .faults import FaultInjector, FaultPlan
+from .idempotency import IdempotencyStore
+from .records import (
+    Counters,
+    Customer,
+    ErrorReport,
+    Formula,
+    Meter,
+    MeterEventRecord,
+    MeterEventSession,
+)
+
+CustomerMeterKey = tuple[str, str]
+
+
+class StandinState:
+    def __init__(
+        self,
+        api_keys: Iterable[str],
+        *,
+        config: StandinConfig | None = None,
+        faults: FaultPlan | None = None,
+    ) -> None:
+        self.api_keys = frozenset(api_keys)
+        if not self.api_keys:
+            raise ValueError("the stand-in needs at least one secret API key to accept")
+        self.lock = threading.RLock()
+        self.clock = StandinClock()
+        self.faults = FaultInjector(faults)
+        self.idempotency = IdempotencyStore(self.clock)
+        self._config = config or StandinConfig()
+        self._clear_stores()
+
+    def _clear_stores(self) -> None:
+        self.meters: dict[str, Meter] = {}
+        self.customers: dict[str, Customer] = {}
+        self.events: list[MeterEventRecord] = []
+        self.identifier_accepted_at: dict[str, float] = {}
+        self.reports: list[ErrorReport] = []
+        self.sessions_by_token: dict[str, MeterEventSession] = {}
+        self.counters = Counters()
+        self.in_flight: set[CustomerMeterKey] = set()
+        self.recent_metering_calls: deque[float] = deque()
+
+    # -- configuration -------------------------------------------------------------------
+
+    @property
+    def config(self) -> StandinConfig:
+        with self.lock:
+            return self._config
+
+    def configure(self, config: StandinConfig) -> None:
+        with self.lock:
+            self._config = config
+
+    def set_faults(self, plan: FaultPlan) -> None:
+        self.faults.configure(plan)
+
+    @property
+    def strict_customers(self) -> bool:
+        with self.lock:
+            if self._config.strict_customers is not None:
+                return self._config.strict_customers
+            return bool(self.customers)
+
+    def reset(self) -> None:
+        """Forget all data, faults, configuration and clock offset; keep the API keys."""
+        with self.lock:
+            self._clear_stores()
+            self._config = StandinConfig()
+            self.faults.configure(FaultPlan())
+            self.idempotency.clear()
+            self.clock.reset()
+
+    def count_fault(self, kind: str) -> None:
+        with self.lock:
+            faults = self.counters.faults_injected
+            faults[kind] = faults.get(kind, 0) + 1
+
+    # -- lookups used by the endpoints (call with `lock` held) ---------------------------
+
+    def active_meter(self, event_name: str) -> Meter | None:
+        for meter in self.meters.values():
+            if meter.event_name == event_name and meter.status == "active":
+                return meter
+        return None
+
+    # -- read helpers for tests ----------------------------------------------------------
+
+    def accepted_events(self) -> list[MeterEventRecord]:
+        """Every accepted event, in arrival order, valid or not, cancelled or not."""
+        with self.lock:
+            return [
+                dataclasses.replace(event, payload=dict(event.payload)) for event in self.events
+            ]
+
+    def error_reports(self) -> list[ErrorReport]:
+        with self.lock:
+            return list(self.reports)
+
+    def counters_snapshot(self) -> Counters:
+        with self.lock:
+            return dataclasses.replace(
+                self.counters, faults_injected=dict(self.counters.faults_injected)
+            )
+
+    def identifier_accept_counts(self) -> dict[str, int]:
+        """How many times each identifier was accepted; above 1 means billed twice."""
+        with self.lock:
+            return dict(Counter(event.identifier for event in self.events))
+
+    def accepted_totals(self) -> dict[CustomerMeterKey, Decimal]:
+        """Sum of counted values per (customer, event_name), for `sum` meters."""
+        totals: dict[CustomerMeterKey, Decimal] = {}
+        for event in self._counted_events("sum"):
+            key = (event.customer or "", event.event_name)
+            totals[key] = totals.get(key, Decimal(0)) + event.numeric_value
+        return totals
+
+    def last_values(self) -> dict[CustomerMeterKey, Decimal]:
+        """Per (customer, event_name) of a `last` meter: the value with the latest timestamp."""
+        latest: dict[CustomerMeterKey, MeterEventRecord] = {}
+        for event in self._counted_events("last"):
+            key = (event.customer or "", event.event_name)
+            held = latest.get(key)
+            if held is None or (event.timestamp, event.sequence) > (held.timestamp, held.sequence):
+                latest[key] = event
+        return {key: event.numeric_value for key, event in latest.items()}
+
+    def _counted_events(self, formula: Formula) -> list[MeterEventRecord]:
+        with self.lock:
+            return [
+                event
+                for event in self.events
+                if event.counts
+                and event.meter_id in self.meters
+                and self.meters[event.meter_id].formula == formula
+            ]
+
+    def snapshot(self) -> dict[str, Any]:
+        """The control API's view (`GET /_standin/state`)."""
+        with self.lock:
+            return {
+                "now": self.clock.now(),
+                "strict_customers": self.strict_customers,
+                "config": self._config.model_dump(),
+                "faults": self.faults.plan.model_dump(),
+                "events": [event.to_control() for event in self.events],
+                "error_reports": [report.to_control() for report in self.reports],
+                "counters": {**self.counters.to_control(), "error_reports": len(self.reports)},
+                "meters": [meter.to_stripe() for meter in self.meters.values()],
+                "customers": [customer.to_stripe() for customer in self.customers.values()],
+            }

@@ -5,6 +5,8 @@
     ├── DatabaseUnavailableError       PostgreSQL does not answer
     ├── QueueUnavailableError          Redis does not answer or is too old for bullmq
     ├── InvalidJobDataError            job data that a queue must not carry
+    ├── StripeUnavailableError         429, 409, 5xx, timeout, connection: retry later
+    ├── StripeRefusedError             any other 4xx: retrying cannot help
     ├── WebhookNotConfiguredError      no STRIPE_WEBHOOK_SECRET: every delivery is refused
     └── WebhookRejectedError           a delivery refused before anything is written
         ├── SignatureMissingError      no Stripe-Signature header
@@ -77,3 +79,22 @@ class UnsupportedMediaTypeError(WebhookRejectedError):
 
 class InvalidEventError(WebhookRejectedError):
     code = "invalid_event"
+
+
+class StripeUnavailableError(SensorBillingError):
+    """Stripe could not take the call now (rate limit, conflict, server error, network).
+
+    Safe to retry with the same idempotency key and identifier (docs: error-low-level)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class StripeRefusedError(SensorBillingError):
+    """Stripe refused the call for good (400, 401, 402, 403, 404): a person must look."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code

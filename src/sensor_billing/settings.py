@@ -7,6 +7,7 @@ variable, so a malformed value stops start-up with a line a person can act on.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -46,6 +47,18 @@ class Settings(BaseSettings):
     stripe_api_base: str = "https://api.stripe.com"
     stripe_meter_events_base: str = "https://meter-events.stripe.com"
     meter_window_seconds: int = 3600
+    # A window closes this long after it ends, so readings still in flight are counted.
+    meter_grace_seconds: int = Field(default=120, ge=0, le=3600)
+    # First run: close windows from here instead of from the earliest reading within Stripe's
+    # 35-day limit; older windows are recorded as skipped, not sent.
+    meter_backfill_start: datetime | None = None
+    # Account-wide meter event calls per second, shared by all workers. Stripe allows 1,000/s
+    # in live mode (docs: rate-limits); test mode allows far fewer.
+    meter_rate_limit_per_second: float = 100.0
+    meter_close_interval_seconds: int = Field(default=300, ge=10, le=86_400)
+    meter_worker_concurrency: int = Field(default=20, ge=1, le=500)
+    # A pending backlog larger than this goes through the v2 meter event stream.
+    meter_stream_threshold: int = Field(default=1000, ge=1)
     # Connections each API or worker process keeps open; mind PostgreSQL's max_connections
     # (100 by default) times the number of processes.
     database_pool_size: int = Field(default=20, ge=1, le=500)
@@ -103,6 +116,20 @@ class Settings(BaseSettings):
         # Windows are UTC-aligned; a length that does not divide a day would drift across days.
         if value <= 0 or SECONDS_PER_DAY % value != 0:
             raise ValueError("must be a positive number of seconds that divides a day (86400)")
+        return value
+
+    @field_validator("meter_rate_limit_per_second")
+    @classmethod
+    def _rate_limit(cls, value: float) -> float:
+        if not 0 < value <= 1000:
+            raise ValueError("must be above 0 and at most 1000 (Stripe's live-mode limit)")
+        return value
+
+    @field_validator("meter_backfill_start")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
         return value
 
     @field_validator("log_level")

@@ -19,6 +19,9 @@ TABLES = {
     "stripe_subscriptions",
     "stripe_invoices",
     "billing_state_changes",
+    "meter_reports",
+    "metering_cursors",
+    "sensor_status_periods",
 }
 
 
@@ -102,3 +105,4 @@ def test_migration_file_names_start_with_a_date_and_say_what_changed() -> None:
         assert what.removesuffix(".py"), name
     assert names[0].endswith("-create_tenancy_tables.py")
     assert names[1].endswith("-add_stripe_events_table.py")
+    assert len(names) == len(set(names))

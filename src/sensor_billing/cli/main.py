@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from sensor_billing.cli import db, events
+from sensor_billing.cli import db, events, usage
 from sensor_billing.cli.serve import serve
 from sensor_billing.cli.status import status
+from sensor_billing.cli.worker import worker
 
 app = typer.Typer(
     name="sensor-billing",
@@ -16,8 +17,10 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(events.app, name="events")
+app.add_typer(usage.app, name="usage")
 app.command()(serve)
 app.command()(status)
+app.command()(worker)
 
 
 def main() -> None:

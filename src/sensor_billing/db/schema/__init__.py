@@ -7,14 +7,26 @@ from sensor_billing.db.schema.billing import (
     StripeInvoice,
     StripeSubscription,
 )
+from sensor_billing.db.schema.metering import (
+    MeteringCursor,
+    MeterReport,
+    ReportSource,
+    ReportStatus,
+    SensorStatusPeriod,
+)
 from sensor_billing.db.schema.tenancy import Organization, Sensor, SensorStatus, TemperatureReading
 
 __all__ = [
     "Base",
     "BillingStateChange",
+    "MeterReport",
+    "MeteringCursor",
     "Organization",
+    "ReportSource",
+    "ReportStatus",
     "Sensor",
     "SensorStatus",
+    "SensorStatusPeriod",
     "StripeEvent",
     "StripeInvoice",
     "StripeSubscription",

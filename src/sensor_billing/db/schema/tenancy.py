@@ -70,6 +70,10 @@ class Sensor(Base):
     )
     serial: Mapped[str] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16), server_default=SensorStatus.ACTIVE.value)
+    # When the status took effect; set it with the status (else the trigger uses now()).
+    status_changed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()

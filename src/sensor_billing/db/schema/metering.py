@@ -1,0 +1,120 @@
+"""The usage ledger (outbox) and what window closing needs to count exactly.
+
+`meter_reports` holds one row per organization, meter and closed window: the value measured,
+the Stripe identifier derived from that key, and how far the report got. Rows are written when
+a window closes and only then become jobs, so a crash between the two loses nothing (the sweep
+enqueues pending rows again), and the identifier makes every resend harmless to Stripe.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sensor_billing.db.schema.base import Base
+
+
+class ReportStatus(enum.StrEnum):
+    PENDING = "pending"  # measured, not yet accepted by Stripe
+    SENT = "sent"  # accepted by Stripe (or Stripe already had this identifier)
+    FAILED = "failed"  # Stripe refused it for good; waits for a person
+    SKIPPED = "skipped"  # deliberately not sent; skip_reason says why
+
+
+class ReportSource(enum.StrEnum):
+    WINDOW = "window"  # measured by close_windows
+    JOB = "job"  # a meter:report job added by another producer
+
+
+class MeterReport(Base):
+    __tablename__ = "meter_reports"
+    __table_args__ = (
+        # The ledger key: one report per organization, meter and window.
+        Index(
+            "meter_reports_window_key",
+            "organization_id",
+            "event_name",
+            "window_start",
+            unique=True,
+            postgresql_where=text("source = 'window'"),
+        ),
+        Index(
+            "meter_reports_pending_idx",
+            "created_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(None, "organization_id", "window_start"),
+        CheckConstraint(
+            "event_name IN ('active_sensors', 'temperature_readings')", name="event_name"
+        ),
+        CheckConstraint("status IN ('pending', 'sent', 'failed', 'skipped')", name="status"),
+        CheckConstraint("source IN ('window', 'job')", name="source"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    event_name: Mapped[str] = mapped_column(String(32))
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    value: Mapped[int] = mapped_column(BigInteger)
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
+    # Stripe meter event identifier (at most 100 characters) and the bullmq job id.
+    identifier: Mapped[str] = mapped_column(String(100), unique=True)
+    source: Mapped[str] = mapped_column(String(16), server_default=ReportSource.WINDOW.value)
+    status: Mapped[str] = mapped_column(String(16), server_default=ReportStatus.PENDING.value)
+    skip_reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class MeteringCursor(Base):
+    """How far usage has been closed for an organization: every window ending at or before
+    `closed_through` has its ledger rows."""
+
+    __tablename__ = "metering_cursors"
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    closed_through: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class SensorStatusPeriod(Base):
+    """A sensor's status over time, kept by a trigger on `sensors` (see the migration), so the
+    active sensors at the close of a past window can be counted when it is caught up late."""
+
+    __tablename__ = "sensor_status_periods"
+    __table_args__ = (Index(None, "organization_id", "valid_from"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    sensor_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sensors.id", ondelete="CASCADE"))
+    organization_id: Mapped[uuid.UUID]
+    status: Mapped[str] = mapped_column(String(16))
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

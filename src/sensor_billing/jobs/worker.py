@@ -1,0 +1,190 @@
+"""The `meter-reporting` worker: reports usage jobs, closes windows on a schedule, sweeps.
+
+One process runs a bullmq Worker (concurrency METER_WORKER_CONCURRENCY) and, through a bullmq
+job scheduler kept in Redis (so N replicas do not multiply it), closes windows every
+METER_CLOSE_INTERVAL_SECONDS; it also closes once at start. Each job is one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import stripe
+from bullmq import UnrecoverableError, Worker
+from redis.asyncio import Redis
+
+from sensor_billing.db import create_engine, create_session_factory, unit_of_work
+from sensor_billing.errors import InvalidJobDataError, StripeUnavailableError
+from sensor_billing.jobs.connection import fix_bullmq_block_timeouts, open_queue
+from sensor_billing.jobs.meter_reports import parse_meter_report_data
+from sensor_billing.jobs.registry import METER_REPORT_JOB_OPTIONS, QueueNames
+from sensor_billing.metering import repository as ledger
+from sensor_billing.metering.outbox import EXHAUSTED_JOB_COOL_DOWN, sweep
+from sensor_billing.metering.reporter import Verdict, ledger_identifier_for_job, report_usage
+from sensor_billing.metering.service import ClosePolicy, close_windows
+from sensor_billing.metering.stream import MeterEventStream, stream_backlog
+from sensor_billing.settings import Settings
+from sensor_billing.stripe_api.client import create_stripe_client
+from sensor_billing.stripe_api.meter_events import MeterEvent, send_meter_event
+from sensor_billing.stripe_api.rate_limit import AccountRateLimiter
+
+logger = logging.getLogger("sensor_billing.worker")
+
+CLOSE_WINDOWS_JOB = "meter:close-windows"
+CLOSE_WINDOWS_SCHEDULER = "meter-close-windows"
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class MeteringWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = utc_now,
+        stripe_client: stripe.StripeClient | None = None,
+        concurrency: int | None = None,
+        job_options: Mapping[str, Any] = METER_REPORT_JOB_OPTIONS,
+        revive_after: timedelta = EXHAUSTED_JOB_COOL_DOWN,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.concurrency = concurrency or settings.meter_worker_concurrency
+        # A job holds a connection while it waits for Stripe: one per concurrent job, plus one
+        # for the closer and the sweep.
+        self.engine = create_engine(settings.database_url, pool_size=self.concurrency + 2)
+        self.sessions = create_session_factory(self.engine)
+        self.redis = Redis.from_url(settings.redis_url)
+        self.limiter = AccountRateLimiter(self.redis, settings.meter_rate_limit_per_second)
+        self.stripe = stripe_client or create_stripe_client(settings)
+        self.stream = MeterEventStream(self.stripe, self._session_client)
+        self.policy = ClosePolicy(
+            window=timedelta(seconds=settings.meter_window_seconds),
+            grace=timedelta(seconds=settings.meter_grace_seconds),
+            backfill_start=settings.meter_backfill_start,
+        )
+        self.job_options = job_options
+        self.revive_after = revive_after
+        self.queue: Any = None
+        self.worker: Any = None
+
+    def _session_client(self, token: str) -> stripe.StripeClient:
+        return create_stripe_client(self.settings, api_key=token)
+
+    async def start(self) -> None:
+        fix_bullmq_block_timeouts()
+        self.queue = open_queue(self.settings.redis_url, QueueNames.METER_REPORTING)
+        await self.run_close_windows()
+        await self.queue.upsertJobScheduler(
+            CLOSE_WINDOWS_SCHEDULER,
+            {"every": self.settings.meter_close_interval_seconds * 1000},
+            CLOSE_WINDOWS_JOB,
+            {},
+            {"removeOnComplete": 50, "removeOnFail": 100},
+        )
+        self.worker = Worker(
+            QueueNames.METER_REPORTING.value,
+            self.process,
+            {"connection": self.settings.redis_url, "concurrency": self.concurrency},
+        )
+
+    async def stop(self) -> None:
+        """Let running jobs finish (bullmq waits for them), then release everything."""
+        if self.worker is not None:
+            await self.worker.close()
+        if self.queue is not None:
+            await self.queue.close()
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+    async def process(self, job: Any, token: str) -> Any:
+        if job.name == CLOSE_WINDOWS_JOB:
+            return await self.run_close_windows()
+        return await self.report(job)
+
+    async def report(self, job: Any) -> str:
+        try:
+            data = parse_meter_report_data(job.data)
+        except InvalidJobDataError as error:
+            raise UnrecoverableError(str(error)) from None
+        async with unit_of_work(self.sessions) as session:
+            identifier = await ledger_identifier_for_job(
+                session, str(job.id), int(job.timestamp), data
+            )
+            if identifier is None:
+                return Verdict.NO_REPORT.value
+            result = await report_usage(
+                session,
+                identifier,
+                send=self._send,
+                throttle=self.limiter.acquire,
+                now=self.clock(),
+            )
+        # The attempt is committed above; now tell the queue what to do with the job.
+        if result.verdict is Verdict.RETRY:
+            raise StripeUnavailableError(result.detail)
+        if result.verdict is Verdict.FAILED:
+            logger.warning("meter report %s failed for good: %s", identifier, result.detail)
+            raise UnrecoverableError(result.detail)
+        return result.verdict.value
+
+    async def _send(self, event: MeterEvent) -> bool:
+        return await send_meter_event(self.stripe, event)
+
+    async def run_close_windows(self) -> dict[str, Any]:
+        now = self.clock()
+        async with unit_of_work(self.sessions) as session:
+            summary = await close_windows(session, self.policy, now)
+            pending = await ledger.count_pending(session)
+        if summary.organizations_without_customer:
+            logger.info(
+                "not metered (no Stripe customer): %s",
+                ", ".join(str(org) for org in summary.organizations_without_customer),
+            )
+        streamed = 0
+        if pending > self.settings.meter_stream_threshold:
+            try:
+                streamed = await stream_backlog(self.sessions, self.stream, now=now, limit=pending)
+            except Exception as error:  # the jobs below carry whatever the stream did not
+                logger.warning("stream backlog stopped: %s", error)
+        swept = await sweep(
+            self.sessions,
+            self.queue,
+            now=now,
+            job_options=self.job_options,
+            revive_after=self.revive_after,
+        )
+        logger.info(
+            "closed windows through %s: %s; streamed %d; enqueued %d, revived %d",
+            summary.closed_through.isoformat(),
+            summary.rows_by_status or "nothing new",
+            streamed,
+            swept.enqueued,
+            swept.revived,
+        )
+        return {
+            "closed_through": summary.closed_through.isoformat(),
+            "rows": summary.rows_by_status,
+            "streamed": streamed,
+            "enqueued": swept.enqueued,
+            "revived": swept.revived,
+        }
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    worker = MeteringWorker(settings)
+    await worker.start()
+    logger.info("worker started (concurrency %d)", worker.concurrency)
+    try:
+        await stop.wait()
+    finally:
+        logger.info("stopping: letting running sends finish")
+        await worker.stop()

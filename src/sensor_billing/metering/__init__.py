@@ -1,0 +1,1 @@
+"""Usage metering: windows, the ledger, reporting to Stripe Billing Meters exactly once."""

@@ -1,0 +1,141 @@
+"""Reporting one ledger row to Stripe, inside the job's transaction. Nothing here commits.
+
+The row is locked (one sender per row), the (customer, meter) pair is locked (Stripe allows
+one concurrent call per pair), the account budget is respected, and the call carries the
+row's identifier and a stable idempotency key: however often this runs, Stripe records the
+usage once within its 24 h identifier window, and the ledger says `sent` after that.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sensor_billing.db.schema import ReportStatus
+from sensor_billing.errors import StripeRefusedError, StripeUnavailableError
+from sensor_billing.jobs.registry import MeterReportJobData
+from sensor_billing.metering import repository
+from sensor_billing.metering.windows import event_timestamp, oldest_sendable_timestamp
+from sensor_billing.stripe_api.meter_events import MeterEvent
+
+Sender = Callable[[MeterEvent], Awaitable[bool]]
+Throttle = Callable[[], Awaitable[None]]
+
+# Window rows' identifiers start with this; a job with such an id and no row is stale (its
+# organization was deleted), never a foreign report.
+WINDOW_IDENTIFIER_PREFIX = "sb."
+
+
+class Verdict(enum.StrEnum):
+    SENT = "sent"  # accepted now
+    ALREADY_SENT = "already_sent"  # Stripe had the identifier, or the row was done before
+    SKIPPED = "skipped"
+    RETRY = "retry"  # Stripe unavailable: the queue retries
+    FAILED = "failed"  # refused for good
+    NO_REPORT = "no_report"  # nothing in the ledger to send
+
+
+@dataclass(frozen=True, slots=True)
+class ReportResult:
+    verdict: Verdict
+    detail: str = ""
+
+
+def foreign_identifier(job_id: str, job_timestamp_ms: int) -> str:
+    """The identifier of a report another producer added as a job: its job id plus its
+    creation time, so ids that restart after a Redis wipe never collide."""
+    identifier = f"job.{job_id}.{job_timestamp_ms}"
+    if len(identifier) <= 100:
+        return identifier
+    return "job." + hashlib.sha256(identifier.encode()).hexdigest()
+
+
+async def ledger_identifier_for_job(
+    session: AsyncSession, job_id: str, job_timestamp_ms: int, data: MeterReportJobData
+) -> str | None:
+    """The ledger row a job reports: its own (job id = identifier), or, for a job another
+    producer added, a row created now under an identifier derived from the job id."""
+    if await repository.report_for_send(session, job_id) is not None:
+        return job_id
+    if job_id.startswith(WINDOW_IDENTIFIER_PREFIX):
+        return None
+    identifier = foreign_identifier(job_id, job_timestamp_ms)
+    moment = datetime.fromtimestamp(
+        data.timestamp if data.timestamp is not None else job_timestamp_ms // 1000, UTC
+    )
+    customer = await repository.customer_of(session, data.organization_id)
+    await repository.insert_job_report(
+        session,
+        {
+            "organization_id": data.organization_id,
+            "event_name": data.event_name,
+            "window_start": moment,
+            # The event's timestamp is window_end - 1 s; a job's timestamp is the moment itself.
+            "window_end": datetime.fromtimestamp(moment.timestamp() + 1, UTC),
+            "value": data.value,
+            "stripe_customer_id": customer,
+            "identifier": identifier,
+            "status": ReportStatus.PENDING if customer else ReportStatus.SKIPPED,
+            "skip_reason": None if customer else "organization has no Stripe customer",
+        },
+    )
+    return identifier
+
+
+async def report_usage(
+    session: AsyncSession,
+    identifier: str,
+    *,
+    send: Sender,
+    throttle: Throttle,
+    now: datetime,
+) -> ReportResult:
+    row = await repository.report_for_send(session, identifier)
+    if row is None:
+        return ReportResult(Verdict.NO_REPORT, "no ledger row")
+    if row.status != ReportStatus.PENDING:
+        return ReportResult(Verdict.ALREADY_SENT if row.status == "sent" else Verdict(row.status))
+    if not row.stripe_customer_id:
+        row.status, row.skip_reason = ReportStatus.SKIPPED, "organization has no Stripe customer"
+        return ReportResult(Verdict.SKIPPED, row.skip_reason)
+    timestamp = event_timestamp(row.window_end)
+    if timestamp < oldest_sendable_timestamp(now).timestamp():
+        row.status = ReportStatus.FAILED
+        row.last_error = "Stripe's 35-day limit passed before Stripe accepted the report"
+        return ReportResult(Verdict.FAILED, row.last_error)
+
+    await repository.lock_customer_meter(session, row.stripe_customer_id, row.event_name)
+    await throttle()
+    row.attempts += 1
+    row.last_attempt_at = now
+    event = MeterEvent(
+        event_name=row.event_name,
+        customer_id=row.stripe_customer_id,
+        value=row.value,
+        identifier=row.identifier,
+        timestamp=timestamp,
+    )
+    try:
+        accepted = await send(event)
+    except StripeUnavailableError as error:
+        row.last_error = str(error)
+        return ReportResult(Verdict.RETRY, str(error))
+    except StripeRefusedError as error:
+        row.status, row.last_error = ReportStatus.FAILED, str(error)
+        return ReportResult(Verdict.FAILED, str(error))
+    row.status, row.sent_at, row.last_error = ReportStatus.SENT, now, None
+    return ReportResult(Verdict.SENT if accepted else Verdict.ALREADY_SENT)
+
+
+__all__ = [
+    "ReportResult",
+    "Verdict",
+    "foreign_identifier",
+    "ledger_identifier_for_job",
+    "report_usage",
+]

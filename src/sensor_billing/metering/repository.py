@@ -1,0 +1,257 @@
+"""SQL for the usage ledger. Nothing here commits: the caller's unit of work does."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sensor_billing.db.schema import MeterReport, Organization, ReportSource, ReportStatus
+
+# One closer at a time across all workers: two would measure the same windows twice (the
+# ledger key would keep one row each, but the work and the locks would be doubled).
+CLOSE_WINDOWS_LOCK = 0x5B_C105E
+
+# Metered organizations, in every statement below: a Stripe customer that is not deleted.
+START_NEW_CURSORS = text("""
+WITH new_orgs AS (
+    SELECT o.id
+      FROM organizations o
+      LEFT JOIN metering_cursors c ON c.organization_id = o.id
+     WHERE c.organization_id IS NULL
+       AND o.stripe_customer_id IS NOT NULL AND o.stripe_customer_deleted_at IS NULL
+), first_readings AS (
+    SELECT t.organization_id, min(t.received_at) AS first_at
+      FROM temperature_readings t
+      JOIN new_orgs n ON n.id = t.organization_id
+     WHERE t.received_at >= :sendable_from AND t.received_at < :last_end
+     GROUP BY t.organization_id
+)
+INSERT INTO metering_cursors (organization_id, closed_through)
+SELECT n.id,
+       least(:last_end, coalesce(
+           date_bin(make_interval(secs => :window_seconds), CAST(:backfill_start AS timestamptz),
+                    TIMESTAMPTZ '1970-01-01 00:00:00+00'),
+           date_bin(make_interval(secs => :window_seconds), f.first_at,
+                    TIMESTAMPTZ '1970-01-01 00:00:00+00'),
+           :last_end))
+  FROM new_orgs n
+  LEFT JOIN first_readings f ON f.organization_id = n.id
+ON CONFLICT (organization_id) DO NOTHING
+""")
+
+# Every window of every eligible organization between its cursor and `last_end`, measured in
+# one statement: readings received in the window, and sensors active at its end (from the
+# status history, so a window caught up late counts the sensors of its own time).
+CLOSE_WINDOWS = text("""
+WITH windows AS (
+    SELECT c.organization_id, o.stripe_customer_id, ws AS window_start,
+           ws + make_interval(secs => :window_seconds) AS window_end
+      FROM metering_cursors c
+      JOIN organizations o ON o.id = c.organization_id
+     CROSS JOIN LATERAL generate_series(
+           c.closed_through,
+           CAST(:last_end AS timestamptz) - make_interval(secs => :window_seconds),
+           make_interval(secs => :window_seconds)) AS ws
+     WHERE c.closed_through < :last_end
+       AND o.stripe_customer_id IS NOT NULL AND o.stripe_customer_deleted_at IS NULL
+), bounds AS (
+    SELECT min(window_start) AS low, max(window_end) AS high FROM windows
+), readings AS (
+    SELECT t.organization_id,
+           date_bin(make_interval(secs => :window_seconds), t.received_at,
+                    TIMESTAMPTZ '1970-01-01 00:00:00+00') AS window_start,
+           count(*) AS value
+      FROM temperature_readings t, bounds b
+     WHERE t.received_at >= b.low AND t.received_at < b.high
+     GROUP BY 1, 2
+), sensors AS (
+    SELECT w.organization_id, w.window_start, count(*) AS value
+      FROM windows w
+      JOIN sensor_status_periods p
+        ON p.organization_id = w.organization_id
+       AND p.status = 'active'
+       AND p.valid_from <= w.window_end
+       AND (p.valid_to IS NULL OR p.valid_to > w.window_end)
+     GROUP BY 1, 2
+), measured AS (
+    SELECT w.*, m.event_name,
+           CASE m.event_name WHEN 'temperature_readings' THEN coalesce(r.value, 0)
+                             ELSE coalesce(s.value, 0) END AS value
+      FROM windows w
+     CROSS JOIN (VALUES ('active_sensors'), ('temperature_readings')) AS m(event_name)
+      LEFT JOIN readings r
+        ON r.organization_id = w.organization_id AND r.window_start = w.window_start
+      LEFT JOIN sensors s
+        ON s.organization_id = w.organization_id AND s.window_start = w.window_start
+)
+INSERT INTO meter_reports (organization_id, event_name, window_start, window_end, value,
+                           stripe_customer_id, identifier, source, status, skip_reason)
+SELECT organization_id, event_name, window_start, window_end, value, stripe_customer_id,
+       'sb.' || organization_id || '.' || event_name || '.'
+           || extract(epoch FROM window_start)::bigint,
+       'window',
+       CASE WHEN window_end - interval '1 second' < :sendable_from THEN 'skipped'
+            WHEN event_name = 'temperature_readings' AND value = 0 THEN 'skipped'
+            ELSE 'pending' END,
+       CASE WHEN window_end - interval '1 second' < :sendable_from
+                THEN 'beyond Stripe''s 35-day limit for meter event timestamps'
+            WHEN event_name = 'temperature_readings' AND value = 0
+                THEN 'no readings in the window'
+       END
+  FROM measured
+ON CONFLICT DO NOTHING
+RETURNING status
+""")
+
+ADVANCE_CURSORS = text("""
+UPDATE metering_cursors c
+   SET closed_through = :last_end, updated_at = now()
+  FROM organizations o
+ WHERE o.id = c.organization_id AND c.closed_through < :last_end
+   AND o.stripe_customer_id IS NOT NULL AND o.stripe_customer_deleted_at IS NULL
+""")
+
+
+async def lock_closing(session: AsyncSession) -> None:
+    await session.execute(select(func.pg_advisory_xact_lock(CLOSE_WINDOWS_LOCK)))
+
+
+async def start_new_cursors(
+    session: AsyncSession,
+    *,
+    window: timedelta,
+    last_end: datetime,
+    sendable_from: datetime,
+    backfill_start: datetime | None,
+) -> int:
+    result = await session.execute(
+        START_NEW_CURSORS,
+        {
+            "window_seconds": int(window.total_seconds()),
+            "last_end": last_end,
+            "sendable_from": sendable_from,
+            "backfill_start": backfill_start,
+        },
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def close_windows(
+    session: AsyncSession, *, window: timedelta, last_end: datetime, sendable_from: datetime
+) -> dict[str, int]:
+    """Insert the ledger rows of every window up to `last_end`; count them by status."""
+    params = {
+        "window_seconds": int(window.total_seconds()),
+        "last_end": last_end,
+        "sendable_from": sendable_from,
+    }
+    statuses = (await session.execute(CLOSE_WINDOWS, params)).scalars().all()
+    await session.execute(ADVANCE_CURSORS, {"last_end": last_end})
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+async def organizations_without_customer(session: AsyncSession, limit: int) -> list[uuid.UUID]:
+    rows = await session.scalars(
+        select(Organization.id)
+        .where(
+            (Organization.stripe_customer_id.is_(None))
+            | (Organization.stripe_customer_deleted_at.is_not(None))
+        )
+        .order_by(Organization.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReport:
+    identifier: str
+    organization_id: uuid.UUID
+    event_name: str
+    value: int
+    window_end: datetime
+
+
+async def pending_reports(
+    session: AsyncSession, *, created_before: datetime, limit: int
+) -> list[PendingReport]:
+    rows = await session.execute(
+        select(
+            MeterReport.identifier,
+            MeterReport.organization_id,
+            MeterReport.event_name,
+            MeterReport.value,
+            MeterReport.window_end,
+        )
+        .where(MeterReport.status == ReportStatus.PENDING, MeterReport.created_at < created_before)
+        .order_by(MeterReport.created_at, MeterReport.id)
+        .limit(limit)
+    )
+    return [PendingReport(*row) for row in rows]
+
+
+async def count_pending(session: AsyncSession) -> int:
+    value = await session.scalar(
+        select(func.count()).select_from(MeterReport).where(MeterReport.status == "pending")
+    )
+    return int(value or 0)
+
+
+async def report_for_send(session: AsyncSession, identifier: str) -> MeterReport | None:
+    """The report, locked until the transaction ends: one sender per report at a time."""
+    return await session.scalar(
+        select(MeterReport)
+        .where(MeterReport.identifier == identifier)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def lock_customer_meter(session: AsyncSession, customer_id: str, event_name: str) -> None:
+    """Stripe allows one concurrent meter event call per customer and meter (docs:
+    rate-limits): every worker takes this lock around the call."""
+    key = f"{customer_id}/{event_name}"
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 1))))
+
+
+async def insert_job_report(session: AsyncSession, values: dict[str, Any]) -> None:
+    """A report that arrived as a job from another producer; kept once per identifier."""
+    await session.execute(
+        insert(MeterReport)
+        .values(source=ReportSource.JOB.value, **values)
+        .on_conflict_do_nothing(index_elements=[MeterReport.identifier])
+    )
+
+
+async def customer_of(session: AsyncSession, organization_id: uuid.UUID) -> str | None:
+    return await session.scalar(
+        select(Organization.stripe_customer_id).where(
+            Organization.id == organization_id,
+            Organization.stripe_customer_deleted_at.is_(None),
+        )
+    )
+
+
+async def fail_unsendable(session: AsyncSession, sendable_from: datetime) -> int:
+    """Pending reports Stripe can no longer accept: failed, for a person to settle."""
+    result = await session.execute(
+        update(MeterReport)
+        .where(
+            MeterReport.status == ReportStatus.PENDING,
+            MeterReport.window_end - timedelta(seconds=1) < sendable_from,
+        )
+        .values(
+            status=ReportStatus.FAILED,
+            last_error="Stripe's 35-day limit passed before Stripe accepted the report",
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,66 @@
+"""Sending meter events (v1, one per call) and Stripe's answers mapped to ours."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import stripe
+
+from sensor_billing.errors import StripeRefusedError, StripeUnavailableError
+
+# Stripe's answer to a second event with the same identifier within its 24 h window
+# (docs: recording-usage-api). It means the event is already recorded: a success for us.
+DUPLICATE_IDENTIFIER_MESSAGE = "An event already exists with identifier"
+
+
+@dataclass(frozen=True, slots=True)
+class MeterEvent:
+    event_name: str
+    customer_id: str
+    value: int
+    identifier: str
+    timestamp: int
+
+
+def idempotency_key(identifier: str) -> str:
+    return f"meter-event-{identifier}"
+
+
+def is_duplicate_identifier(error: stripe.StripeError) -> bool:
+    return isinstance(error, stripe.InvalidRequestError) and (
+        DUPLICATE_IDENTIFIER_MESSAGE in (error.user_message or str(error))
+    )
+
+
+def map_stripe_error(error: stripe.StripeError) -> StripeUnavailableError | StripeRefusedError:
+    """Retryable: 429, 409, 5xx, connection errors and timeouts; the rest is permanent
+    (docs: error-low-level)."""
+    status = error.http_status
+    message = f"{type(error).__name__}: {error.user_message or error}"
+    if isinstance(error, stripe.RateLimitError | stripe.APIConnectionError):
+        return StripeUnavailableError(message, status)
+    if isinstance(error, stripe.APIError) and (status is None or status == 409 or status >= 500):
+        return StripeUnavailableError(message, status)
+    return StripeRefusedError(message, status, error.code)
+
+
+async def send_meter_event(client: stripe.StripeClient, event: MeterEvent) -> bool:
+    """Send one event. True when Stripe accepted it now, False when it already had it.
+
+    Raises `StripeUnavailableError` (retry later, same identifier) or `StripeRefusedError`.
+    """
+    try:
+        await client.v1.billing.meter_events.create_async(
+            {
+                "event_name": event.event_name,
+                "payload": {"stripe_customer_id": event.customer_id, "value": str(event.value)},
+                "identifier": event.identifier,
+                "timestamp": event.timestamp,
+            },
+            {"idempotency_key": idempotency_key(event.identifier)},
+        )
+    except stripe.StripeError as error:
+        if is_duplicate_identifier(error):
+            return False
+        raise map_stripe_error(error) from error
+    return True

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     meter_rate_limit_per_second: float = 100.0
     meter_close_interval_seconds: int = Field(default=300, ge=10, le=86_400)
     meter_worker_concurrency: int = Field(default=20, ge=1, le=500)
+    # bullmq job lock: a worker that dies mid-job leaves its jobs locked this long before
+    # another worker takes them over (bullmq lockDuration and stalledInterval).
+    meter_job_lock_seconds: int = Field(default=30, ge=1, le=600)
     # A pending backlog larger than this goes through the v2 meter event stream.
     meter_stream_threshold: int = Field(default=1000, ge=1)
     # Connections each API or worker process keeps open; mind PostgreSQL's max_connections

@@ -155,7 +155,7 @@ def test_module_runs_as_a_process_with_the_given_api_key() -> None:
         "--log-level",
         "warning",
     ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)  # noqa: S603  # fixed argv
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)  # fixed argv
     try:
         answer = _wait_for_answer(
             f"http://127.0.0.1:{port}/v1/customers", {"Authorization": "Bearer sk_test_process"}

@@ -36,10 +36,21 @@ def running_standin() -> Iterator[RunningStandin]:
         yield standin
 
 
+HTTP_CLIENTS: list[stripe.HTTPXClient] = []
+
+
+def make_http_client() -> stripe.HTTPXClient:
+    """Stripe's HTTPX client with a short timeout (injected timeouts last longer); closed
+    after each test."""
+    http = stripe.HTTPXClient(timeout=CLIENT_TIMEOUT_SECONDS)
+    HTTP_CLIENTS.append(http)
+    return http
+
+
 def make_client(standin: RunningStandin, key: str = DEFAULT_API_KEY) -> stripe.StripeClient:
     return stripe.StripeClient(
         key,
-        http_client=stripe.HTTPXClient(timeout=CLIENT_TIMEOUT_SECONDS),
+        http_client=make_http_client(),
         base_addresses={"api": standin.url, "meter_events": standin.url},
         max_network_retries=0,
     )
@@ -89,7 +100,7 @@ async def make_worker(
     def build(settings: Settings | None = None, **kwargs: Any) -> MeteringWorker:
         kwargs.setdefault("job_options", FAST_JOB_OPTIONS)
         kwargs.setdefault("revive_after", timedelta(0))
-        kwargs.setdefault("stripe_client", make_client(standin))
+        kwargs.setdefault("http_client", make_http_client())
         worker = MeteringWorker(settings or worker_settings, **kwargs)
         workers.append(worker)
         return worker
@@ -97,6 +108,8 @@ async def make_worker(
     yield build
     for worker in workers:
         await worker.stop()
+    while HTTP_CLIENTS:
+        await HTTP_CLIENTS.pop().close_async()  # type: ignore[no-untyped-call]
 
 
 async def ledger_counts(sessions: SessionFactory) -> dict[str, int]:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import select, text
 
 from sensor_billing.db import SessionFactory, unit_of_work
@@ -18,7 +19,7 @@ from sensor_billing.jobs import MeterReportJobData, QueueNames, enqueue_meter_re
 from sensor_billing.jobs.connection import open_queue
 from sensor_billing.metering.windows import floor_to_window
 from sensor_billing.settings import Settings
-from tests.metering.conftest import DAY, FAST_JOB_OPTIONS, drain, ledger_counts, make_client
+from tests.metering.conftest import DAY, FAST_JOB_OPTIONS, drain, ledger_counts
 from tests.support.usage_data import GeneratedOrganization, generate_usage
 
 NOW = datetime.now(UTC)
@@ -145,12 +146,14 @@ async def test_large_backlog_goes_through_the_v2_stream(
 
 
 async def test_other_4xx_fails_the_report_at_once_and_keeps_the_reason(
-    sessions: SessionFactory, standin: RunningStandin, make_worker: Any
+    sessions: SessionFactory, standin: RunningStandin, make_worker: Any, worker_settings: Settings
 ) -> None:
     await generate_usage(
         sessions, organizations=1, start=NOW - timedelta(days=2), end=NOW, readings_per_org=20
     )
-    worker = make_worker(stripe_client=make_client(standin, key="sk_test_revoked_key"))
+    worker = make_worker(
+        worker_settings.model_copy(update={"stripe_api_key": SecretStr("sk_test_revoked")})
+    )
     await worker.start()
     await drain(worker, sessions, within=30)
 

@@ -28,7 +28,7 @@ from sensor_billing.metering.reporter import Verdict, ledger_identifier_for_job,
 from sensor_billing.metering.service import ClosePolicy, close_windows
 from sensor_billing.metering.stream import MeterEventStream, stream_backlog
 from sensor_billing.settings import Settings
-from sensor_billing.stripe_api.client import create_stripe_client
+from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
 from sensor_billing.stripe_api.meter_events import MeterEvent, send_meter_event
 from sensor_billing.stripe_api.rate_limit import AccountRateLimiter
 
@@ -50,7 +50,7 @@ class MeteringWorker:
         settings: Settings,
         *,
         clock: Clock = utc_now,
-        stripe_client: stripe.StripeClient | None = None,
+        http_client: stripe.HTTPXClient | None = None,
         concurrency: int | None = None,
         job_options: Mapping[str, Any] = METER_REPORT_JOB_OPTIONS,
         revive_after: timedelta = EXHAUSTED_JOB_COOL_DOWN,
@@ -64,7 +64,11 @@ class MeteringWorker:
         self.sessions = create_session_factory(self.engine)
         self.redis = Redis.from_url(settings.redis_url)
         self.limiter = AccountRateLimiter(self.redis, settings.meter_rate_limit_per_second)
-        self.stripe = stripe_client or create_stripe_client(settings)
+        # Every Stripe client of the worker shares one connection pool; the worker closes it
+        # unless the caller brought it.
+        self._owns_http = http_client is None
+        self._http = http_client or create_http_client()
+        self.stripe = create_stripe_client(settings, http_client=self._http)
         self.stream = MeterEventStream(self.stripe, self._session_client)
         self.policy = ClosePolicy(
             window=timedelta(seconds=settings.meter_window_seconds),
@@ -77,7 +81,7 @@ class MeteringWorker:
         self.worker: Any = None
 
     def _session_client(self, token: str) -> stripe.StripeClient:
-        return create_stripe_client(self.settings, api_key=token)
+        return create_stripe_client(self.settings, api_key=token, http_client=self._http)
 
     async def start(self) -> None:
         fix_bullmq_block_timeouts()
@@ -93,7 +97,12 @@ class MeteringWorker:
         self.worker = Worker(
             QueueNames.METER_REPORTING.value,
             self.process,
-            {"connection": self.settings.redis_url, "concurrency": self.concurrency},
+            {
+                "connection": self.settings.redis_url,
+                "concurrency": self.concurrency,
+                "lockDuration": self.settings.meter_job_lock_seconds * 1000,
+                "stalledInterval": self.settings.meter_job_lock_seconds * 1000,
+            },
         )
 
     async def stop(self) -> None:
@@ -104,6 +113,8 @@ class MeteringWorker:
             await self.queue.close()
         await self.redis.aclose()
         await self.engine.dispose()
+        if self._owns_http:
+            await self._http.close_async()  # type: ignore[no-untyped-call]
 
     async def process(self, job: Any, token: str) -> Any:
         if job.name == CLOSE_WINDOWS_JOB:

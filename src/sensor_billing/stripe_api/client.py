@@ -12,7 +12,17 @@ from sensor_billing.settings import Settings
 REQUEST_TIMEOUT_SECONDS = 20.0
 
 
-def create_stripe_client(settings: Settings, *, api_key: str | None = None) -> stripe.StripeClient:
+def create_http_client() -> stripe.HTTPXClient:
+    """One connection pool for every Stripe call of a process; close it with `close_async`."""
+    return stripe.HTTPXClient(timeout=REQUEST_TIMEOUT_SECONDS)
+
+
+def create_stripe_client(
+    settings: Settings,
+    *,
+    api_key: str | None = None,
+    http_client: stripe.HTTPXClient | None = None,
+) -> stripe.StripeClient:
     key = api_key or (
         settings.stripe_api_key.get_secret_value() if settings.stripe_api_key else None
     )
@@ -20,7 +30,7 @@ def create_stripe_client(settings: Settings, *, api_key: str | None = None) -> s
         raise ConfigurationError("STRIPE_API_KEY is not set: usage cannot be reported to Stripe")
     return stripe.StripeClient(
         key,
-        http_client=stripe.HTTPXClient(timeout=REQUEST_TIMEOUT_SECONDS),
+        http_client=http_client or create_http_client(),
         base_addresses={
             "api": settings.stripe_api_base,
             "meter_events": settings.stripe_meter_events_base,

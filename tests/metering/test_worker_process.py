@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import subprocess
@@ -47,8 +48,19 @@ def logs(tmp_path: Path) -> Iterator[IO[bytes]]:
         yield log
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """A worker left behind by a killed test run would take later runs' jobs: tie its life to
+    the test process (Linux prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def start_worker(env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([COMMAND, "worker"], env=env, stdout=log, stderr=log)
+    return subprocess.Popen(
+        [COMMAND, "worker"], env=env, stdout=log, stderr=log, preexec_fn=die_with_parent
+    )
 
 
 async def wait_for(condition: Callable[[], Awaitable[bool]], within: float, what: str) -> None:

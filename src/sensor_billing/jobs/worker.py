@@ -106,15 +106,20 @@ class MeteringWorker:
         )
 
     async def stop(self) -> None:
-        """Let running jobs finish (bullmq waits for them), then release everything."""
-        if self.worker is not None:
-            await self.worker.close()
-        if self.queue is not None:
-            await self.queue.close()
-        await self.redis.aclose()
-        await self.engine.dispose()
-        if self._owns_http:
-            await self._http.close_async()  # type: ignore[no-untyped-call]
+        """Let running jobs finish (bullmq waits for them), then release everything, each
+        resource even if closing another failed."""
+        try:
+            if self.worker is not None:
+                await self.worker.close()
+        finally:
+            try:
+                if self.queue is not None:
+                    await self.queue.close()
+            finally:
+                await self.redis.aclose()
+                await self.engine.dispose()
+                if self._owns_http:
+                    await self._http.close_async()  # type: ignore[no-untyped-call]
 
     async def process(self, job: Any, token: str) -> Any:
         if job.name == CLOSE_WINDOWS_JOB:

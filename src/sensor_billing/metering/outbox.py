@@ -9,6 +9,7 @@ person.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,8 @@ from sensor_billing.jobs.registry import (
 from sensor_billing.metering import repository
 from sensor_billing.metering.repository import PendingReport
 from sensor_billing.metering.windows import event_timestamp
+
+logger = logging.getLogger("sensor_billing.metering")
 
 # How long a job that used up its attempts waits before the sweep runs it again.
 EXHAUSTED_JOB_COOL_DOWN = timedelta(minutes=10)
@@ -91,13 +94,25 @@ async def sweep(
             finished.append((report, "completed", 0.0))
     if missing:
         await queue.addBulk([job_for(report, job_options) for report in missing])
-    revived = 0
     cool_down_ms = revive_after.total_seconds() * 1000
-    for report, state, finished_ms in finished:
-        if state == "failed" and now.timestamp() * 1000 - finished_ms < cool_down_ms:
+    due = [
+        (report, state)
+        for report, state, finished_ms in finished
+        if state != "failed" or now.timestamp() * 1000 - finished_ms >= cool_down_ms
+    ]
+    if due:
+        # A job may have finished (and its row become sent) since the rows were read.
+        async with sessions() as session:
+            pending_now = await repository.still_pending(session, [r.identifier for r, _ in due])
+    revived = 0
+    for report, state in due:
+        if report.identifier not in pending_now:
             continue
-        job = await queue.getJob(report.identifier)
-        if job is not None:
-            await job.retry(state, {"resetAttemptsMade": True, "resetAttemptsStarted": True})
-            revived += 1
+        try:
+            job = await queue.getJob(report.identifier)
+            if job is not None:
+                await job.retry(state, {"resetAttemptsMade": True, "resetAttemptsStarted": True})
+                revived += 1
+        except Exception as error:  # removed or taken meanwhile: the next sweep looks again
+            logger.info("sweep could not revive %s: %s", report.identifier, error)
     return SweepResult(len(missing), revived, len(pending) - len(missing) - revived)

@@ -199,6 +199,15 @@ async def pending_reports(
     return [PendingReport(*row) for row in rows]
 
 
+async def still_pending(session: AsyncSession, identifiers: list[str]) -> set[str]:
+    rows = await session.scalars(
+        select(MeterReport.identifier).where(
+            MeterReport.identifier.in_(identifiers), MeterReport.status == ReportStatus.PENDING
+        )
+    )
+    return set(rows)
+
+
 async def count_pending(session: AsyncSession) -> int:
     value = await session.scalar(
         select(func.count()).select_from(MeterReport).where(MeterReport.status == "pending")

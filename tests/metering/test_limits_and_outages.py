@@ -1,0 +1,93 @@
+"""Stripe's limits respected, and an outage longer than the retries does not lose usage."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from sensor_billing.db import SessionFactory
+from sensor_billing.db.schema import MeterReport
+from sensor_billing.devtools.stripe_standin import FaultPlan, RunningStandin, StandinConfig
+from sensor_billing.errors import ConfigurationError
+from sensor_billing.jobs import QueueNames
+from sensor_billing.jobs.connection import open_queue
+from sensor_billing.settings import Settings, load_settings
+from tests.metering.conftest import drain, ledger_counts
+from tests.metering.test_reporting import assert_stripe_has_exactly_the_usage, month_of_usage
+from tests.support.usage_data import generate_usage
+
+NOW = datetime.now(UTC)
+
+
+async def test_calls_for_one_customer_and_meter_never_overlap(
+    sessions: SessionFactory, standin: RunningStandin, make_worker: Any
+) -> None:
+    # One organization, a month of daily windows: ~30 jobs per meter for the same customer,
+    # run by 8 concurrent slots. Stripe answers 429 to overlapping calls for a pair.
+    await generate_usage(
+        sessions, organizations=1, start=NOW - timedelta(days=30), end=NOW, readings_per_org=400
+    )
+    standin.state.configure(StandinConfig(processing_latency_seconds=0.03))
+    worker = make_worker()
+    await worker.start()
+    await drain(worker, sessions)
+    assert len(standin.state.accepted_events()) > 40
+    assert standin.state.counters_snapshot().rate_limited == 0
+
+
+async def test_account_rate_limit_keeps_every_worker_under_stripes_budget(
+    sessions: SessionFactory, standin: RunningStandin, make_worker: Any, worker_settings: Settings
+) -> None:
+    await month_of_usage(sessions, organizations=6)
+    # The stand-in refuses a 41st call within any second; two workers share a 30/s budget.
+    standin.state.configure(StandinConfig(account_rate_limit_per_second=40))
+    limited = worker_settings.model_copy(update={"meter_rate_limit_per_second": 30.0})
+    first, second = make_worker(limited), make_worker(limited)
+    await first.start()
+    await second.start()
+    await drain(first, sessions, within=90)
+    assert len(standin.state.accepted_events()) > 100
+    assert standin.state.counters_snapshot().rate_limited == 0
+
+
+async def test_rows_whose_jobs_ran_out_of_attempts_in_an_outage_are_sent_after_it(
+    sessions: SessionFactory, standin: RunningStandin, make_worker: Any, redis_url: str
+) -> None:
+    orgs = await month_of_usage(sessions, organizations=2)
+    standin.state.set_faults(FaultPlan(server_error=1.0))  # Stripe is down
+    worker = make_worker()
+    await worker.start()
+    queue = open_queue(redis_url, QueueNames.METER_REPORTING)
+    try:
+        pending = (await ledger_counts(sessions))["pending"]
+        for _ in range(200):  # every job tries 5 times (fast backoff), then fails
+            if (await queue.getJobCounts("failed"))["failed"] == pending:
+                break
+            await asyncio.sleep(0.1)
+        counts = await queue.getJobCounts("failed", "waiting", "delayed", "active", "completed")
+        assert counts["failed"] == pending, (counts, await ledger_counts(sessions))
+    finally:
+        await queue.close()
+    async with sessions() as session:
+        attempts = await session.scalar(
+            select(func.min(MeterReport.attempts)).where(MeterReport.status == "pending")
+        )
+    assert attempts == 5
+    assert (await ledger_counts(sessions))["pending"] == pending  # not abandoned
+
+    standin.state.set_faults(FaultPlan())  # Stripe is back
+    await drain(worker, sessions)  # the sweep revives the exhausted jobs
+    assert_stripe_has_exactly_the_usage(orgs, standin)
+
+
+@pytest.mark.parametrize("rate", ["0", "-5", "1001"])
+def test_rate_limit_outside_stripes_range_stops_start_up(
+    rate: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METER_RATE_LIMIT_PER_SECOND", rate)
+    with pytest.raises(ConfigurationError, match="METER_RATE_LIMIT_PER_SECOND"):
+        load_settings()

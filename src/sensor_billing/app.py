@@ -1,4 +1,4 @@
-"""The FastAPI application: webhooks, health and readiness."""
+"""The FastAPI application: webhooks, health, readiness and Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from redis.asyncio import Redis
 
 from sensor_billing import __version__
 from sensor_billing.db import create_engine, create_session_factory
 from sensor_billing.db.health import ping_database
 from sensor_billing.http_errors import install_error_handlers
+from sensor_billing.observability import render_metrics
 from sensor_billing.settings import Settings, get_settings
 from sensor_billing.webhooks.endpoint import router as webhooks_router
 
@@ -67,5 +68,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"status": "ready" if ready else "unavailable", "checks": checks},
             status_code=200 if ready else 503,
         )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        """Prometheus exposition: this process's counters plus backlog gauges read now."""
+        body, content_type = await render_metrics(
+            request.app.state.engine, request.app.state.redis, request.headers.get("accept", "")
+        )
+        return Response(body, media_type=content_type)
 
     return app

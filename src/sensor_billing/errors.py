@@ -16,6 +16,10 @@
         ├── PayloadTooLargeError       body over the size limit
         ├── UnsupportedMediaTypeError  body is not declared as JSON
         └── InvalidEventError          body is not JSON, or not a Stripe event
+    StripeSetupConflictError           (under the base) an existing Stripe object differs
+                                       from the set-up and cannot be changed in place
+    UnknownEventTypeError              (under the base) `stripe trigger` has no such event
+    ApiUnreachableError                (under the base) the service's HTTP API did not answer
 
 HTTP and the CLI each map these to a status or exit code in one place.
 """
@@ -98,3 +102,16 @@ class StripeRefusedError(SensorBillingError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class StripeSetupConflictError(SensorBillingError):
+    """An existing meter or price differs from what the set-up needs, and Stripe does not let
+    it be changed (a meter keeps its aggregation; a price keeps its amount and meter)."""
+
+
+class UnknownEventTypeError(SensorBillingError):
+    """`stripe trigger` was asked for an event type it cannot build."""
+
+
+class ApiUnreachableError(SensorBillingError):
+    """The service's HTTP API (for `stripe trigger`) could not be reached."""

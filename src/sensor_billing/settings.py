@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     # (100 by default) times the number of processes.
     database_pool_size: int = Field(default=20, ge=1, le=500)
     log_level: str = "INFO"
+    # `json`: one JSON object per line (time, level, logger, message, extra fields).
+    log_format: Literal["text", "json"] = "text"
+    # The worker serves its Prometheus metrics on this port; 0 serves none.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     @field_validator("database_url")
     @classmethod
@@ -142,6 +146,11 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @property
     def async_database_url(self) -> str:

@@ -116,3 +116,25 @@ async def test_always_failing_job_is_attempted_five_times_with_growing_delays(
     assert job.attemptsMade == 5
     assert job.failedReason == "Stripe is down"
     assert await queue.getJobState(job_id) == "failed"
+
+
+async def test_idle_worker_runs_a_job_delayed_longer_than_redis_clients_read_timeout(
+    queue: Any, redis_url: str
+) -> None:
+    # Retries back off 5, 10, 20, 40 s and the close-windows schedule fires every few minutes:
+    # both are delayed jobs that an idle worker must wake for. redis-py 8 cut bullmq's
+    # blocking wait at 5 s and the worker then never woke (pyproject pins redis-py < 8).
+    fix_bullmq_block_timeouts()
+    done = asyncio.Event()
+
+    async def record(job: Any, token: str) -> None:
+        done.set()
+
+    worker = Worker(QueueNames.METER_REPORTING.value, record, {"connection": redis_url})
+    try:
+        await asyncio.sleep(0.3)  # idle: blocked waiting for work
+        data = MeterReportJobData(organization_id=ORG, event_name="active_sensors", value=1)
+        await enqueue_meter_report(queue, data, options={**METER_REPORT_JOB_OPTIONS, "delay": 6000})
+        await asyncio.wait_for(done.wait(), timeout=15)
+    finally:
+        await worker.close()

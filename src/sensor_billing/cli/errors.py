@@ -10,11 +10,13 @@ import typer
 from rich.console import Console
 
 from sensor_billing.errors import (
+    ApiUnreachableError,
     ConfigurationError,
     DatabaseUnavailableError,
     InvalidJobDataError,
     QueueUnavailableError,
     SensorBillingError,
+    UnknownEventTypeError,
 )
 
 # Exit codes scripts can rely on (typer itself uses 2 for a usage error).
@@ -29,9 +31,9 @@ R = TypeVar("R")
 
 
 def exit_code_for(error: SensorBillingError) -> int:
-    if isinstance(error, ConfigurationError | InvalidJobDataError):
+    if isinstance(error, ConfigurationError | InvalidJobDataError | UnknownEventTypeError):
         return EXIT_USAGE
-    if isinstance(error, DatabaseUnavailableError | QueueUnavailableError):
+    if isinstance(error, DatabaseUnavailableError | QueueUnavailableError | ApiUnreachableError):
         return EXIT_UNAVAILABLE
     return EXIT_FAILURE
 

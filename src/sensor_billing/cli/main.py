@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from sensor_billing.cli import db, events, usage
+from sensor_billing.cli import customers, db, events, jobs, stripe, usage
+from sensor_billing.cli.dev import dev
 from sensor_billing.cli.serve import serve
 from sensor_billing.cli.status import status
 from sensor_billing.cli.worker import worker
@@ -17,7 +18,11 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(events.app, name="events")
+app.add_typer(jobs.app, name="jobs")
 app.add_typer(usage.app, name="usage")
+app.add_typer(stripe.app, name="stripe")
+app.add_typer(customers.app, name="customers")
+app.command()(dev)
 app.command()(serve)
 app.command()(status)
 app.command()(worker)

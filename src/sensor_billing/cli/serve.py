@@ -18,7 +18,7 @@ def serve(
 ) -> None:
     """Run the API: POST /webhooks/stripe, GET /healthz, GET /readyz."""
     settings = get_settings()  # a malformed setting stops here, before the port is taken
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         "sensor_billing.app:create_app",
         factory=True,

@@ -1,38 +1,126 @@
-"""`sensor-billing status`: can the service reach what it needs?"""
+"""`sensor-billing status`: can the service reach what it needs, and how far behind is it?"""
 
 from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import typer
 from rich.console import Console
 
 from sensor_billing.cli.errors import EXIT_UNAVAILABLE, reports_errors
-from sensor_billing.db import migrate
+from sensor_billing.db import create_engine, create_session_factory, migrate, unit_of_work
 from sensor_billing.db.health import database_problem
+from sensor_billing.jobs import admin
 from sensor_billing.jobs.health import redis_problem
+from sensor_billing.metering import repository
 from sensor_billing.settings import get_settings
 
 console = Console()
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerProgress:
+    oldest_pending_at: datetime | None
+    closed_through: datetime | None
+
+
+async def ledger_progress(database_url: str) -> LedgerProgress:
+    engine = create_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        async with unit_of_work(create_session_factory(engine)) as session:
+            return LedgerProgress(
+                oldest_pending_at=await repository.oldest_pending_created_at(session),
+                closed_through=await repository.last_closed_through(session),
+            )
+    finally:
+        await engine.dispose()
+
+
+def _age(since: datetime, now: datetime) -> str:
+    seconds = max(int((now - since).total_seconds()), 0)
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {seconds}s"
+
+
 @reports_errors
-def status() -> None:
-    """Show PostgreSQL, the migration state and Redis; exit 3 if one does not answer."""
+def status(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """Show PostgreSQL, migrations, Redis, queue depths and ledger progress; exit 3 if
+    PostgreSQL or Redis does not answer."""
     settings = get_settings()
-    failed = False
+    now = datetime.now(UTC)
+    report: dict[str, object] = {}
+    lines: list[str] = []
+
     db_problem = database_problem(settings.database_url)
+    progress: LedgerProgress | None = None
     if db_problem:
-        failed = True
-        console.print(f"postgresql  [red]unavailable[/]: {db_problem}")
+        report["postgresql"] = {"ok": False, "problem": db_problem}
+        lines.append(f"postgresql  [red]unavailable[/]: {db_problem}")
     else:
         revision = migrate.current_revision(settings.database_url)
         heads = migrate.heads(settings.database_url)
-        state = "up to date" if revision in heads else "needs `sensor-billing db upgrade`"
-        console.print(f"postgresql  [green]ok[/]  revision {revision or 'none'} ({state})")
+        up_to_date = revision in heads
+        report["postgresql"] = {"ok": True, "revision": revision, "upToDate": up_to_date}
+        state = "up to date" if up_to_date else "needs `sensor-billing db upgrade`"
+        lines.append(f"postgresql  [green]ok[/]  revision {revision or 'none'} ({state})")
+        if up_to_date:  # an older schema may not have the ledger tables yet
+            progress = asyncio.run(ledger_progress(settings.database_url))
+
     queue_problem = redis_problem(settings.redis_url)
+    counts: dict[str, dict[str, int]] | None = None
     if queue_problem:
-        failed = True
-        console.print(f"redis       [red]unavailable[/]: {queue_problem}")
+        report["redis"] = {"ok": False, "problem": queue_problem}
+        lines.append(f"redis       [red]unavailable[/]: {queue_problem}")
     else:
-        console.print("redis       [green]ok[/]")
-    if failed:
+        report["redis"] = {"ok": True}
+        lines.append("redis       [green]ok[/]")
+        counts = asyncio.run(admin.job_counts(settings.redis_url))
+        for queue, per_state in counts.items():
+            depth = ", ".join(
+                f"{per_state[state]} {state}"
+                for state in ("waiting", "active", "delayed", "failed")
+            )
+            lines.append(f"queue       {queue}: {depth}")
+    report["queues"] = counts
+
+    if progress is not None:
+        oldest = progress.oldest_pending_at
+        closed = progress.closed_through
+        report["ledger"] = {
+            "oldestPendingAt": oldest.isoformat() if oldest else None,
+            "oldestPendingAgeSeconds": int((now - oldest).total_seconds()) if oldest else None,
+            "closedThrough": closed.isoformat() if closed else None,
+        }
+        lines.append(
+            "ledger      oldest pending: "
+            + (
+                f"{_age(oldest, now)} old ({oldest.isoformat(timespec='seconds')})"
+                if oldest
+                else "none"
+            )
+        )
+        lines.append(
+            "ledger      last closed window ends "
+            + (closed.isoformat(timespec="seconds") if closed else "never (nothing closed yet)")
+        )
+    else:
+        report["ledger"] = None
+
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        for line in lines:
+            console.print(line, highlight=False)
+    if db_problem or queue_problem:
         raise typer.Exit(EXIT_UNAVAILABLE)

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+import enum
+import json
+import uuid
+from datetime import UTC, date, datetime, timedelta
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
 
 from sensor_billing.cli.errors import reports_errors
 from sensor_billing.db import create_engine, create_session_factory, unit_of_work
 from sensor_billing.db.health import require_database
+from sensor_billing.db.schema import MeterReport
+from sensor_billing.errors import ConfigurationError
+from sensor_billing.metering import repository
+from sensor_billing.metering.backfill import BackfillPlan, backfill_organization, plan_backfill
 from sensor_billing.metering.service import ClosePolicy, CloseSummary, close_windows
-from sensor_billing.settings import get_settings
+from sensor_billing.settings import Settings, get_settings
 
 app = typer.Typer(help="Usage windows and the ledger.", no_args_is_help=True)
 console = Console()
@@ -27,11 +36,7 @@ def close() -> None:
     """
     settings = get_settings()
     require_database(settings.database_url)
-    policy = ClosePolicy(
-        window=timedelta(seconds=settings.meter_window_seconds),
-        grace=timedelta(seconds=settings.meter_grace_seconds),
-        backfill_start=settings.meter_backfill_start,
-    )
+    policy = close_policy(settings)
 
     async def run() -> CloseSummary:
         engine = create_engine(settings.database_url, pool_size=1)
@@ -53,3 +58,187 @@ def close() -> None:
             "not metered, no Stripe customer: "
             + ", ".join(str(org) for org in summary.organizations_without_customer)
         )
+
+
+def parse_date_option(text: str, option: str, *, end_of_day: bool = False) -> datetime:
+    """'2026-11-01' (a UTC day; with `end_of_day`, the moment that day ends) or an ISO 8601
+    time ('2026-11-01T06:00:00Z'; without an offset, UTC)."""
+    try:
+        if len(text.strip()) == 10:
+            day = date.fromisoformat(text.strip())
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return moment + timedelta(days=1) if end_of_day else moment
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigurationError(
+            f"{option} {text!r} is not a date like 2026-11-01 or 2026-11-01T06:00:00Z"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def parse_organization_option(text: str | None) -> uuid.UUID | None:
+    if text is None:
+        return None
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise ConfigurationError(f"--org {text!r} is not an organization id (a UUID)") from None
+
+
+def close_policy(settings: Settings) -> ClosePolicy:
+    return ClosePolicy(
+        window=timedelta(seconds=settings.meter_window_seconds),
+        grace=timedelta(seconds=settings.meter_grace_seconds),
+        backfill_start=settings.meter_backfill_start,
+    )
+
+
+@app.command()
+@reports_errors
+def backfill(
+    since: str = typer.Option(..., help="First day (UTC, 2026-11-01) or ISO 8601 time."),
+    until: str | None = typer.Option(
+        None, help="Last day, included (or an ISO 8601 time, excluded); default: now."
+    ),
+    org: str | None = typer.Option(None, help="Only this organization id."),
+) -> None:
+    """Re-measure missing windows in a range into the ledger (existing rows stay as they are).
+
+    Windows older than Stripe's 35 days become `skipped` rows; the worker reports the rest.
+    """
+    now = datetime.now(UTC)
+    start = parse_date_option(since, "--since")
+    end = parse_date_option(until, "--until", end_of_day=True) if until else now
+    organization_id = parse_organization_option(org)
+    settings = get_settings()
+    policy = close_policy(settings)
+    require_database(settings.database_url)
+
+    async def run() -> tuple[BackfillPlan, dict[str, int]]:
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            sessions = create_session_factory(engine)
+            async with unit_of_work(sessions) as session:
+                plan = await plan_backfill(
+                    session,
+                    policy,
+                    since=start,
+                    until=end,
+                    now=now,
+                    organization_id=organization_id,
+                )
+            created: dict[str, int] = {}
+            with Progress(
+                TextColumn("backfilling windows"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=console,
+                transient=False,
+            ) as progress:
+                task = progress.add_task("backfill", total=plan.missing_windows)
+                for organization, missing in plan.missing_by_organization.items():
+                    async with unit_of_work(sessions) as session:
+                        counts = await backfill_organization(
+                            session, policy, organization, start=plan.start, end=plan.end, now=now
+                        )
+                    for status, count in counts.items():
+                        created[status] = created.get(status, 0) + count
+                    progress.advance(task, missing)
+            return plan, created
+        finally:
+            await engine.dispose()
+
+    plan, created = asyncio.run(run())
+    rows = ", ".join(f"{count} {status}" for status, count in sorted(created.items()))
+    console.print(
+        f"windows {plan.start.isoformat()} to {plan.end.isoformat()}: "
+        f"{plan.missing_windows} missing in {len(plan.missing_by_organization)} "
+        f"organization(s); rows created: {rows or 'none'}"
+    )
+
+
+class LedgerStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+STATUS_OPTION = typer.Option(None, help="Only rows in this status.")
+
+
+def _ledger_json(report: MeterReport) -> dict[str, object]:
+    return {
+        "identifier": report.identifier,
+        "organizationId": str(report.organization_id),
+        "eventName": report.event_name,
+        "windowStart": report.window_start.isoformat(),
+        "windowEnd": report.window_end.isoformat(),
+        "value": report.value,
+        "status": report.status,
+        "attempts": report.attempts,
+        "lastError": report.last_error,
+        "skipReason": report.skip_reason,
+        "sentAt": report.sent_at.isoformat() if report.sent_at else None,
+    }
+
+
+@app.command()
+@reports_errors
+def ledger(
+    org: str | None = typer.Option(None, help="Only this organization id."),
+    status: LedgerStatus | None = STATUS_OPTION,
+    limit: int = typer.Option(50, min=1, max=10_000, help="Rows at most (newest first)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Ledger rows, newest window first: meter, value, status, attempts, error, sent time."""
+    organization_id = parse_organization_option(org)
+    settings = get_settings()
+    require_database(settings.database_url)
+
+    async def run() -> list[MeterReport]:
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            async with unit_of_work(create_session_factory(engine)) as session:
+                if organization_id is not None and (
+                    await repository.find_organization(session, organization_id) is None
+                ):
+                    raise ConfigurationError(f"no organization with id {organization_id}")
+                return await repository.ledger_rows(
+                    session,
+                    organization_id=organization_id,
+                    status=status.value if status else None,
+                    limit=limit,
+                )
+        finally:
+            await engine.dispose()
+
+    reports = asyncio.run(run())
+    if as_json:
+        typer.echo(json.dumps([_ledger_json(report) for report in reports], indent=2))
+        return
+    if not reports:
+        console.print("no ledger rows")
+        return
+    table = Table(
+        "window start",
+        "organization",
+        "meter",
+        "value",
+        "status",
+        "attempts",
+        "error / skip reason",
+        "sent at",
+    )
+    for report in reports:
+        table.add_row(
+            report.window_start.isoformat(timespec="minutes"),
+            str(report.organization_id),
+            report.event_name,
+            str(report.value),
+            report.status,
+            str(report.attempts),
+            report.last_error or report.skip_reason or "",
+            report.sent_at.isoformat(timespec="seconds") if report.sent_at else "",
+        )
+    console.print(table)

@@ -26,7 +26,7 @@ def worker(
     settings = get_settings()
     if concurrency:
         settings = settings.model_copy(update={"meter_worker_concurrency": concurrency})
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     require_database(settings.database_url)
     problem = redis_problem(settings.redis_url)
     if problem:

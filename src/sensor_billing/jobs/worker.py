@@ -27,6 +27,7 @@ from sensor_billing.metering.outbox import EXHAUSTED_JOB_COOL_DOWN, sweep
 from sensor_billing.metering.reporter import Verdict, ledger_identifier_for_job, report_usage
 from sensor_billing.metering.service import ClosePolicy, close_windows
 from sensor_billing.metering.stream import MeterEventStream, stream_backlog
+from sensor_billing.observability import record_meter_report, serve_metrics, timed_stripe_request
 from sensor_billing.settings import Settings
 from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
 from sensor_billing.stripe_api.meter_events import MeterEvent, send_meter_event
@@ -130,12 +131,14 @@ class MeteringWorker:
         try:
             data = parse_meter_report_data(job.data)
         except InvalidJobDataError as error:
+            record_meter_report(Verdict.FAILED)
             raise UnrecoverableError(str(error)) from None
         async with unit_of_work(self.sessions) as session:
             identifier = await ledger_identifier_for_job(
                 session, str(job.id), int(job.timestamp), data
             )
             if identifier is None:
+                record_meter_report(Verdict.NO_REPORT)
                 return Verdict.NO_REPORT.value
             result = await report_usage(
                 session,
@@ -144,6 +147,7 @@ class MeteringWorker:
                 throttle=self.limiter.acquire,
                 now=self.clock(),
             )
+        record_meter_report(result.verdict)
         # The attempt is committed above; now tell the queue what to do with the job.
         if result.verdict is Verdict.RETRY:
             raise StripeUnavailableError(result.detail)
@@ -153,7 +157,8 @@ class MeteringWorker:
         return result.verdict.value
 
     async def _send(self, event: MeterEvent) -> bool:
-        return await send_meter_event(self.stripe, event)
+        with timed_stripe_request():
+            return await send_meter_event(self.stripe, event)
 
     async def run_close_windows(self) -> dict[str, Any]:
         now = self.clock()
@@ -196,11 +201,18 @@ class MeteringWorker:
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    worker = MeteringWorker(settings)
-    await worker.start()
-    logger.info("worker started (concurrency %d)", worker.concurrency)
+    stop_metrics = (
+        serve_metrics(settings.worker_metrics_port) if settings.worker_metrics_port else None
+    )
     try:
-        await stop.wait()
+        worker = MeteringWorker(settings)
+        await worker.start()
+        logger.info("worker started (concurrency %d)", worker.concurrency)
+        try:
+            await stop.wait()
+        finally:
+            logger.info("stopping: letting running sends finish")
+            await worker.stop()
     finally:
-        logger.info("stopping: letting running sends finish")
-        await worker.stop()
+        if stop_metrics is not None:
+            stop_metrics()

@@ -11,7 +11,13 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sensor_billing.db.schema import MeterReport, Organization, ReportSource, ReportStatus
+from sensor_billing.db.schema import (
+    MeteringCursor,
+    MeterReport,
+    Organization,
+    ReportSource,
+    ReportStatus,
+)
 
 # One closer at a time across all workers: two would measure the same windows twice (the
 # ledger key would keep one row each, but the work and the locks would be doubled).
@@ -264,3 +270,141 @@ async def fail_unsendable(session: AsyncSession, sendable_from: datetime) -> int
         )
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- Operator commands: backfill, ledger listing, status ---------------------------------
+
+# Windows in [start, end) of metered organizations that lack a report for either meter. Only
+# window-sourced rows count: they are what the ledger key (organization, meter, window) holds.
+MISSING_WINDOWS = text("""
+WITH expected AS (
+    SELECT o.id AS organization_id, ws AS window_start
+      FROM organizations o
+     CROSS JOIN generate_series(
+           CAST(:start AS timestamptz),
+           CAST(:end AS timestamptz) - make_interval(secs => :window_seconds),
+           make_interval(secs => :window_seconds)) AS ws
+     WHERE o.stripe_customer_id IS NOT NULL AND o.stripe_customer_deleted_at IS NULL
+       AND (CAST(:organization_id AS uuid) IS NULL OR o.id = CAST(:organization_id AS uuid))
+), present AS (
+    SELECT organization_id, window_start, count(*) AS reports
+      FROM meter_reports
+     WHERE source = 'window' AND window_start >= :start AND window_start < :end
+     GROUP BY 1, 2
+)
+SELECT e.organization_id, count(*) AS missing
+  FROM expected e
+  LEFT JOIN present p USING (organization_id, window_start)
+ WHERE coalesce(p.reports, 0) < 2
+ GROUP BY 1
+ ORDER BY 1
+""")
+
+
+@dataclass(frozen=True, slots=True)
+class OrganizationBilling:
+    id: uuid.UUID
+    metered: bool  # a Stripe customer that is not deleted
+
+
+async def find_organization(
+    session: AsyncSession, organization_id: uuid.UUID
+) -> OrganizationBilling | None:
+    row = (
+        await session.execute(
+            select(
+                Organization.id,
+                Organization.stripe_customer_id.is_not(None)
+                & Organization.stripe_customer_deleted_at.is_(None),
+            ).where(Organization.id == organization_id)
+        )
+    ).first()
+    return OrganizationBilling(row[0], bool(row[1])) if row else None
+
+
+async def missing_windows(
+    session: AsyncSession,
+    *,
+    window: timedelta,
+    start: datetime,
+    end: datetime,
+    organization_id: uuid.UUID | None,
+) -> dict[uuid.UUID, int]:
+    """Per metered organization, how many windows in [start, end) miss a report."""
+    rows = await session.execute(
+        MISSING_WINDOWS,
+        {
+            "window_seconds": int(window.total_seconds()),
+            "start": start,
+            "end": end,
+            "organization_id": organization_id,
+        },
+    )
+    return {organization: int(missing) for organization, missing in rows}
+
+
+async def move_cursor_back(
+    session: AsyncSession, organization_id: uuid.UUID, to: datetime
+) -> datetime | None:
+    """Move the organization's cursor back to `to` (never forward: windows between a lagging
+    cursor and `to` must still be closed); return where it was, None if it had none."""
+    original = await session.scalar(
+        select(MeteringCursor.closed_through)
+        .where(MeteringCursor.organization_id == organization_id)
+        .with_for_update()
+    )
+    if original is None:
+        await session.execute(
+            insert(MeteringCursor).values(organization_id=organization_id, closed_through=to)
+        )
+    elif original > to:
+        await session.execute(
+            update(MeteringCursor)
+            .where(MeteringCursor.organization_id == organization_id)
+            .values(closed_through=to)
+        )
+    return original
+
+
+async def restore_cursor(
+    session: AsyncSession, organization_id: uuid.UUID, closed_through: datetime
+) -> None:
+    """Put a cursor moved back by `move_cursor_back` where it was, unless it is now further."""
+    await session.execute(
+        update(MeteringCursor)
+        .where(
+            MeteringCursor.organization_id == organization_id,
+            MeteringCursor.closed_through < closed_through,
+        )
+        .values(closed_through=closed_through)
+    )
+
+
+async def ledger_rows(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID | None,
+    status: str | None,
+    limit: int,
+) -> list[MeterReport]:
+    """The newest ledger rows (by window, then meter), optionally of one organization/status."""
+    query = select(MeterReport)
+    if organization_id is not None:
+        query = query.where(MeterReport.organization_id == organization_id)
+    if status is not None:
+        query = query.where(MeterReport.status == status)
+    query = query.order_by(
+        MeterReport.window_start.desc(), MeterReport.organization_id, MeterReport.event_name
+    ).limit(limit)
+    return list(await session.scalars(query))
+
+
+async def oldest_pending_created_at(session: AsyncSession) -> datetime | None:
+    return await session.scalar(
+        select(func.min(MeterReport.created_at)).where(MeterReport.status == ReportStatus.PENDING)
+    )
+
+
+async def last_closed_through(session: AsyncSession) -> datetime | None:
+    """The end of the newest window closed for any organization."""
+    return await session.scalar(select(func.max(MeteringCursor.closed_through)))

@@ -17,6 +17,8 @@ from sensor_billing.errors import (
     WebhookNotConfiguredError,
     WebhookRejectedError,
 )
+from sensor_billing.observability import record_webhook_delivery
+from sensor_billing.observability.metrics import WebhookOutcome
 from sensor_billing.settings import Settings
 from sensor_billing.webhooks.envelope import parse_event
 from sensor_billing.webhooks.service import deliver_event
@@ -105,10 +107,31 @@ async def receive_stripe_webhook(
         outcome = f"rejected:{error.code}"
         raise
     finally:
+        seconds = time.perf_counter() - started
+        record_webhook_delivery(outcome_kind(outcome), event_type, seconds)
         logger.info(
             "stripe webhook event_id=%s type=%s outcome=%s ms=%.1f",
             event_id,
             event_type,
             outcome,
-            (time.perf_counter() - started) * 1000,
+            seconds * 1000,
+            extra={
+                "event_id": event_id,
+                "event_type": event_type,
+                "outcome": outcome,
+                "duration_ms": round(seconds * 1000, 1),
+            },
         )
+
+
+# The metric's outcomes; the log's `rejected:<code>` (and an unconfigured endpoint's 503) count
+# as `rejected`, so the label keeps four values.
+METRIC_OUTCOMES: dict[str, WebhookOutcome] = {
+    "processed": "processed",
+    "duplicate": "duplicate",
+    "failed": "failed",
+}
+
+
+def outcome_kind(outcome: str) -> WebhookOutcome:
+    return METRIC_OUTCOMES.get(outcome, "rejected")

@@ -68,3 +68,16 @@ async def prune_events(session: AsyncSession, older_than: datetime, batch_size: 
     )
     result = await session.execute(delete(StripeEvent).where(StripeEvent.id.in_(batch)))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def recent_events(
+    session: AsyncSession, *, event_type: str | None, since: datetime | None, limit: int
+) -> list[StripeEvent]:
+    """Recorded events, most recently processed first, optionally of one type or since a time."""
+    query = select(StripeEvent)
+    if event_type is not None:
+        query = query.where(StripeEvent.event_type == event_type)
+    if since is not None:
+        query = query.where(StripeEvent.processed_at >= since)
+    query = query.order_by(StripeEvent.processed_at.desc(), StripeEvent.event_id).limit(limit)
+    return list(await session.scalars(query))

@@ -35,6 +35,8 @@ from .records import (
     Meter,
     MeterEventRecord,
     MeterEventSession,
+    Price,
+    Product,
 )
 from .server import DEFAULT_API_KEY, RunningStandin, run_in_thread
 from .state import StandinState
@@ -52,6 +54,8 @@ __all__ = [
     "Meter",
     "MeterEventRecord",
     "MeterEventSession",
+    "Price",
+    "Product",
     "RunningStandin",
     "StandinConfig",
     "StandinState",

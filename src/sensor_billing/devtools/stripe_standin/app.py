@@ -6,7 +6,13 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
-from . import routes_control, routes_v1_catalog, routes_v1_metering, routes_v2_metering
+from . import (
+    routes_control,
+    routes_v1_catalog,
+    routes_v1_metering,
+    routes_v1_products,
+    routes_v2_metering,
+)
 from .errors import StripeRefusalError
 from .state import StandinState
 from .wire import RequestIdMiddleware, render_http_exception, render_refusal
@@ -17,6 +23,7 @@ def create_app(state: StandinState) -> Starlette:
         routes=[
             *routes_v1_metering.routes,
             *routes_v1_catalog.routes,
+            *routes_v1_products.routes,
             *routes_v2_metering.routes,
             *routes_control.routes,
         ],

@@ -227,3 +227,78 @@ class Counters:
             "idempotent_replays": self.idempotent_replays,
             "faults_injected": dict(self.faults_injected),
         }
+
+
+@dataclass
+class Product:
+    id: str
+    name: str
+    created: int
+    description: str | None = None
+    active: bool = True
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_stripe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "product",
+            "active": self.active,
+            "created": self.created,
+            "default_price": None,
+            "description": self.description,
+            "livemode": False,
+            "metadata": dict(self.metadata),
+            "name": self.name,
+            "type": "service",
+            "updated": self.created,
+        }
+
+
+@dataclass
+class Price:
+    """A recurring price. `unit_amount_decimal` is in the currency's minor unit (cents)."""
+
+    id: str
+    product: str
+    currency: str
+    unit_amount_decimal: Decimal
+    interval: str
+    interval_count: int
+    usage_type: Literal["licensed", "metered"]
+    meter: str | None
+    created: int
+    lookup_key: str | None = None
+    nickname: str | None = None
+    active: bool = True
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_stripe(self) -> dict[str, Any]:
+        whole = self.unit_amount_decimal == self.unit_amount_decimal.to_integral_value()
+        return {
+            "id": self.id,
+            "object": "price",
+            "active": self.active,
+            "billing_scheme": "per_unit",
+            "created": self.created,
+            "currency": self.currency,
+            "custom_unit_amount": None,
+            "livemode": False,
+            "lookup_key": self.lookup_key,
+            "metadata": dict(self.metadata),
+            "nickname": self.nickname,
+            "product": self.product,
+            "recurring": {
+                "interval": self.interval,
+                "interval_count": self.interval_count,
+                "meter": self.meter,
+                "trial_period_days": None,
+                "usage_type": self.usage_type,
+            },
+            "tax_behavior": "unspecified",
+            "tiers_mode": None,
+            "transform_quantity": None,
+            "type": "recurring",
+            # Stripe answers `unit_amount: null` when the amount has a fractional part.
+            "unit_amount": int(self.unit_amount_decimal) if whole else None,
+            "unit_amount_decimal": format(self.unit_amount_decimal, "f"),
+        }

@@ -25,6 +25,8 @@ from .records import (
     Meter,
     MeterEventRecord,
     MeterEventSession,
+    Price,
+    Product,
 )
 
 CustomerMeterKey = tuple[str, str]
@@ -51,6 +53,8 @@ class StandinState:
     def _clear_stores(self) -> None:
         self.meters: dict[str, Meter] = {}
         self.customers: dict[str, Customer] = {}
+        self.products: dict[str, Product] = {}
+        self.prices: dict[str, Price] = {}
         self.events: list[MeterEventRecord] = []
         self.identifier_accepted_at: dict[str, float] = {}
         self.reports: list[ErrorReport] = []
@@ -167,4 +171,6 @@ class StandinState:
                 "counters": {**self.counters.to_control(), "error_reports": len(self.reports)},
                 "meters": [meter.to_stripe() for meter in self.meters.values()],
                 "customers": [customer.to_stripe() for customer in self.customers.values()],
+                "products": [product.to_stripe() for product in self.products.values()],
+                "prices": [price.to_stripe() for price in self.prices.values()],
             }

@@ -1,0 +1,79 @@
+"""Creating a Stripe customer for every organization that has none.
+
+Each organization is its own transaction: the customer is created while the organization row
+is locked, and its id is committed before the next one starts, so a crash half-way keeps
+everything stored so far. The idempotency key `customer-for-org-<uuid>` makes a rerun after a
+crash between Stripe's answer and the commit get the same customer back instead of a second one
+(Stripe keeps keys at least 24 h: docs: api/idempotent_requests).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import stripe
+
+from sensor_billing.billing import customers_repository as repository
+from sensor_billing.db import SessionFactory, unit_of_work
+from sensor_billing.stripe_api.meter_events import map_stripe_error
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedCustomer:
+    organization_id: uuid.UUID
+    name: str
+    customer_id: str
+
+
+@dataclass(slots=True)
+class CustomerSyncSummary:
+    created: list[CreatedCustomer] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "created": [
+                {
+                    "organization_id": str(c.organization_id),
+                    "name": c.name,
+                    "stripe_customer_id": c.customer_id,
+                }
+                for c in self.created
+            ]
+        }
+
+
+def customer_idempotency_key(organization_id: uuid.UUID) -> str:
+    return f"customer-for-org-{organization_id}"
+
+
+async def sync_customers(
+    sessions: SessionFactory, client: stripe.StripeClient
+) -> CustomerSyncSummary:
+    """Create and store a Stripe customer for each organization without one.
+
+    Raises `StripeUnavailableError` / `StripeRefusedError` on the first Stripe failure; the
+    customers stored before it stay stored."""
+    async with sessions() as session:
+        pending = await repository.organizations_without_customer(session)
+    summary = CustomerSyncSummary()
+    for candidate in pending:
+        async with unit_of_work(sessions) as session:
+            organization = await repository.lock_organization_without_customer(
+                session, candidate.id
+            )
+            if organization is None:
+                continue  # linked meanwhile (a checkout webhook or another sync)
+            try:
+                customer = await client.v1.customers.create_async(
+                    {
+                        "name": organization.name,
+                        "metadata": {"organization_id": str(organization.id)},
+                    },
+                    {"idempotency_key": customer_idempotency_key(organization.id)},
+                )
+            except stripe.StripeError as error:
+                raise map_stripe_error(error) from error
+            await repository.store_customer_id(session, organization.id, customer.id)
+        summary.created.append(CreatedCustomer(organization.id, organization.name, customer.id))
+    return summary

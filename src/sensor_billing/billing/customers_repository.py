@@ -1,0 +1,54 @@
+"""SQL for creating Stripe customers for organizations. Nothing here commits."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sensor_billing.db.schema import Organization
+
+
+@dataclass(frozen=True, slots=True)
+class OrganizationWithoutCustomer:
+    id: uuid.UUID
+    name: str
+
+
+async def organizations_without_customer(
+    session: AsyncSession,
+) -> list[OrganizationWithoutCustomer]:
+    rows = await session.execute(
+        select(Organization.id, Organization.name)
+        .where(Organization.stripe_customer_id.is_(None))
+        .order_by(Organization.created_at, Organization.id)
+    )
+    return [OrganizationWithoutCustomer(id=row.id, name=row.name) for row in rows]
+
+
+async def lock_organization_without_customer(
+    session: AsyncSession, organization_id: uuid.UUID
+) -> OrganizationWithoutCustomer | None:
+    """The organization, locked until the transaction ends, if it still has no customer.
+
+    The lock makes a second `customers sync` running at once wait, then see the stored id."""
+    row = (
+        await session.execute(
+            select(Organization.id, Organization.name)
+            .where(Organization.id == organization_id, Organization.stripe_customer_id.is_(None))
+            .with_for_update()
+        )
+    ).one_or_none()
+    return None if row is None else OrganizationWithoutCustomer(id=row.id, name=row.name)
+
+
+async def store_customer_id(
+    session: AsyncSession, organization_id: uuid.UUID, customer_id: str
+) -> None:
+    await session.execute(
+        update(Organization)
+        .where(Organization.id == organization_id)
+        .values(stripe_customer_id=customer_id)
+    )

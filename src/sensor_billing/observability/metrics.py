@@ -1,0 +1,95 @@
+"""Prometheus metrics: the metric objects and the one-line helpers the hot paths call.
+
+Counters and histograms live in the process's default registry, so the API serves them on
+`GET /metrics` and the worker on `WORKER_METRICS_PORT`. Labels stay bounded: outcomes are fixed
+sets, event types are Stripe's (a bounded list, and only signed events reach the label), HTTP
+statuses are a handful.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Final, Literal, TypeAlias
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+from sensor_billing.errors import ConfigurationError, StripeRefusedError, StripeUnavailableError
+from sensor_billing.metering.reporter import Verdict
+
+WebhookOutcome: TypeAlias = Literal["processed", "duplicate", "rejected", "failed"]
+
+# A delivery before its event is parsed (rejected) has no type.
+NO_EVENT_TYPE: Final = "-"
+# A Stripe call that got no HTTP answer (connection error, timeout).
+NO_HTTP_STATUS: Final = "none"
+
+WEBHOOK_DELIVERIES = Counter(
+    "sensor_billing_webhook_deliveries",
+    "Stripe webhook deliveries answered, by outcome and event type.",
+    ["outcome", "type"],
+)
+WEBHOOK_DURATION = Histogram(
+    "sensor_billing_webhook_duration_seconds",
+    "Time from receiving a Stripe webhook delivery to answering it.",
+    ["outcome"],
+)
+METER_REPORTS = Counter(
+    "sensor_billing_meter_reports",
+    "meter:report jobs run, by what became of the ledger row.",
+    ["outcome"],
+)
+STRIPE_REQUEST_DURATION = Histogram(
+    "sensor_billing_stripe_request_duration_seconds",
+    "Duration of meter event calls to Stripe, answered or not.",
+)
+STRIPE_ERRORS = Counter(
+    "sensor_billing_stripe_errors",
+    "Meter event calls Stripe refused or could not take, by HTTP status ('none': no answer).",
+    ["status"],
+)
+
+
+def record_webhook_delivery(outcome: WebhookOutcome, event_type: str, seconds: float) -> None:
+    WEBHOOK_DELIVERIES.labels(outcome, event_type).inc()
+    WEBHOOK_DURATION.labels(outcome).observe(seconds)
+
+
+def record_meter_report(verdict: Verdict) -> None:
+    METER_REPORTS.labels(verdict.value).inc()
+
+
+@contextmanager
+def timed_stripe_request() -> Iterator[None]:
+    """Time one Stripe call; count the errors it raises (as ours) by HTTP status."""
+    started = time.perf_counter()
+    try:
+        yield
+    except (StripeUnavailableError, StripeRefusedError) as error:
+        status = NO_HTTP_STATUS if error.status is None else str(error.status)
+        STRIPE_ERRORS.labels(status).inc()
+        raise
+    finally:
+        STRIPE_REQUEST_DURATION.observe(time.perf_counter() - started)
+
+
+# Every interface: Prometheus scrapes the worker from another host or container.
+ALL_INTERFACES: Final = "0.0.0.0"  # noqa: S104
+
+
+def serve_metrics(port: int, address: str = ALL_INTERFACES) -> Callable[[], None]:
+    """Serve this process's metrics on `port` (a daemon thread); returns the stop function."""
+    try:
+        server, thread = start_http_server(port, address)
+    except OSError as error:
+        raise ConfigurationError(
+            f"WORKER_METRICS_PORT: cannot serve metrics on {address}:{port} ({error.strerror})"
+        ) from None
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop

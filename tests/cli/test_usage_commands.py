@@ -1,0 +1,222 @@
+"""`sensor-billing usage backfill` and `usage ledger` against real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from sensor_billing.db import SessionFactory, unit_of_work
+from tests.cli.conftest import UNREACHABLE_DATABASE_URL, run_cli
+from tests.support.usage_data import GeneratedOrganization, generate_usage
+
+DAY = timedelta(days=1)
+
+
+def today() -> datetime:
+    now = datetime.now(UTC)
+    return datetime(now.year, now.month, now.day, tzinfo=UTC)
+
+
+async def ledger(sessions: SessionFactory) -> dict[tuple[str, datetime], tuple[int, str]]:
+    async with sessions() as session:
+        rows = await session.execute(
+            text("SELECT event_name, window_start, value, status FROM meter_reports")
+        )
+        return {(event, start): (int(value), status) for event, start, value, status in rows}
+
+
+async def cursor_of(sessions: SessionFactory, organization_id: uuid.UUID) -> datetime:
+    async with sessions() as session:
+        value = await session.scalar(
+            text("SELECT closed_through FROM metering_cursors WHERE organization_id = :org"),
+            {"org": organization_id},
+        )
+    assert isinstance(value, datetime)
+    return value
+
+
+async def execute(sessions: SessionFactory, sql: str, **params: object) -> None:
+    async with unit_of_work(sessions) as session:
+        await session.execute(text(sql), params)
+
+
+@pytest.fixture
+async def closed_usage(cli_env: SessionFactory) -> GeneratedOrganization:
+    """One metered organization with six days of usage, every window closed and sent."""
+    start = today() - 6 * DAY
+    [org] = await generate_usage(
+        cli_env, organizations=1, start=start, end=today() - DAY, readings_per_org=300
+    )
+    outcome = run_cli("usage", "close")
+    assert outcome.exit_code == 0, outcome.stderr
+    await execute(cli_env, "UPDATE meter_reports SET status = 'sent', sent_at = now()")
+    return org
+
+
+async def test_backfill_recreates_only_the_missing_windows_in_the_range(
+    cli_env: SessionFactory, closed_usage: GeneratedOrganization
+) -> None:
+    org = closed_usage
+    day = [today() - 6 * DAY + n * DAY for n in range(6)]
+    before = await ledger(cli_env)
+    assert len(before) == 12
+    cursor_before = await cursor_of(cli_env, org.id)
+    await execute(cli_env, "DELETE FROM meter_reports WHERE window_start = :d", d=day[1])
+    await execute(
+        cli_env,
+        "DELETE FROM meter_reports WHERE window_start = :d AND event_name = 'temperature_readings'",
+        d=day[3],
+    )
+    await execute(cli_env, "DELETE FROM meter_reports WHERE window_start = :d", d=day[4])
+
+    outcome = run_cli(
+        "usage", "backfill", "--since", f"{day[1]:%Y-%m-%d}", "--until", f"{day[3]:%Y-%m-%d}"
+    )
+
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "backfilling windows" in outcome.stdout
+    assert "2 missing in 1 organization(s)" in outcome.stdout
+    after = await ledger(cli_env)
+    recreated = {key: after[key] for key in after.keys() - before.keys()}
+    assert recreated == {}  # same keys as before, minus the window after --until
+    assert ("active_sensors", day[4]) not in after
+    for window in (day[1], day[3]):
+        readings = org.readings_between(window, window + DAY)
+        assert after[("temperature_readings", window)] == (readings, "pending")
+    assert after[("active_sensors", day[1])] == (org.active_sensors_at(day[2]), "pending")
+    untouched = {key: value for key, value in after.items() if value[1] == "sent"}
+    assert len(untouched) == 12 - 3 - 2  # deleted 5 rows, recreated 3
+    assert await cursor_of(cli_env, org.id) == cursor_before
+
+
+async def test_backfill_records_windows_beyond_stripes_limit_as_skipped(
+    cli_env: SessionFactory,
+) -> None:
+    [org] = await generate_usage(
+        cli_env, organizations=1, start=today() - DAY, end=today(), readings_per_org=1
+    )
+    assert run_cli("usage", "close").exit_code == 0
+    cursor_before = await cursor_of(cli_env, org.id)
+    since, until = today() - 40 * DAY, today() - 37 * DAY
+
+    outcome = run_cli(
+        "usage",
+        "backfill",
+        "--since",
+        f"{since:%Y-%m-%d}",
+        "--until",
+        f"{until:%Y-%m-%d}",
+        "--org",
+        str(org.id),
+    )
+
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "8 skipped" in outcome.stdout
+    async with cli_env() as session:
+        reasons = set(
+            await session.scalars(
+                text("SELECT DISTINCT skip_reason FROM meter_reports WHERE window_start < :u"),
+                {"u": until + DAY},
+            )
+        )
+    assert reasons == {"beyond Stripe's 35-day limit for meter event timestamps"}
+    assert await cursor_of(cli_env, org.id) == cursor_before
+
+
+async def test_backfill_with_nothing_missing_creates_nothing(
+    cli_env: SessionFactory, closed_usage: GeneratedOrganization
+) -> None:
+    before = await ledger(cli_env)
+    outcome = run_cli("usage", "backfill", "--since", f"{today() - 6 * DAY:%Y-%m-%d}")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "rows created: none" in outcome.stdout
+    assert await ledger(cli_env) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "2026-13-01"], "--since '2026-13-01' is not a date"),
+        (["--since", "2026-11-01", "--until", "soon"], "--until 'soon' is not a date"),
+        (["--since", "2026-11-10", "--until", "2026-11-01"], "must be before --until"),
+        (["--since", "2026-11-01", "--org", "acme"], "--org 'acme' is not an organization id"),
+        (
+            ["--since", "2026-11-01", "--org", "00000000-0000-0000-0000-000000000001"],
+            "no organization with id 00000000-0000-0000-0000-000000000001",
+        ),
+    ],
+)
+@pytest.mark.usefixtures("cli_env")
+def test_backfill_refuses_bad_input_in_one_line(args: list[str], message: str) -> None:
+    outcome = run_cli("usage", "backfill", *args)
+    assert outcome.exit_code == 2
+    assert message in outcome.stderr
+    assert len(outcome.stderr.strip().splitlines()) == 1
+
+
+async def test_backfill_refuses_an_organization_without_customer(cli_env: SessionFactory) -> None:
+    [org] = await generate_usage(
+        cli_env,
+        organizations=0,
+        without_customer=1,
+        start=today() - DAY,
+        end=today(),
+        readings_per_org=1,
+    )
+    outcome = run_cli("usage", "backfill", "--since", "2026-11-01", "--org", str(org.id))
+    assert outcome.exit_code == 2
+    assert "has no live Stripe customer" in outcome.stderr
+
+
+@pytest.mark.usefixtures("closed_usage")
+def test_ledger_lists_rows_newest_window_first_as_json() -> None:
+    outcome = run_cli("usage", "ledger", "--limit", "3", "--json")
+    assert outcome.exit_code == 0, outcome.stderr
+    rows = json.loads(outcome.stdout)
+    assert len(rows) == 3
+    starts = [row["windowStart"] for row in rows]
+    assert starts == sorted(starts, reverse=True)
+    assert {row["status"] for row in rows} == {"sent"}
+    assert set(rows[0]) >= {"eventName", "value", "attempts", "lastError", "skipReason", "sentAt"}
+
+
+async def test_ledger_filters_by_status_and_shows_the_reason(
+    cli_env: SessionFactory, closed_usage: GeneratedOrganization
+) -> None:
+    await execute(
+        cli_env,
+        "UPDATE meter_reports SET status = 'failed', attempts = 5, last_error = 'No such customer'"
+        " WHERE window_start = :d AND event_name = 'active_sensors'",
+        d=today() - DAY,
+    )
+    outcome = run_cli("usage", "ledger", "--status", "failed", "--org", str(closed_usage.id))
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "No such customer" in outcome.stdout
+    assert "active_sensors" in outcome.stdout
+    assert "temperature_readings" not in outcome.stdout
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_ledger_refuses_an_unknown_organization() -> None:
+    outcome = run_cli("usage", "ledger", "--org", str(uuid.uuid4()))
+    assert outcome.exit_code == 2
+    assert "no organization with id" in outcome.stderr
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_ledger_refuses_an_unknown_status() -> None:
+    assert run_cli("usage", "ledger", "--status", "lost").exit_code == 2
+
+
+@pytest.mark.parametrize("command", [["backfill", "--since", "2026-11-01"], ["ledger"], ["close"]])
+def test_usage_commands_exit_3_when_postgresql_does_not_answer(
+    command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", UNREACHABLE_DATABASE_URL)
+    outcome = run_cli("usage", *command)
+    assert outcome.exit_code == 3
+    assert "PostgreSQL at DATABASE_URL does not answer" in outcome.stderr

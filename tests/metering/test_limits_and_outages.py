@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from sensor_billing.db import SessionFactory
+from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.schema import MeterReport
 from sensor_billing.devtools.stripe_standin import FaultPlan, RunningStandin, StandinConfig
 from sensor_billing.errors import ConfigurationError
 from sensor_billing.jobs import QueueNames
 from sensor_billing.jobs.connection import open_queue
+from sensor_billing.metering.outbox import sweep
+from sensor_billing.metering.service import ClosePolicy, close_windows
 from sensor_billing.settings import Settings, load_settings
 from tests.metering.conftest import drain, ledger_counts
 from tests.metering.test_reporting import assert_stripe_has_exactly_the_usage, month_of_usage
@@ -91,3 +93,34 @@ def test_rate_limit_outside_stripes_range_stops_start_up(
     monkeypatch.setenv("METER_RATE_LIMIT_PER_SECOND", rate)
     with pytest.raises(ConfigurationError, match="METER_RATE_LIMIT_PER_SECOND"):
         load_settings()
+
+
+async def test_one_sweep_enqueues_a_backlog_larger_than_its_batch(
+    sessions: SessionFactory, redis_url: str
+) -> None:
+    await month_of_usage(sessions, organizations=3)
+    now = datetime.now(UTC)
+    async with unit_of_work(sessions) as session:
+        await close_windows(session, ClosePolicy(window=timedelta(days=1), grace=timedelta(0)), now)
+    pending = (await ledger_counts(sessions))["pending"]
+    assert pending > 20
+    queue = open_queue(redis_url, QueueNames.METER_REPORTING)
+    try:
+        result = await sweep(sessions, queue, now=now + timedelta(seconds=1), batch=7)
+        assert result.enqueued == pending
+        assert (await queue.getJobCounts("waiting"))["waiting"] == pending
+        again = await sweep(sessions, queue, now=now + timedelta(seconds=1), batch=7)
+        assert again.enqueued == 0
+    finally:
+        await queue.close()
+
+
+async def test_stop_does_not_wait_for_the_next_scheduled_close(
+    sessions: SessionFactory, standin: RunningStandin, make_worker: Any, worker_settings: Settings
+) -> None:
+    # The close-windows schedule is 5 minutes away; closing must not wait for it (with
+    # redis-py 8, bullmq's close waited minutes here: see the redis pin in pyproject).
+    worker = make_worker(worker_settings.model_copy(update={"meter_close_interval_seconds": 300}))
+    await worker.start()
+    await asyncio.sleep(1)  # idle, blocked waiting for the scheduled job
+    await asyncio.wait_for(worker.stop(), timeout=5)

@@ -211,3 +211,17 @@ async def test_a_job_from_another_producer_gets_a_ledger_row_and_is_reported_onc
     assert [(e.customer, e.event_name, e.value, e.identifier) for e in events] == [
         ("cus_n", "temperature_readings", "42", row.identifier)
     ]
+
+
+async def test_windows_closed_at_start_are_enqueued_by_the_same_close(
+    sessions: SessionFactory, standin: RunningStandin, make_worker: Any, redis_url: str
+) -> None:
+    await month_of_usage(sessions, organizations=2)
+    worker = make_worker()
+    await worker.start()  # one close, no drain loop: its sweep alone must enqueue the rows
+    pending = (await ledger_counts(sessions)).get("pending", 0)
+    for _ in range(100):
+        if not (await ledger_counts(sessions)).get("pending", 0):
+            break
+        await asyncio.sleep(0.1)
+    assert (await ledger_counts(sessions)).get("pending", 0) == 0, f"{pending} rows waited"

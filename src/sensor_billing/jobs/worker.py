@@ -179,7 +179,8 @@ class MeteringWorker:
         swept = await sweep(
             self.sessions,
             self.queue,
-            now=now,
+            # After the close's commit: its rows are stamped later than `now`.
+            now=self.clock(),
             job_options=self.job_options,
             revive_after=self.revive_after,
         )

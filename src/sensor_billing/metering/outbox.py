@@ -66,53 +66,80 @@ async def sweep(
     job_options: Mapping[str, Any] = METER_REPORT_JOB_OPTIONS,
     revive_after: timedelta = EXHAUSTED_JOB_COOL_DOWN,
 ) -> SweepResult:
-    """Give every pending row a live job: add missing ones, revive exhausted ones."""
-    async with sessions() as session:
-        pending = await repository.pending_reports(session, created_before=now, limit=batch)
-    if not pending:
-        return SweepResult(0, 0, 0)
+    """Give every pending row a live job: add missing ones, revive exhausted ones. Pages
+    through all pending rows, so a backlog larger than one batch is covered in one sweep."""
+    enqueued = revived = in_queue = 0
+    after: tuple[datetime, int] | None = None
+    while True:
+        async with sessions() as session:
+            page = await repository.pending_reports(
+                session, created_before=now, limit=batch, after=after
+            )
+        if not page:
+            break
+        result = await _sweep_page(sessions, queue, page, now, job_options, revive_after)
+        enqueued, revived = enqueued + result.enqueued, revived + result.revived
+        in_queue += result.in_queue
+        if len(page) < batch:
+            break
+        after = (page[-1].created_at, page[-1].id)
+    return SweepResult(enqueued, revived, in_queue)
+
+
+async def _sweep_page(
+    sessions: SessionFactory,
+    queue: Any,
+    pending: list[PendingReport],
+    now: datetime,
+    job_options: Mapping[str, Any],
+    revive_after: timedelta,
+) -> SweepResult:
     redis = queue.redisConnection.conn
-    failed_key = queue.toKey("failed")
-    completed_key = queue.toKey("completed")
+    # First only whether each job exists (one command per row): right after a close, none do.
     async with redis.pipeline(transaction=False) as pipe:
         for report in pending:
             pipe.exists(queue.toKey(report.identifier))
+        exists = await pipe.execute()
+    missing = [report for report, found in zip(pending, exists, strict=True) if not found]
+    present = [report for report, found in zip(pending, exists, strict=True) if found]
+    if missing:
+        await queue.addBulk([job_for(report, job_options) for report in missing])
+    if not present:
+        return SweepResult(len(missing), 0, 0)
+
+    failed_key, completed_key = queue.toKey("failed"), queue.toKey("completed")
+    async with redis.pipeline(transaction=False) as pipe:
+        for report in present:
             pipe.hget(queue.toKey(report.identifier), "finishedOn")
             pipe.zscore(failed_key, report.identifier)
             pipe.zscore(completed_key, report.identifier)
         answers = await pipe.execute()
-    missing: list[PendingReport] = []
-    finished: list[tuple[PendingReport, str, float]] = []
-    for index, report in enumerate(pending):
-        exists, finished_on, failed_at, completed_at = answers[index * 4 : index * 4 + 4]
-        if not exists:
-            missing.append(report)
-        elif failed_at is not None:
-            finished.append((report, "failed", float(finished_on or failed_at)))
+    cool_down_ms = revive_after.total_seconds() * 1000
+    due: list[tuple[PendingReport, str]] = []
+    for index, report in enumerate(present):
+        finished_on, failed_at, completed_at = answers[index * 3 : index * 3 + 3]
+        if failed_at is not None:
+            finished_ms = float(finished_on or failed_at)
+            if now.timestamp() * 1000 - finished_ms >= cool_down_ms:
+                due.append((report, "failed"))
         elif completed_at is not None:
             # Completed while the row is still pending: its commit was lost. Run it again.
-            finished.append((report, "completed", 0.0))
-    if missing:
-        await queue.addBulk([job_for(report, job_options) for report in missing])
-    cool_down_ms = revive_after.total_seconds() * 1000
-    due = [
-        (report, state)
-        for report, state, finished_ms in finished
-        if state != "failed" or now.timestamp() * 1000 - finished_ms >= cool_down_ms
-    ]
+            due.append((report, "completed"))
+    revived = 0
     if due:
         # A job may have finished (and its row become sent) since the rows were read.
         async with sessions() as session:
             pending_now = await repository.still_pending(session, [r.identifier for r, _ in due])
-    revived = 0
-    for report, state in due:
-        if report.identifier not in pending_now:
-            continue
-        try:
-            job = await queue.getJob(report.identifier)
-            if job is not None:
-                await job.retry(state, {"resetAttemptsMade": True, "resetAttemptsStarted": True})
-                revived += 1
-        except Exception as error:  # removed or taken meanwhile: the next sweep looks again
-            logger.info("sweep could not revive %s: %s", report.identifier, error)
-    return SweepResult(len(missing), revived, len(pending) - len(missing) - revived)
+        for report, state in due:
+            if report.identifier not in pending_now:
+                continue
+            try:
+                job = await queue.getJob(report.identifier)
+                if job is not None:
+                    await job.retry(
+                        state, {"resetAttemptsMade": True, "resetAttemptsStarted": True}
+                    )
+                    revived += 1
+            except Exception as error:  # removed or taken meanwhile: the next sweep looks again
+                logger.info("sweep could not revive %s: %s", report.identifier, error)
+    return SweepResult(len(missing), revived, len(present) - revived)

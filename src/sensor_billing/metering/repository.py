@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -126,6 +126,9 @@ UPDATE metering_cursors c
 
 async def lock_closing(session: AsyncSession) -> None:
     await session.execute(select(func.pg_advisory_xact_lock(CLOSE_WINDOWS_LOCK)))
+    # PostgreSQL's JIT spends ~270 ms compiling the close statement, which then runs in ~100 ms
+    # (measured: benchmarks/metering_close.py); this transaction does better without it.
+    await session.execute(text("SET LOCAL jit = off"))
 
 
 async def start_new_cursors(
@@ -185,23 +188,35 @@ class PendingReport:
     event_name: str
     value: int
     window_end: datetime
+    created_at: datetime
+    id: int
 
 
 async def pending_reports(
-    session: AsyncSession, *, created_before: datetime, limit: int
+    session: AsyncSession,
+    *,
+    created_before: datetime,
+    limit: int,
+    after: tuple[datetime, int] | None = None,
 ) -> list[PendingReport]:
-    rows = await session.execute(
+    """A page of pending rows in (created_at, id) order, after the key `after` (keyset)."""
+    query = (
         select(
             MeterReport.identifier,
             MeterReport.organization_id,
             MeterReport.event_name,
             MeterReport.value,
             MeterReport.window_end,
+            MeterReport.created_at,
+            MeterReport.id,
         )
         .where(MeterReport.status == ReportStatus.PENDING, MeterReport.created_at < created_before)
         .order_by(MeterReport.created_at, MeterReport.id)
         .limit(limit)
     )
+    if after is not None:
+        query = query.where(tuple_(MeterReport.created_at, MeterReport.id) > tuple_(*after))
+    rows = await session.execute(query)
     return [PendingReport(*row) for row in rows]
 
 

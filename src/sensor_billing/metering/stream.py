@@ -70,7 +70,8 @@ async def stream_backlog(
                         MeterReport.source == ReportSource.WINDOW,
                         MeterReport.stripe_customer_id.is_not(None),
                     )
-                    .order_by(MeterReport.window_start, MeterReport.id)
+                    # The pending rows' partial index is on created_at: no sort of the backlog.
+                    .order_by(MeterReport.created_at, MeterReport.id)
                     .limit(min(STREAM_BATCH, limit - sent))
                     .with_for_update(skip_locked=True)
                 )

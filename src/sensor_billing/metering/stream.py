@@ -8,6 +8,7 @@ does not double-bill. A row whose job is running is locked; SKIP LOCKED leaves i
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -16,10 +17,13 @@ from sqlalchemy import select
 
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.schema import MeterReport, ReportSource, ReportStatus
+from sensor_billing.metering import repository
 from sensor_billing.metering.windows import event_timestamp, oldest_sendable_timestamp
 from sensor_billing.stripe_api.meter_events import map_stripe_error
 
 STREAM_BATCH = 100  # Stripe's maximum events per stream request
+# Batches in flight at once: one sender waits on PostgreSQL and Stripe in turn; four overlap.
+STREAM_SENDERS = 4
 
 
 def _rfc3339(unix_seconds: int) -> str:
@@ -51,13 +55,28 @@ class MeterEventStream:
 
 
 async def stream_backlog(
-    sessions: SessionFactory, stream: MeterEventStream, *, now: datetime, limit: int
+    sessions: SessionFactory,
+    stream: MeterEventStream,
+    *,
+    now: datetime,
+    limit: int,
+    senders: int = STREAM_SENDERS,
 ) -> int:
     """Send up to `limit` pending window rows through the stream; return how many were sent.
 
-    Raises `StripeUnavailableError`/`StripeRefusedError` when Stripe fails a batch: that
-    batch stays pending (its jobs and the sweep take over), earlier batches stay sent.
+    `senders` batches are in flight at once; SKIP LOCKED gives each its own rows. Raises
+    `StripeUnavailableError`/`StripeRefusedError` when Stripe fails a batch: that batch stays
+    pending (its jobs and the sweep take over), batches already sent stay sent.
     """
+    counts = await asyncio.gather(
+        *(_send_batches(sessions, stream, now, limit // senders + 1) for _ in range(senders))
+    )
+    return sum(counts)
+
+
+async def _send_batches(
+    sessions: SessionFactory, stream: MeterEventStream, now: datetime, limit: int
+) -> int:
     sent = 0
     sendable_from = oldest_sendable_timestamp(now).timestamp()
     while sent < limit:
@@ -95,8 +114,6 @@ async def stream_backlog(
                 await stream.send(events)
             except stripe.StripeError as error:
                 raise map_stripe_error(error) from error
-            for row in rows:
-                row.status, row.sent_at, row.attempts = ReportStatus.SENT, now, row.attempts + 1
-                row.last_attempt_at = now
+            await repository.mark_sent(session, [row.id for row in rows], now)
             sent += len(rows)
     return sent

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from sensor_billing.db import SessionFactory, unit_of_work
@@ -124,3 +125,20 @@ async def test_stop_does_not_wait_for_the_next_scheduled_close(
     await worker.start()
     await asyncio.sleep(1)  # idle, blocked waiting for the scheduled job
     await asyncio.wait_for(worker.stop(), timeout=5)
+
+
+async def test_worker_recreates_the_close_schedule_after_redis_lost_its_data(
+    sessions: SessionFactory, standin: RunningStandin, make_worker: Any, redis_url: str
+) -> None:
+    worker = make_worker(schedule_check_seconds=0.2)
+    await worker.start()
+    redis = Redis.from_url(redis_url)
+    try:
+        await redis.flushdb()  # what a Redis restart without persistence does
+        for _ in range(50):
+            if await worker.queue.isJobScheduler("meter-close-windows"):
+                break
+            await asyncio.sleep(0.1)
+        assert await worker.queue.isJobScheduler("meter-close-windows")
+    finally:
+        await redis.aclose()

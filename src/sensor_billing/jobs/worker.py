@@ -55,6 +55,7 @@ class MeteringWorker:
         concurrency: int | None = None,
         job_options: Mapping[str, Any] = METER_REPORT_JOB_OPTIONS,
         revive_after: timedelta = EXHAUSTED_JOB_COOL_DOWN,
+        schedule_check_seconds: float = 60.0,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -76,6 +77,8 @@ class MeteringWorker:
             grace=timedelta(seconds=settings.meter_grace_seconds),
             backfill_start=settings.meter_backfill_start,
         )
+        self.schedule_check_seconds = schedule_check_seconds
+        self._schedule_watch: asyncio.Task[None] | None = None
         self.job_options = job_options
         self.revive_after = revive_after
         self.queue: Any = None
@@ -88,13 +91,8 @@ class MeteringWorker:
         fix_bullmq_block_timeouts()
         self.queue = open_queue(self.settings.redis_url, QueueNames.METER_REPORTING)
         await self.run_close_windows()
-        await self.queue.upsertJobScheduler(
-            CLOSE_WINDOWS_SCHEDULER,
-            {"every": self.settings.meter_close_interval_seconds * 1000},
-            CLOSE_WINDOWS_JOB,
-            {},
-            {"removeOnComplete": 50, "removeOnFail": 100},
-        )
+        await self._schedule_close_windows()
+        self._schedule_watch = asyncio.create_task(self._keep_schedule())
         self.worker = Worker(
             QueueNames.METER_REPORTING.value,
             self.process,
@@ -106,9 +104,31 @@ class MeteringWorker:
             },
         )
 
+    async def _schedule_close_windows(self) -> None:
+        await self.queue.upsertJobScheduler(
+            CLOSE_WINDOWS_SCHEDULER,
+            {"every": self.settings.meter_close_interval_seconds * 1000},
+            CLOSE_WINDOWS_JOB,
+            {},
+            {"removeOnComplete": 50, "removeOnFail": 100},
+        )
+
+    async def _keep_schedule(self) -> None:
+        """The schedule lives in Redis: if Redis lost its data, create it again."""
+        while True:
+            await asyncio.sleep(self.schedule_check_seconds)
+            try:
+                if not await self.queue.isJobScheduler(CLOSE_WINDOWS_SCHEDULER):
+                    logger.warning("close-windows schedule missing from Redis: creating it")
+                    await self._schedule_close_windows()
+            except Exception as error:  # Redis away: try again next time
+                logger.warning("cannot check the close-windows schedule: %s", error)
+
     async def stop(self) -> None:
         """Let running jobs finish (bullmq waits for them), then release everything, each
         resource even if closing another failed."""
+        if self._schedule_watch is not None:
+            self._schedule_watch.cancel()
         try:
             if self.worker is not None:
                 await self.worker.close()

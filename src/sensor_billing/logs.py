@@ -87,3 +87,7 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = "text") -> No
     handler.setFormatter(make_formatter(log_format))
     logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("sensor_billing").setLevel(level)
+    # The stripe SDK logs every request at INFO: one line per meter event. Our own lines say
+    # what happened; its lines stay for DEBUG.
+    if level != "DEBUG":
+        logging.getLogger("stripe").setLevel(logging.WARNING)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -54,13 +55,57 @@ def _diff(row: Any, values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+StateRow = StripeSubscription | StripeInvoice
+
+
+def _stale(row: StateRow | None, event: EventContext) -> Result | None:
+    if row is not None and row.last_event_created > event.created:
+        return Result(Effect.STALE, f"state from {row.last_event_created.isoformat()} is newer")
+    return None
+
+
+async def _set_state(
+    session: AsyncSession,
+    event: EventContext,
+    row: StateRow | None,
+    new_row: Callable[[], StateRow],
+    values: dict[str, Any],
+    *,
+    stripe_id: str,
+    customer_id: str,
+    summary: str,
+) -> Result:
+    """Write `values` onto the object's row (creating it), move its watermark, log a change."""
+    change = _diff(row, values)
+    if row is None:
+        row = new_row()
+        repository.add(session, row)
+    for name, value in values.items():
+        setattr(row, name, value)
+    # The watermark moves even when nothing else does, so an older event cannot slip in later.
+    row.last_event_id, row.last_event_created = event.id, event.created
+    await session.flush()
+    if not change:
+        return Result(Effect.UNCHANGED)
+    await repository.record_change(
+        session,
+        organization_id=await repository.organization_id_by_customer(session, customer_id),
+        stripe_object_id=stripe_id,
+        event_id=event.id,
+        event_type=event.type,
+        change=change,
+        summary=summary,
+    )
+    return Result(Effect.APPLIED)
+
+
 async def apply_subscription(
     session: AsyncSession, event: EventContext, snapshot: SubscriptionSnapshot
 ) -> Result:
     await repository.lock_stripe_object(session, snapshot.id)
     row = await repository.get_subscription(session, snapshot.id)
-    if row is not None and row.last_event_created > event.created:
-        return Result(Effect.STALE, f"state from {row.last_event_created.isoformat()} is newer")
+    if stale := _stale(row, event):
+        return stale
     values: dict[str, Any] = {
         "stripe_customer_id": snapshot.customer_id,
         "status": snapshot.status,
@@ -70,28 +115,16 @@ async def apply_subscription(
         "cancel_at_period_end": snapshot.cancel_at_period_end,
         "ended_at": snapshot.ended_at,
     }
-    change = _diff(row, values)
-    if row is None:
-        row = StripeSubscription(id=snapshot.id, **values)
-        repository.add(session, row)
-    else:
-        for name, value in values.items():
-            setattr(row, name, value)
-    # The watermark moves even when nothing else does, so an older event cannot slip in later.
-    row.last_event_id, row.last_event_created = event.id, event.created
-    if not change:
-        await session.flush()
-        return Result(Effect.UNCHANGED)
-    await repository.record_change(
+    return await _set_state(
         session,
-        organization_id=await repository.organization_id_by_customer(session, snapshot.customer_id),
-        stripe_object_id=snapshot.id,
-        event_id=event.id,
-        event_type=event.type,
-        change=change,
+        event,
+        row,
+        lambda: StripeSubscription(id=snapshot.id),
+        values,
+        stripe_id=snapshot.id,
+        customer_id=snapshot.customer_id,
         summary=f"subscription {snapshot.id} {snapshot.status}",
     )
-    return Result(Effect.APPLIED)
 
 
 # An invoice that has been paid stays paid: a payment failure reported for it (an earlier
@@ -104,8 +137,8 @@ async def apply_invoice_payment(
 ) -> Result:
     await repository.lock_stripe_object(session, snapshot.id)
     row = await repository.get_invoice(session, snapshot.id)
-    if row is not None and row.last_event_created > event.created:
-        return Result(Effect.STALE, f"state from {row.last_event_created.isoformat()} is newer")
+    if stale := _stale(row, event):
+        return stale
     if row is not None and row.payment_status in TERMINAL_PAYMENT_STATUSES:
         payment_status = row.payment_status
     values: dict[str, Any] = {
@@ -116,27 +149,16 @@ async def apply_invoice_payment(
         "amount_paid": snapshot.amount_paid,
         "currency": snapshot.currency,
     }
-    change = _diff(row, values)
-    if row is None:
-        row = StripeInvoice(id=snapshot.id, **values)
-        repository.add(session, row)
-    else:
-        for name, value in values.items():
-            setattr(row, name, value)
-    row.last_event_id, row.last_event_created = event.id, event.created
-    if not change:
-        await session.flush()
-        return Result(Effect.UNCHANGED)
-    await repository.record_change(
+    return await _set_state(
         session,
-        organization_id=await repository.organization_id_by_customer(session, snapshot.customer_id),
-        stripe_object_id=snapshot.id,
-        event_id=event.id,
-        event_type=event.type,
-        change=change,
+        event,
+        row,
+        lambda: StripeInvoice(id=snapshot.id),
+        values,
+        stripe_id=snapshot.id,
+        customer_id=snapshot.customer_id,
         summary=f"invoice {snapshot.id} {payment_status}",
     )
-    return Result(Effect.APPLIED)
 
 
 async def link_customer(

@@ -8,51 +8,19 @@ from starlette.routing import Route
 
 from . import catalog
 from .auth import require_secret_key
-from .calls import serve_call
-from .errors import WireAnswer
-from .forms import optional_str, parse_form
+from .forms import optional_str
 from .pagination import list_page
 from .records import Customer, Meter
+from .routes_common import catalog_write, path_id
 from .summaries import event_summaries
 from .wire import ok, query_form, standin_of, to_response
 
-
-def _path_id(request: Request) -> str:
-    value = request.path_params["object_id"]
-    assert isinstance(value, str)
-    return value
+create_meter = catalog_write(lambda state, _, form: catalog.create_meter(state, form))
 
 
-async def create_meter(request: Request) -> Response:
-    state = standin_of(request)
-
-    async def work(body: bytes, idempotency_key: str | None) -> WireAnswer:
-        return ok(catalog.create_meter(state, parse_form(body.decode())).to_stripe())
-
-    return await serve_call(
-        request,
-        state,
-        via="v1",
-        authenticate=lambda: require_secret_key(state, request.headers),
-        work=work,
-        faults_apply=False,
-    )
-
-
-async def deactivate_meter(request: Request) -> Response:
-    state = standin_of(request)
-
-    async def work(body: bytes, idempotency_key: str | None) -> WireAnswer:
-        return ok(catalog.deactivate_meter(state, _path_id(request)).to_stripe())
-
-    return await serve_call(
-        request,
-        state,
-        via="v1",
-        authenticate=lambda: require_secret_key(state, request.headers),
-        work=work,
-        faults_apply=False,
-    )
+deactivate_meter = catalog_write(
+    lambda state, request, _: catalog.deactivate_meter(state, path_id(request))
+)
 
 
 async def list_meters(request: Request) -> Response:
@@ -80,13 +48,13 @@ def _meter_id(meter: Meter) -> str:
 async def retrieve_meter(request: Request) -> Response:
     state = standin_of(request)
     require_secret_key(state, request.headers)
-    return to_response(ok(catalog.get_meter(state, _path_id(request)).to_stripe()))
+    return to_response(ok(catalog.get_meter(state, path_id(request)).to_stripe()))
 
 
 async def list_event_summaries(request: Request) -> Response:
     state = standin_of(request)
     require_secret_key(state, request.headers)
-    meter = catalog.get_meter(state, _path_id(request))
+    meter = catalog.get_meter(state, path_id(request))
     query = query_form(request)
     summaries = event_summaries(state, meter, query)
     page = list_page(
@@ -99,32 +67,19 @@ async def list_event_summaries(request: Request) -> Response:
     return to_response(ok(page))
 
 
-async def create_customer(request: Request) -> Response:
-    state = standin_of(request)
-
-    async def work(body: bytes, idempotency_key: str | None) -> WireAnswer:
-        return ok(catalog.create_customer(state, parse_form(body.decode())).to_stripe())
-
-    return await serve_call(
-        request,
-        state,
-        via="v1",
-        authenticate=lambda: require_secret_key(state, request.headers),
-        work=work,
-        faults_apply=False,
-    )
+create_customer = catalog_write(lambda state, _, form: catalog.create_customer(state, form))
 
 
 async def retrieve_customer(request: Request) -> Response:
     state = standin_of(request)
     require_secret_key(state, request.headers)
-    return to_response(ok(catalog.get_customer(state, _path_id(request)).to_stripe()))
+    return to_response(ok(catalog.get_customer(state, path_id(request)).to_stripe()))
 
 
 async def delete_customer(request: Request) -> Response:
     state = standin_of(request)
     require_secret_key(state, request.headers)
-    return to_response(ok(catalog.delete_customer(state, _path_id(request)).to_stripe()))
+    return to_response(ok(catalog.delete_customer(state, path_id(request)).to_stripe()))
 
 
 async def list_customers(request: Request) -> Response:

@@ -8,34 +8,12 @@ from starlette.routing import Route
 
 from . import products
 from .auth import require_secret_key
-from .calls import serve_call
-from .errors import WireAnswer
-from .forms import parse_form
 from .pagination import list_page
 from .records import Price, Product
+from .routes_common import catalog_write, path_id
 from .wire import ok, query_form, standin_of, to_response
 
-
-def _path_id(request: Request) -> str:
-    value = request.path_params["object_id"]
-    assert isinstance(value, str)
-    return value
-
-
-async def create_product(request: Request) -> Response:
-    state = standin_of(request)
-
-    async def work(body: bytes, idempotency_key: str | None) -> WireAnswer:
-        return ok(products.create_product(state, parse_form(body.decode())).to_stripe())
-
-    return await serve_call(
-        request,
-        state,
-        via="v1",
-        authenticate=lambda: require_secret_key(state, request.headers),
-        work=work,
-        faults_apply=False,
-    )
+create_product = catalog_write(lambda state, _, form: products.create_product(state, form))
 
 
 async def list_products(request: Request) -> Response:
@@ -56,23 +34,10 @@ def _product_id(product: Product) -> str:
 async def retrieve_product(request: Request) -> Response:
     state = standin_of(request)
     require_secret_key(state, request.headers)
-    return to_response(ok(products.get_product(state, _path_id(request)).to_stripe()))
+    return to_response(ok(products.get_product(state, path_id(request)).to_stripe()))
 
 
-async def create_price(request: Request) -> Response:
-    state = standin_of(request)
-
-    async def work(body: bytes, idempotency_key: str | None) -> WireAnswer:
-        return ok(products.create_price(state, parse_form(body.decode())).to_stripe())
-
-    return await serve_call(
-        request,
-        state,
-        via="v1",
-        authenticate=lambda: require_secret_key(state, request.headers),
-        work=work,
-        faults_apply=False,
-    )
+create_price = catalog_write(lambda state, _, form: products.create_price(state, form))
 
 
 async def list_prices(request: Request) -> Response:
@@ -91,7 +56,7 @@ def _price_id(price: Price) -> str:
 async def retrieve_price(request: Request) -> Response:
     state = standin_of(request)
     require_secret_key(state, request.headers)
-    return to_response(ok(products.get_price(state, _path_id(request)).to_stripe()))
+    return to_response(ok(products.get_price(state, path_id(request)).to_stripe()))
 
 
 routes = [

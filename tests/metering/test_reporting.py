@@ -225,3 +225,20 @@ async def test_windows_closed_at_start_are_enqueued_by_the_same_close(
             break
         await asyncio.sleep(0.1)
     assert (await ledger_counts(sessions)).get("pending", 0) == 0, f"{pending} rows waited"
+
+
+async def test_a_stream_failing_during_a_backlog_leaves_the_rest_to_jobs(
+    sessions: SessionFactory, standin: RunningStandin, make_worker: Any, worker_settings: Settings
+) -> None:
+    orgs = await month_of_usage(sessions, organizations=4)
+    # Stripe fails every call while the close streams the backlog, then recovers.
+    standin.state.set_faults(FaultPlan(server_error=1.0))
+    worker = make_worker(worker_settings.model_copy(update={"meter_stream_threshold": 10}))
+    await worker.start()
+    assert standin.state.accepted_events() == []
+    assert (await ledger_counts(sessions))["pending"] > 10  # left to jobs and the sweep
+    standin.state.set_faults(FaultPlan())
+    await drain(worker, sessions)
+
+    assert standin.state.counters_snapshot().faults_injected.get("server_error", 0) > 0
+    assert_stripe_has_exactly_the_usage(orgs, standin)

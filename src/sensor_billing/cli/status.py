@@ -4,37 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import typer
 from rich.console import Console
 
 from sensor_billing.cli.errors import EXIT_UNAVAILABLE, reports_errors
-from sensor_billing.db import create_engine, create_session_factory, migrate, unit_of_work
+from sensor_billing.db import create_engine, migrate
 from sensor_billing.db.health import database_problem
 from sensor_billing.jobs import admin
 from sensor_billing.jobs.health import redis_problem
 from sensor_billing.metering import repository
+from sensor_billing.metering.repository import LedgerBacklog
 from sensor_billing.settings import get_settings
 
 console = Console()
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerProgress:
-    oldest_pending_at: datetime | None
-    closed_through: datetime | None
-
-
-async def ledger_progress(database_url: str) -> LedgerProgress:
+async def ledger_progress(database_url: str) -> LedgerBacklog:
     engine = create_engine(database_url, pool_size=1, max_overflow=0)
     try:
-        async with unit_of_work(create_session_factory(engine)) as session:
-            return LedgerProgress(
-                oldest_pending_at=await repository.oldest_pending_created_at(session),
-                closed_through=await repository.last_closed_through(session),
-            )
+        async with engine.connect() as connection:
+            return await repository.ledger_backlog(connection)
     finally:
         await engine.dispose()
 
@@ -63,7 +54,7 @@ def status(
     lines: list[str] = []
 
     db_problem = database_problem(settings.database_url)
-    progress: LedgerProgress | None = None
+    progress: LedgerBacklog | None = None
     if db_problem:
         report["postgresql"] = {"ok": False, "problem": db_problem}
         lines.append(f"postgresql  [red]unavailable[/]: {db_problem}")

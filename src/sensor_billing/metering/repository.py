@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from sensor_billing.db.schema import (
     MeteringCursor,
@@ -429,12 +429,32 @@ async def ledger_rows(
     return list(await session.scalars(query))
 
 
-async def oldest_pending_created_at(session: AsyncSession) -> datetime | None:
-    return await session.scalar(
-        select(func.min(MeterReport.created_at)).where(MeterReport.status == ReportStatus.PENDING)
+# Pending rows through the partial index `meter_reports_pending_idx`; cursors are one row per
+# organization. The age comes from the database clock, like `created_at`.
+LEDGER_BACKLOG = text("""
+SELECT
+  (SELECT count(*) FROM meter_reports WHERE status = 'pending') AS pending,
+  (SELECT min(created_at) FROM meter_reports WHERE status = 'pending') AS oldest_pending_at,
+  (SELECT extract(epoch FROM now() - min(created_at))
+     FROM meter_reports WHERE status = 'pending') AS oldest_pending_age,
+  (SELECT max(closed_through) FROM metering_cursors) AS closed_through
+""")
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerBacklog:
+    pending: int
+    oldest_pending_at: datetime | None
+    oldest_pending_age_seconds: float  # 0 when nothing is pending
+    closed_through: datetime | None  # end of the newest closed window; None before the first
+
+
+async def ledger_backlog(connection: AsyncConnection | AsyncSession) -> LedgerBacklog:
+    """How far behind reporting is: pending rows, the oldest one, the last closed window."""
+    row = (await connection.execute(LEDGER_BACKLOG)).one()
+    return LedgerBacklog(
+        pending=int(row.pending),
+        oldest_pending_at=row.oldest_pending_at,
+        oldest_pending_age_seconds=max(float(row.oldest_pending_age or 0), 0.0),
+        closed_through=row.closed_through,
     )
-
-
-async def last_closed_through(session: AsyncSession) -> datetime | None:
-    """The end of the newest window closed for any organization."""
-    return await session.scalar(select(func.max(MeteringCursor.closed_through)))

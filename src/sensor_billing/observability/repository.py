@@ -1,26 +1,13 @@
-"""The cheap queries behind the scrape-time gauges. Nothing here writes."""
+"""The cheap reads behind the scrape-time gauges. Nothing here writes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sensor_billing.jobs.registry import QueueNames
-
-# Each subquery is an index-only or small scan: pending rows through the partial index
-# `meter_reports_pending_idx`, cursors are one row per organization.
-LEDGER_BACKLOG = text(
-    """
-SELECT
-  (SELECT count(*) FROM meter_reports WHERE status = 'pending') AS pending,
-  (SELECT extract(epoch FROM now() - min(created_at))
-     FROM meter_reports WHERE status = 'pending') AS oldest_pending_age,
-  (SELECT extract(epoch FROM max(closed_through)) FROM metering_cursors) AS closed_through
-"""
-)
+from sensor_billing.metering import repository as metering_repository
+from sensor_billing.metering.repository import LedgerBacklog
 
 # bullmq keeps each state of a queue under `<prefix>:<queue>:<state>`. Jobs ready to run sit in
 # `wait`, in `prioritized` when they have a priority and in `paused` while the queue is paused:
@@ -33,23 +20,9 @@ QUEUE_STATE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerBacklog:
-    pending: int
-    oldest_pending_age_seconds: float  # 0 when nothing is pending
-    closed_through_timestamp: float | None  # None before the first window closes
-
-
 async def ledger_backlog(engine: AsyncEngine) -> LedgerBacklog:
     async with engine.connect() as connection:
-        row = (await connection.execute(LEDGER_BACKLOG)).one()
-    return LedgerBacklog(
-        pending=int(row.pending),
-        oldest_pending_age_seconds=max(float(row.oldest_pending_age or 0), 0.0),
-        closed_through_timestamp=(
-            None if row.closed_through is None else float(row.closed_through)
-        ),
-    )
+        return await metering_repository.ledger_backlog(connection)
 
 
 async def queue_depth(

@@ -21,7 +21,8 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sensor_billing.observability.repository import LedgerBacklog, ledger_backlog, queue_depth
+from sensor_billing.metering.repository import LedgerBacklog
+from sensor_billing.observability.repository import ledger_backlog, queue_depth
 
 logger = logging.getLogger("sensor_billing.metrics")
 
@@ -73,11 +74,11 @@ def backlog_families(backlog: Backlog) -> Iterator[Metric]:
             "Age of the oldest pending ledger row (0 when none is pending).",
             value=backlog.ledger.oldest_pending_age_seconds,
         )
-        if backlog.ledger.closed_through_timestamp is not None:
+        if backlog.ledger.closed_through is not None:
             yield GaugeMetricFamily(
                 "sensor_billing_last_closed_window_timestamp_seconds",
                 "End of the last closed usage window (max metering_cursors.closed_through).",
-                value=backlog.ledger.closed_through_timestamp,
+                value=backlog.ledger.closed_through.timestamp(),
             )
     if backlog.queue is not None:
         jobs = GaugeMetricFamily(

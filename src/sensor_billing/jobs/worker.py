@@ -157,9 +157,6 @@ class MeteringWorker:
             identifier = await ledger_identifier_for_job(
                 session, str(job.id), int(job.timestamp), data
             )
-            if identifier is None:
-                record_meter_report(Verdict.NO_REPORT)
-                return Verdict.NO_REPORT.value
             result = await report_usage(
                 session,
                 identifier,

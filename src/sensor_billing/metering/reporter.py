@@ -26,8 +26,8 @@ from sensor_billing.stripe_api.meter_events import MeterEvent
 Sender = Callable[[MeterEvent], Awaitable[bool]]
 Throttle = Callable[[], Awaitable[None]]
 
-# Window rows' identifiers start with this; a job with such an id and no row is stale (its
-# organization was deleted), never a foreign report.
+# Window rows' identifiers start with this (see CLOSE_WINDOWS); a job with such an id and no
+# row is stale (its organization was deleted), never a foreign report.
 WINDOW_IDENTIFIER_PREFIX = "sb."
 
 
@@ -57,13 +57,12 @@ def foreign_identifier(job_id: str, job_timestamp_ms: int) -> str:
 
 async def ledger_identifier_for_job(
     session: AsyncSession, job_id: str, job_timestamp_ms: int, data: MeterReportJobData
-) -> str | None:
-    """The ledger row a job reports: its own (job id = identifier), or, for a job another
-    producer added, a row created now under an identifier derived from the job id."""
-    if await repository.report_for_send(session, job_id) is not None:
-        return job_id
+) -> str:
+    """The ledger row a job reports: a window's own (job id = identifier; `report_usage`
+    finds it, or says it is gone), or, for a job another producer added, a row created now
+    under an identifier derived from the job id."""
     if job_id.startswith(WINDOW_IDENTIFIER_PREFIX):
-        return None
+        return job_id
     identifier = foreign_identifier(job_id, job_timestamp_ms)
     moment = datetime.fromtimestamp(
         data.timestamp if data.timestamp is not None else job_timestamp_ms // 1000, UTC

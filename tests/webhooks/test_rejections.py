@@ -74,6 +74,16 @@ CASES = {
         400,
         "invalid_event",
     ),
+    "created past year 9999": (
+        post(signed(encode(EVENT | {"created": 10**12})), encode(EVENT | {"created": 10**12})),
+        400,
+        "invalid_event",
+    ),
+    "NUL character in a field": (
+        post(signed(encode(EVENT | {"id": "evt_\u0000"})), encode(EVENT | {"id": "evt_\u0000"})),
+        400,
+        "invalid_event",
+    ),
     "wrong content type": (
         post({**signed(BODY), "Content-Type": "application/x-www-form-urlencoded"}),
         415,

@@ -11,6 +11,8 @@ from sensor_billing.errors import InvalidEventError
 
 # `stripe_events.event_id` and `.event_type` are varchar(256).
 MAX_FIELD_LENGTH = 256
+# The last second datetime can hold (9999-12-31T23:59:59Z); a larger "created" is not a time.
+MAX_CREATED = 253_402_300_799
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,9 @@ def parse_event(body: bytes) -> StripeEventEnvelope:
         event = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidEventError(f"body is not JSON ({error.__class__.__name__})") from None
+    if b"\\u0000" in body and _holds_nul(event):
+        # PostgreSQL text cannot store U+0000, and no Stripe object carries one.
+        raise InvalidEventError("body holds a NUL character (\\u0000)")
     if not isinstance(event, dict) or event.get("object") != "event":
         raise InvalidEventError('body is not a Stripe event (expected "object": "event")')
     event_id, event_type, created = event.get("id"), event.get("type"), event.get("created")
@@ -35,7 +40,7 @@ def parse_event(body: bytes) -> StripeEventEnvelope:
         raise InvalidEventError("event id must be a string of 1 to 256 characters")
     if not isinstance(event_type, str) or not 0 < len(event_type) <= MAX_FIELD_LENGTH:
         raise InvalidEventError("event type must be a string of 1 to 256 characters")
-    if not isinstance(created, int) or isinstance(created, bool) or created < 0:
+    if not isinstance(created, int) or isinstance(created, bool) or not 0 <= created <= MAX_CREATED:
         raise InvalidEventError("event created must be a Unix timestamp")
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
@@ -49,3 +54,13 @@ def parse_event(body: bytes) -> StripeEventEnvelope:
         livemode=bool(event.get("livemode")),
         object=data["object"],
     )
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False

@@ -14,11 +14,23 @@ from sensor_billing import __version__
 from sensor_billing.db import create_engine, create_session_factory
 from sensor_billing.db.health import ping_database
 from sensor_billing.http_errors import install_error_handlers
+from sensor_billing.logs import configure_logging
 from sensor_billing.observability import render_metrics
 from sensor_billing.settings import Settings, get_settings
 from sensor_billing.webhooks.endpoint import router as webhooks_router
 
 READINESS_TIMEOUT_SECONDS = 2.0
+
+
+def create_served_app() -> FastAPI:
+    """The app as `sensor-billing serve` runs it: logging set up in this process first.
+
+    uvicorn imports this factory in every worker process, so each one formats its own lines
+    (and uvicorn's, which propagate to the root logger) as LOG_FORMAT says.
+    """
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

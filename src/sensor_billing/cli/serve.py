@@ -20,11 +20,13 @@ def serve(
     settings = get_settings()  # a malformed setting stops here, before the port is taken
     configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
-        "sensor_billing.app:create_app",
+        "sensor_billing.app:create_served_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
         access_log=False,
+        # uvicorn's own lines go through our handler, so LOG_FORMAT=json covers them too.
+        log_config=None,
     )

@@ -1,0 +1,80 @@
+"""`sensor-billing serve` as a process: with LOG_FORMAT=json every line it writes is JSON,
+uvicorn's own lines included, in each worker process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+COMMAND = str(Path(sys.executable).parent / "sensor-billing")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until_healthy(port: int, server: subprocess.Popen[bytes], within: float) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"serve exited early with {server.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("serve never answered /healthz")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_log_format_json_covers_uvicorns_lines_in_every_worker(
+    workers: int, database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "LOG_FORMAT": "json",
+        "STRIPE_WEBHOOK_SECRET": "whsec_never_logged",
+    }
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [COMMAND, "serve", "--port", str(port), "--workers", str(workers)],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until_healthy(port, server, within=30)
+            refused = httpx.post(f"http://127.0.0.1:{port}/webhooks/stripe", content=b"{}")
+            assert refused.status_code == 415
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # any text line fails here
+    messages = [(entry["logger"], entry["message"]) for entry in entries]
+    started = [
+        m
+        for logger, m in messages
+        if logger == "uvicorn.error" and m == "Application startup complete."
+    ]
+    assert len(started) == workers, messages
+    assert any(logger == "sensor_billing.webhooks" for logger, _ in messages), messages
+    assert "whsec_never_logged" not in log.read_text()

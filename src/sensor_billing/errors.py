@@ -2,6 +2,9 @@
 
     SensorBillingError                 base; everything the service raises on purpose
     ├── ConfigurationError             a setting is missing or malformed (start-up stops)
+    │   └── PortInUseError             `dev`: the API port is taken
+    ├── InvalidInputError              a command's argument is malformed or names nothing
+    ├── DataDirInUseError              `dev`: another instance holds the data folder
     ├── DatabaseUnavailableError       PostgreSQL does not answer
     ├── QueueUnavailableError          Redis does not answer or is too old for bullmq
     ├── InvalidJobDataError            job data that a queue must not carry
@@ -33,6 +36,19 @@ class SensorBillingError(Exception):
 
 class ConfigurationError(SensorBillingError):
     """A setting is missing or malformed. The message names the environment variable."""
+
+
+class PortInUseError(ConfigurationError):
+    """The API port is taken (exit 2, like any other bad option)."""
+
+
+class InvalidInputError(SensorBillingError):
+    """A command-line argument is malformed, out of range, or names something that does not
+    exist. Nothing was written; the message names the option."""
+
+
+class DataDirInUseError(SensorBillingError):
+    """Another `sensor-billing dev` holds the data folder; two servers on one PGDATA corrupt it."""
 
 
 class DatabaseUnavailableError(SensorBillingError):

@@ -61,6 +61,11 @@ def test_log_format_json_covers_uvicorns_lines_in_every_worker(
         )
         try:
             wait_until_healthy(port, server, within=30)
+            # /healthz answered from one worker; the others may still be starting.
+            deadline = time.monotonic() + 30
+            while log.read_text().count("Application startup complete") < workers:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
             refused = httpx.post(f"http://127.0.0.1:{port}/webhooks/stripe", content=b"{}")
             assert refused.status_code == 415
         finally:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from sensor_billing.cli import app
 from sensor_billing.db import SessionFactory, unit_of_work
-from sensor_billing.errors import ConfigurationError
+from sensor_billing.errors import InvalidInputError
 from sensor_billing.webhooks.retention import parse_age, prune_processed_events
 from tests.support.databases import run_in_thread
 from tests.support.state import count
@@ -40,7 +40,7 @@ async def test_prune_deletes_only_events_older_than_the_age(sessions: SessionFac
 
 async def test_prune_refuses_an_age_inside_stripes_retry_window(sessions: SessionFactory) -> None:
     await add_events(sessions, [2.5])
-    with pytest.raises(ConfigurationError, match="3-day retry window"):
+    with pytest.raises(InvalidInputError, match="3-day retry window"):
         await prune_processed_events(sessions, timedelta(days=3), now=NOW)
     assert await count(sessions, "stripe_events") == 1
 
@@ -52,7 +52,7 @@ def test_ages_are_read_in_days_or_hours(text_age: str, days: int) -> None:
 
 @pytest.mark.parametrize("bad", ["30", "thirty days", "2d", "72h", "-5d"])
 def test_unreadable_or_too_short_ages_are_refused(bad: str) -> None:
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(InvalidInputError):
         parse_age(bad)
 
 

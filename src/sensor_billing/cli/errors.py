@@ -13,6 +13,7 @@ from sensor_billing.errors import (
     ApiUnreachableError,
     ConfigurationError,
     DatabaseUnavailableError,
+    InvalidInputError,
     InvalidJobDataError,
     QueueUnavailableError,
     SensorBillingError,
@@ -31,7 +32,10 @@ R = TypeVar("R")
 
 
 def exit_code_for(error: SensorBillingError) -> int:
-    if isinstance(error, ConfigurationError | InvalidJobDataError | UnknownEventTypeError):
+    if isinstance(
+        error,
+        ConfigurationError | InvalidInputError | InvalidJobDataError | UnknownEventTypeError,
+    ):
         return EXIT_USAGE
     if isinstance(error, DatabaseUnavailableError | QueueUnavailableError | ApiUnreachableError):
         return EXIT_UNAVAILABLE

@@ -17,7 +17,7 @@ from sensor_billing.devtools.trigger import (
     deliver_event,
     new_context,
 )
-from sensor_billing.errors import ApiUnreachableError, ConfigurationError, UnknownEventTypeError
+from sensor_billing.errors import ApiUnreachableError, InvalidInputError, UnknownEventTypeError
 from sensor_billing.settings import get_settings
 from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
 from sensor_billing.stripe_api.setup import (
@@ -37,9 +37,9 @@ def _cents(option: str, value: str) -> Decimal:
     try:
         amount = Decimal(value)
     except InvalidOperation:
-        raise ConfigurationError(f"{option} must be a number of cents, not {value!r}") from None
+        raise InvalidInputError(f"{option} must be a number of cents, not {value!r}") from None
     if amount < 0 or amount != amount.quantize(Decimal("1e-12")):
-        raise ConfigurationError(f"{option} must be at least 0 with at most 12 decimal places")
+        raise InvalidInputError(f"{option} must be at least 0 with at most 12 decimal places")
     return amount
 
 
@@ -62,7 +62,7 @@ def setup(
     way Stripe cannot change, and says what to do.
     """
     if len(currency) != 3 or not currency.isalpha():
-        raise ConfigurationError(f"--currency must be a three-letter code, not {currency!r}")
+        raise InvalidInputError(f"--currency must be a three-letter code, not {currency!r}")
     options = SetupOptions(
         currency=currency.lower(),
         unit_amounts={

@@ -17,7 +17,7 @@ from sensor_billing.cli.errors import reports_errors
 from sensor_billing.db import create_engine, create_session_factory, unit_of_work
 from sensor_billing.db.health import require_database
 from sensor_billing.db.schema import MeterReport
-from sensor_billing.errors import ConfigurationError
+from sensor_billing.errors import InvalidInputError
 from sensor_billing.metering import repository
 from sensor_billing.metering.backfill import BackfillPlan, backfill_organization, plan_backfill
 from sensor_billing.metering.service import ClosePolicy, CloseSummary, close_windows
@@ -70,7 +70,7 @@ def parse_date_option(text: str, option: str, *, end_of_day: bool = False) -> da
             return moment + timedelta(days=1) if end_of_day else moment
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ConfigurationError(
+        raise InvalidInputError(
             f"{option} {text!r} is not a date like 2026-11-01 or 2026-11-01T06:00:00Z"
         ) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
@@ -82,7 +82,7 @@ def parse_organization_option(text: str | None) -> uuid.UUID | None:
     try:
         return uuid.UUID(text)
     except ValueError:
-        raise ConfigurationError(f"--org {text!r} is not an organization id (a UUID)") from None
+        raise InvalidInputError(f"--org {text!r} is not an organization id (a UUID)") from None
 
 
 def close_policy(settings: Settings) -> ClosePolicy:
@@ -203,7 +203,7 @@ def ledger(
                 if organization_id is not None and (
                     await repository.find_organization(session, organization_id) is None
                 ):
-                    raise ConfigurationError(f"no organization with id {organization_id}")
+                    raise InvalidInputError(f"no organization with id {organization_id}")
                 return await repository.ledger_rows(
                     session,
                     organization_id=organization_id,

@@ -34,20 +34,17 @@ from typing import IO, Any
 
 import asyncpg
 
-from sensor_billing.errors import ConfigurationError, SensorBillingError
+from sensor_billing.errors import (
+    ConfigurationError,
+    DataDirInUseError,
+    PortInUseError,
+    SensorBillingError,
+)
 
 DATABASE_NAME = "sensor_billing"
 _REDIS_START_TIMEOUT_SECONDS = 10.0
 _REDIS_STOP_TIMEOUT_SECONDS = 10.0
 _PR_SET_PDEATHSIG = 1
-
-
-class DataDirInUseError(SensorBillingError):
-    """Another `sensor-billing dev` holds the data folder; two servers on one PGDATA corrupt it."""
-
-
-class PortInUseError(ConfigurationError):
-    """The API port is taken (exit 2, like any other bad option)."""
 
 
 def die_with_parent() -> None:

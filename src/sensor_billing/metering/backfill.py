@@ -15,7 +15,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sensor_billing.errors import ConfigurationError
+from sensor_billing.errors import InvalidInputError
 from sensor_billing.metering import repository
 from sensor_billing.metering.service import ClosePolicy
 from sensor_billing.metering.windows import (
@@ -42,7 +42,7 @@ def backfill_range(
 ) -> tuple[datetime, datetime]:
     """The windows that overlap [since, until) and have closed by `now`, as [start, end)."""
     if since >= until:
-        raise ConfigurationError(
+        raise InvalidInputError(
             f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})"
         )
     start = floor_to_window(since, policy.window)
@@ -62,13 +62,13 @@ async def plan_backfill(
     organization_id: uuid.UUID | None = None,
 ) -> BackfillPlan:
     """Which organizations miss which windows in the range. An unknown or unmetered
-    `organization_id` is a `ConfigurationError` (bad input, nothing to do)."""
+    `organization_id` is a `InvalidInputError` (bad input, nothing to do)."""
     if organization_id is not None:
         organization = await repository.find_organization(session, organization_id)
         if organization is None:
-            raise ConfigurationError(f"no organization with id {organization_id}")
+            raise InvalidInputError(f"no organization with id {organization_id}")
         if not organization.metered:
-            raise ConfigurationError(
+            raise InvalidInputError(
                 f"organization {organization_id} has no live Stripe customer: it is not metered"
             )
     start, end = backfill_range(since, until, policy, now)

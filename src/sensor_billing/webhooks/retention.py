@@ -10,7 +10,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from sensor_billing.db import SessionFactory, unit_of_work
-from sensor_billing.errors import ConfigurationError
+from sensor_billing.errors import InvalidInputError
 from sensor_billing.webhooks import repository
 
 STRIPE_RETRY_WINDOW = timedelta(days=3)
@@ -26,10 +26,10 @@ def parse_age(text: str) -> timedelta:
     """'30d', '72h', '90m' -> timedelta; refuses ages inside Stripe's retry window."""
     match = re.fullmatch(r"\s*(\d+)\s*([dhm])\s*", text)
     if not match:
-        raise ConfigurationError(f"age {text!r} is not like 30d, 72h or 90m")
+        raise InvalidInputError(f"age {text!r} is not like 30d, 72h or 90m")
     age = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
     if age <= STRIPE_RETRY_WINDOW:
-        raise ConfigurationError(
+        raise InvalidInputError(
             f"age {text!r} is inside Stripe's 3-day retry window: a retried event could be "
             "processed twice; use more than 3d (default 30d)"
         )
@@ -44,7 +44,7 @@ async def prune_processed_events(
     batch_size: int = PRUNE_BATCH_SIZE,
 ) -> int:
     if older_than <= STRIPE_RETRY_WINDOW:
-        raise ConfigurationError("retention must be longer than Stripe's 3-day retry window")
+        raise InvalidInputError("retention must be longer than Stripe's 3-day retry window")
     cutoff = (now or datetime.now(UTC)) - older_than
     total = 0
     while True:

@@ -23,11 +23,19 @@ class StripeEventEnvelope:
     object: dict[str, Any]
 
 
-def parse_event(body: bytes) -> StripeEventEnvelope:
+def load_body(body: bytes) -> Any:
     try:
-        event = json.loads(body)
+        return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidEventError(f"body is not JSON ({error.__class__.__name__})") from None
+
+
+def parse_event(body: bytes) -> StripeEventEnvelope:
+    return read_event(load_body(body))
+
+
+def read_event(event: Any) -> StripeEventEnvelope:
+    """A snapshot event (`"object": "event"`), parsed from the delivery's JSON."""
     if not isinstance(event, dict) or event.get("object") != "event":
         raise InvalidEventError('body is not a Stripe event (expected "object": "event")')
     event_id, event_type, created = event.get("id"), event.get("type"), event.get("created")

@@ -53,7 +53,7 @@ def receiver() -> Iterator[Receiver]:
     received = Receiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.deliveries.append((body, self.headers["Stripe-Signature"]))
             status = received.statuses.pop(0) if received.statuses else 200

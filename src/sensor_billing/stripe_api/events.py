@@ -25,7 +25,9 @@ async def fetch_v2_event(
     try:
         event = await client.v2.core.events.retrieve_async(event_id, options=options)
     except stripe.StripeError as error:
-        mapped = map_stripe_error(error)
-        raise EventFetchError(f"fetching event {event_id} failed: {mapped}") from error
+        status = "no answer" if error.http_status is None else f"HTTP {error.http_status}"
+        raise EventFetchError(
+            f"fetching event {event_id} failed ({status}): {map_stripe_error(error)}"
+        ) from error
     data: dict[str, Any] = event.to_dict()
     return data

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sensor_billing.errors import InvalidEventError
 from sensor_billing.webhooks.envelope import MAX_FIELD_LENGTH
@@ -39,6 +39,14 @@ class _ThinEventBody(BaseModel):
     livemode: bool
     context: str | None = None
     related_object: _RelatedObject | None = None
+
+    @field_validator("created", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: Any) -> Any:
+        # v2 events give `created` as an RFC 3339 string, never Unix seconds as v1 events do.
+        if not isinstance(value, str):
+            raise ValueError("must be an RFC 3339 date-time string")
+        return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,6 +112,27 @@ def last_notification(standin: RunningStandin) -> dict[str, Any]:
     return standin.state.thin_events()[-1].to_notification()
 
 
+def thin_event(event_id: str, event_type: str, **changes: Any) -> dict[str, Any]:
+    """A thin event built by hand, for ids and shapes the stand-in would not send."""
+    return {
+        "id": event_id,
+        "object": "v2.core.event",
+        "type": event_type,
+        "created": "2026-11-27T16:00:00.000Z",
+        "livemode": False,
+        "context": None,
+        **changes,
+    }
+
+
+async def refused_usage(
+    sessions: SessionFactory, stripe_client: stripe.StripeClient, standin: RunningStandin
+) -> dict[str, Any]:
+    """A sent ledger row whose usage Stripe then refuses; returns the stand-in's thin event."""
+    await send_usage(stripe_client, await sent_ledger_row(sessions))
+    return last_notification(standin)
+
+
 async def rows(sessions: SessionFactory, sql: str) -> list[tuple[Any, ...]]:
     async with sessions() as session:
         return [tuple(row) for row in await session.execute(text(sql))]
@@ -155,9 +176,7 @@ async def test_a_duplicate_delivery_changes_nothing(
     standin: RunningStandin,
     stripe_client: stripe.StripeClient,
 ) -> None:
-    identifier = await sent_ledger_row(sessions)
-    await send_usage(stripe_client, identifier)
-    notification = last_notification(standin)
+    notification = await refused_usage(sessions, stripe_client, standin)
     await deliver(client, notification, secret=SECRET)
     before = await rows(sessions, "SELECT * FROM meter_reports"), await rows(sessions, REPORTS)
 
@@ -175,9 +194,7 @@ async def test_a_failed_fetch_answers_5xx_records_nothing_and_the_redelivery_app
     standin: RunningStandin,
     stripe_client: stripe.StripeClient,
 ) -> None:
-    identifier = await sent_ledger_row(sessions)
-    await send_usage(stripe_client, identifier)
-    notification = last_notification(standin)
+    notification = await refused_usage(sessions, stripe_client, standin)
     standin.state.set_faults(FaultPlan(server_error=1.0))
 
     failed = await deliver(client, notification, secret=SECRET)
@@ -197,14 +214,7 @@ async def test_a_failed_fetch_answers_5xx_records_nothing_and_the_redelivery_app
 async def test_an_event_stripe_does_not_have_answers_5xx(
     client: httpx.AsyncClient, sessions: SessionFactory, standin: RunningStandin
 ) -> None:
-    notification = {
-        "id": "evt_test_never_created",
-        "object": "v2.core.event",
-        "type": "v1.billing.meter.no_meter_found",
-        "created": "2026-11-27T16:00:00.000Z",
-        "livemode": False,
-        "context": None,
-    }
+    notification = thin_event("evt_test_never_created", "v1.billing.meter.no_meter_found")
 
     answer = await deliver(client, notification, secret=SECRET)
 
@@ -219,10 +229,9 @@ async def test_a_bad_signature_is_refused_and_writes_nothing(
     standin: RunningStandin,
     stripe_client: stripe.StripeClient,
 ) -> None:
-    identifier = await sent_ledger_row(sessions)
-    await send_usage(stripe_client, identifier)
+    notification = await refused_usage(sessions, stripe_client, standin)
 
-    answer = await deliver(client, last_notification(standin), secret="whsec_someone_else")
+    answer = await deliver(client, notification, secret="whsec_someone_else")
 
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == "signature_mismatch"
@@ -243,15 +252,9 @@ async def test_a_bad_signature_is_refused_and_writes_nothing(
 async def test_a_malformed_thin_event_is_refused_with_a_reason(
     client: httpx.AsyncClient, sessions: SessionFactory, change: dict[str, Any], reason: str
 ) -> None:
-    notification = {
-        "id": "evt_test_malformed",
-        "object": "v2.core.event",
-        "type": "v1.billing.meter.error_report_triggered",
-        "created": "2026-11-27T16:00:00.000Z",
-        "livemode": False,
-        "context": None,
-        **change,
-    }
+    notification = thin_event(
+        "evt_test_malformed", "v1.billing.meter.error_report_triggered", **change
+    )
 
     answer = await deliver(client, notification, secret=SECRET)
 
@@ -329,14 +332,7 @@ async def test_without_an_api_key_a_meter_error_event_answers_5xx(
     settings = load_settings(
         database_url=database_url, redis_url=redis_url, stripe_webhook_secret=SECRET
     )
-    notification = {
-        "id": "evt_test_unfetchable",
-        "object": "v2.core.event",
-        "type": "v1.billing.meter.no_meter_found",
-        "created": "2026-11-27T16:00:00.000Z",
-        "livemode": False,
-        "context": None,
-    }
+    notification = thin_event("evt_test_unfetchable", "v1.billing.meter.no_meter_found")
     async with running_app(settings) as (_, client):
         answer = await deliver(client, notification, secret=SECRET)
 

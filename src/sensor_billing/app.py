@@ -17,6 +17,7 @@ from sensor_billing.http_errors import install_error_handlers
 from sensor_billing.logs import configure_logging
 from sensor_billing.observability import render_metrics
 from sensor_billing.settings import Settings, get_settings
+from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
 from sensor_billing.webhooks.endpoint import router as webhooks_router
 
 READINESS_TIMEOUT_SECONDS = 2.0
@@ -44,9 +45,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = create_session_factory(engine)
         app.state.redis = redis
+        # Thin webhook events are fetched in full from Stripe; without a key they answer 502.
+        stripe_http = create_http_client() if settings.stripe_api_key else None
+        app.state.stripe = (
+            create_stripe_client(settings, http_client=stripe_http) if stripe_http else None
+        )
         try:
             yield
         finally:
+            if stripe_http is not None:
+                await stripe_http.close_async()  # type: ignore[no-untyped-call]
             await redis.aclose()
             await engine.dispose()
 

@@ -11,6 +11,8 @@
     ├── StripeUnavailableError         429, 409, 5xx, timeout, connection: retry later
     ├── StripeRefusedError             any other 4xx: retrying cannot help
     ├── WebhookNotConfiguredError      no STRIPE_WEBHOOK_SECRET: every delivery is refused
+    ├── EventFetchError                a thin event's full event could not be fetched or read:
+    │                                  answered 5xx, nothing recorded, Stripe delivers again
     └── WebhookRejectedError           a delivery refused before anything is written
         ├── SignatureMissingError      no Stripe-Signature header
         ├── SignatureMalformedError    header without a timestamp or any v1 signature
@@ -65,6 +67,13 @@ class InvalidJobDataError(SensorBillingError):
 
 class WebhookNotConfiguredError(SensorBillingError):
     """STRIPE_WEBHOOK_SECRET is not set, so no delivery can be verified."""
+
+
+class EventFetchError(SensorBillingError):
+    """The full event behind a verified thin event could not be fetched from Stripe (or was not
+    what Stripe documents). Nothing was recorded: answered 502 so that Stripe delivers again."""
+
+    code = "event_fetch_failed"
 
 
 class WebhookRejectedError(SensorBillingError):

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from sensor_billing.errors import (
+    EventFetchError,
     PayloadTooLargeError,
     SensorBillingError,
     UnsupportedMediaTypeError,
@@ -24,6 +25,8 @@ STATUS_BY_ERROR: dict[type[SensorBillingError], int] = {
     UnsupportedMediaTypeError: 415,
     WebhookRejectedError: 400,
     WebhookNotConfiguredError: 503,
+    # Stripe retries any non-2xx (docs: webhooks); 502 says the failure was upstream.
+    EventFetchError: 502,
 }
 
 

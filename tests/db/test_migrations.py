@@ -22,6 +22,7 @@ TABLES = {
     "meter_reports",
     "metering_cursors",
     "sensor_status_periods",
+    "meter_error_reports",
 }
 
 

@@ -7,6 +7,10 @@ import pytest
 
 from sensor_billing.db import SessionFactory
 from sensor_billing.settings import Settings, load_settings
+from tests.metering.conftest import (  # noqa: F401 - fixtures, found by name
+    running_standin,
+    standin,
+)
 from tests.support.app import running_app
 
 SECRET = "whsec_test_secret"

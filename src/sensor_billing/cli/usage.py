@@ -180,6 +180,9 @@ def _ledger_json(report: MeterReport) -> dict[str, object]:
         "lastError": report.last_error,
         "skipReason": report.skip_reason,
         "sentAt": report.sent_at.isoformat() if report.sent_at else None,
+        "stripeErrorCode": report.stripe_error_code,
+        "stripeErrorMessage": report.stripe_error_message,
+        "stripeErrorAt": report.stripe_error_at.isoformat() if report.stripe_error_at else None,
     }
 
 
@@ -191,7 +194,8 @@ def ledger(
     limit: int = typer.Option(50, min=1, max=10_000, help="Rows at most (newest first)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Ledger rows, newest window first: meter, value, status, attempts, error, sent time."""
+    """Ledger rows, newest window first: meter, value, status, attempts, error, sent time, and
+    the error code Stripe reported later for a sent row (its usage did not count in Stripe)."""
     organization_id = parse_organization_option(org)
     settings = get_settings()
     require_database(settings.database_url)
@@ -229,6 +233,7 @@ def ledger(
         "attempts",
         "error / skip reason",
         "sent at",
+        "stripe error",
     )
     for report in reports:
         table.add_row(
@@ -240,5 +245,6 @@ def ledger(
             str(report.attempts),
             report.last_error or report.skip_reason or "",
             report.sent_at.isoformat(timespec="seconds") if report.sent_at else "",
+            report.stripe_error_code or "",
         )
     console.print(table)

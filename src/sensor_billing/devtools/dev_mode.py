@@ -44,7 +44,12 @@ from sensor_billing.devtools.embedded import (
     check_data_dir,
     read_or_create_secret,
 )
-from sensor_billing.devtools.stripe_standin import DEFAULT_API_KEY, RunningStandin, run_in_thread
+from sensor_billing.devtools.stripe_standin import (
+    DEFAULT_API_KEY,
+    EventDestination,
+    RunningStandin,
+    run_in_thread,
+)
 from sensor_billing.devtools.stripe_standin.catalog import create_meter
 from sensor_billing.devtools.stripe_standin.records import Customer
 from sensor_billing.jobs.worker import MeteringWorker
@@ -224,6 +229,14 @@ async def _start_and_serve(
         await asyncio.sleep(0.02)
     if serving.done():
         return  # its error is raised by stop_api
+    if standin is not None and settings.webhook_secrets:
+        # Meter errors come back as signed thin events, as from a Stripe event destination.
+        with standin.state.lock:
+            standin.state.destination = EventDestination(
+                url=f"http://{_loopback(options.host)}:{api_socket.getsockname()[1]}"
+                "/webhooks/stripe",
+                secret=settings.webhook_secrets[0],
+            )
     _print_summary(
         console,
         options,
@@ -237,6 +250,12 @@ async def _start_and_serve(
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
     console.print("stopping…")
+
+
+def _loopback(host: str) -> str:
+    """The address the stand-in reaches the API at: an all-interfaces bind is on loopback too."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
+    return f"[{host}]" if ":" in host else host
 
 
 async def _finish(task: asyncio.Task[None]) -> None:

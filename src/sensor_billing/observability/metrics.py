@@ -40,6 +40,12 @@ METER_REPORTS = Counter(
     "meter:report jobs run, by what became of the ledger row.",
     ["outcome"],
 )
+METER_ERRORS = Counter(
+    "sensor_billing_stripe_meter_errors",
+    "Meter events Stripe reported invalid after accepting them (thin meter error events "
+    "processed), by Stripe's error code.",
+    ["code"],
+)
 STRIPE_REQUEST_DURATION = Histogram(
     "sensor_billing_stripe_request_duration_seconds",
     "Duration of meter event calls to Stripe, answered or not.",
@@ -58,6 +64,11 @@ def record_webhook_delivery(outcome: WebhookOutcome, event_type: str, seconds: f
 
 def record_meter_report(verdict: Verdict) -> None:
     METER_REPORTS.labels(verdict.value).inc()
+
+
+def record_meter_errors(counts: dict[str, int]) -> None:
+    for code, count in counts.items():
+        METER_ERRORS.labels(code).inc(count)
 
 
 @contextmanager

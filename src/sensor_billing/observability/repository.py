@@ -6,6 +6,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sensor_billing.jobs.registry import QueueNames
+from sensor_billing.metering import meter_errors_repository
 from sensor_billing.metering import repository as metering_repository
 from sensor_billing.metering.repository import LedgerBacklog
 
@@ -23,6 +24,11 @@ QUEUE_STATE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
 async def ledger_backlog(engine: AsyncEngine) -> LedgerBacklog:
     async with engine.connect() as connection:
         return await metering_repository.ledger_backlog(connection)
+
+
+async def ledger_stripe_errors(engine: AsyncEngine) -> dict[str, int]:
+    async with engine.connect() as connection:
+        return await meter_errors_repository.rows_with_stripe_error(connection)
 
 
 async def queue_depth(

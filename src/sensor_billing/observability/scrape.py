@@ -22,7 +22,11 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sensor_billing.metering.repository import LedgerBacklog
-from sensor_billing.observability.repository import ledger_backlog, queue_depth
+from sensor_billing.observability.repository import (
+    ledger_backlog,
+    ledger_stripe_errors,
+    queue_depth,
+)
 
 logger = logging.getLogger("sensor_billing.metrics")
 
@@ -36,6 +40,8 @@ T = TypeVar("T")
 class Backlog:
     ledger: LedgerBacklog | None  # None: PostgreSQL did not answer
     queue: dict[str, int] | None  # None: Redis did not answer
+    # Ledger rows carrying a Stripe error, per code; None: PostgreSQL did not answer.
+    stripe_errors: dict[str, int] | None = None
 
 
 async def _answer_or_none(source: str, query: Awaitable[T]) -> T | None:
@@ -47,11 +53,12 @@ async def _answer_or_none(source: str, query: Awaitable[T]) -> T | None:
 
 
 async def read_backlog(engine: AsyncEngine, redis: Redis) -> Backlog:
-    ledger, queue = await asyncio.gather(
+    ledger, queue, stripe_errors = await asyncio.gather(
         _answer_or_none("postgresql", ledger_backlog(engine)),
         _answer_or_none("redis", queue_depth(redis)),
+        _answer_or_none("postgresql", ledger_stripe_errors(engine)),
     )
-    return Backlog(ledger, queue)
+    return Backlog(ledger, queue, None if ledger is None else stripe_errors)
 
 
 def backlog_families(backlog: Backlog) -> Iterator[Metric]:
@@ -80,6 +87,16 @@ def backlog_families(backlog: Backlog) -> Iterator[Metric]:
                 "End of the last closed usage window (max metering_cursors.closed_through).",
                 value=backlog.ledger.closed_through.timestamp(),
             )
+    if backlog.stripe_errors is not None:
+        errors = GaugeMetricFamily(
+            "sensor_billing_ledger_rows_with_stripe_error",
+            "Ledger rows Stripe reported invalid after accepting them (a thin meter error "
+            "event named them), by Stripe's error code: that usage did not count in Stripe.",
+            labels=["code"],
+        )
+        for code, count in sorted(backlog.stripe_errors.items()):
+            errors.add_metric([code], count)
+        yield errors
     if backlog.queue is not None:
         jobs = GaugeMetricFamily(
             "sensor_billing_meter_queue_jobs",

@@ -11,6 +11,8 @@ from sensor_billing.errors import StripeRefusedError, StripeUnavailableError
 # Stripe's answer to a second event with the same identifier within its 24 h window
 # (docs: recording-usage-api). It means the event is already recorded: a success for us.
 DUPLICATE_IDENTIFIER_MESSAGE = "An event already exists with identifier"
+# Every meter event call's idempotency key is this prefix and the event's identifier.
+IDEMPOTENCY_KEY_PREFIX = "meter-event-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +25,7 @@ class MeterEvent:
 
 
 def idempotency_key(identifier: str) -> str:
-    return f"meter-event-{identifier}"
+    return f"{IDEMPOTENCY_KEY_PREFIX}{identifier}"
 
 
 def is_duplicate_identifier(error: stripe.StripeError) -> bool:

@@ -1,17 +1,24 @@
-"""`POST /webhooks/stripe`: read the raw body (bounded), verify, then process in one transaction."""
+"""`POST /webhooks/stripe`: read the raw body (bounded), verify, then process in one transaction.
+
+Snapshot events (`"object": "event"`) and thin events (`"object": "v2.core.event"`, from a v2
+event destination pointed at the same URL) share the route and the signature check; the body's
+`object` decides how it is read.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
+from stripe import StripeClient
 
 from sensor_billing.db import SessionFactory
 from sensor_billing.errors import (
+    EventFetchError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
     WebhookNotConfiguredError,
@@ -20,9 +27,11 @@ from sensor_billing.errors import (
 from sensor_billing.observability import record_webhook_delivery
 from sensor_billing.observability.metrics import WebhookOutcome
 from sensor_billing.settings import Settings
-from sensor_billing.webhooks.envelope import parse_event
-from sensor_billing.webhooks.service import deliver_event
+from sensor_billing.stripe_api.events import fetch_v2_event
+from sensor_billing.webhooks.envelope import load_body, read_event
+from sensor_billing.webhooks.service import EventFetcher, deliver_event, deliver_thin_event
 from sensor_billing.webhooks.signature import verify_signature
+from sensor_billing.webhooks.thin_events import is_thin_event, parse_thin_event
 
 logger = logging.getLogger("sensor_billing.webhooks")
 
@@ -47,9 +56,24 @@ async def get_engine(request: Request) -> AsyncEngine:
     return engine
 
 
+async def get_event_fetcher(request: Request) -> EventFetcher:
+    """Fetches full v2 events with the app's Stripe client (None without STRIPE_API_KEY)."""
+    client: StripeClient | None = getattr(request.app.state, "stripe", None)
+
+    async def fetch(event_id: str, context: str | None) -> dict[str, Any]:
+        if client is None:
+            raise EventFetchError(
+                "STRIPE_API_KEY is not set: the full event of a thin event cannot be fetched"
+            )
+        return await fetch_v2_event(client, event_id, context)
+
+    return fetch
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionsDep = Annotated[SessionFactory, Depends(get_sessions)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
+EventFetcherDep = Annotated[EventFetcher, Depends(get_event_fetcher)]
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -77,7 +101,11 @@ def require_json(request: Request) -> None:
 
 @router.post("/webhooks/stripe")
 async def receive_stripe_webhook(
-    request: Request, settings: SettingsDep, engine: EngineDep, sessions: SessionsDep
+    request: Request,
+    settings: SettingsDep,
+    engine: EngineDep,
+    sessions: SessionsDep,
+    fetch_event: EventFetcherDep,
 ) -> JSONResponse:
     started = time.perf_counter()
     event_id = event_type = "-"
@@ -90,10 +118,17 @@ async def receive_stripe_webhook(
         verify_signature(
             body, request.headers.get("stripe-signature"), settings.webhook_secrets, now=time.time()
         )
-        event = parse_event(body)
-        event_id, event_type = event.id, event.type
-        outcome = "failed"
-        processed = await deliver_event(engine, sessions, event)
+        document = load_body(body)
+        if is_thin_event(document):
+            notification = parse_thin_event(document)
+            event_id, event_type = notification.id, notification.type
+            outcome = "failed"
+            processed = await deliver_thin_event(engine, sessions, notification, fetch_event)
+        else:
+            event = read_event(document)
+            event_id, event_type = event.id, event.type
+            outcome = "failed"
+            processed = await deliver_event(engine, sessions, event)
         outcome = processed.outcome.value
         return JSONResponse(
             {

@@ -25,7 +25,7 @@ class StripeEventEnvelope:
     object: dict[str, Any]
 
 
-def parse_event(body: bytes) -> StripeEventEnvelope:
+def load_body(body: bytes) -> Any:
     try:
         event = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -33,6 +33,15 @@ def parse_event(body: bytes) -> StripeEventEnvelope:
     if b"\\u0000" in body and _holds_nul(event):
         # PostgreSQL text cannot store U+0000, and no Stripe object carries one.
         raise InvalidEventError("body holds a NUL character (\\u0000)")
+    return event
+
+
+def parse_event(body: bytes) -> StripeEventEnvelope:
+    return read_event(load_body(body))
+
+
+def read_event(event: Any) -> StripeEventEnvelope:
+    """A snapshot event (`"object": "event"`), parsed from the delivery's JSON."""
     if not isinstance(event, dict) or event.get("object") != "event":
         raise InvalidEventError('body is not a Stripe event (expected "object": "event")')
     event_id, event_type, created = event.get("id"), event.get("type"), event.get("created")

@@ -58,6 +58,13 @@ async def record_event_autocommit(engine: AsyncEngine, event_id: str, event_type
         return await driver.fetchval(RECORD_EVENT_SQL, event_id, event_type) is not None
 
 
+async def event_recorded(session: AsyncSession, event_id: str) -> bool:
+    """Whether the event was processed already (a cheap check before a call to Stripe; the
+    insert in `record_event` stays the arbiter)."""
+    found = await session.scalar(select(StripeEvent.id).where(StripeEvent.event_id == event_id))
+    return found is not None
+
+
 async def prune_events(session: AsyncSession, older_than: datetime, batch_size: int) -> int:
     """Delete up to `batch_size` events processed before `older_than`; return how many."""
     batch = (

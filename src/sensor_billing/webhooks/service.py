@@ -5,20 +5,32 @@
     rolls both back and propagates, so the endpoint answers 5xx and Stripe delivers again;
   - a type without a handler: recording the event is its only effect, so one autocommit
     `INSERT ... ON CONFLICT DO NOTHING` is the whole transaction (one round trip, not three).
+
+`deliver_thin_event` does the same for a thin event, whose full event is fetched from Stripe
+first, outside any transaction (a network call never holds a row lock). A fetch failure
+raises before anything is written: the endpoint answers 5xx and Stripe delivers again.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sensor_billing.billing.service import Effect, Result
 from sensor_billing.db import SessionFactory, unit_of_work
+from sensor_billing.metering import meter_errors
+from sensor_billing.observability.metrics import record_meter_errors
 from sensor_billing.webhooks import repository
 from sensor_billing.webhooks.envelope import StripeEventEnvelope
 from sensor_billing.webhooks.handlers import HANDLERS
+from sensor_billing.webhooks.thin_events import ThinEventNotification
+
+# (event id, context) -> the full event's JSON; raises `EventFetchError`.
+EventFetcher = Callable[[str, str | None], Awaitable[dict[str, Any]]]
 
 
 class Outcome(enum.StrEnum):
@@ -48,3 +60,32 @@ async def deliver_event(
         if not await repository.record_event(session, event.id, event.type):
             return Processed(Outcome.DUPLICATE, ALREADY_PROCESSED)
         return Processed(Outcome.PROCESSED, await handler(session, event))
+
+
+async def deliver_thin_event(
+    engine: AsyncEngine,
+    sessions: SessionFactory,
+    notification: ThinEventNotification,
+    fetch_event: EventFetcher,
+) -> Processed:
+    if notification.type not in meter_errors.METER_ERROR_EVENT_TYPES:
+        recorded = await repository.record_event_autocommit(
+            engine, notification.id, notification.type
+        )
+        return Processed(Outcome.PROCESSED if recorded else Outcome.DUPLICATE, UNHANDLED)
+
+    async with sessions() as session:
+        if await repository.event_recorded(session, notification.id):
+            return Processed(Outcome.DUPLICATE, ALREADY_PROCESSED)
+    event = meter_errors.read_meter_error_event(
+        await fetch_event(notification.id, notification.context),
+        event_id=notification.id,
+        event_type=notification.type,
+    )
+    async with unit_of_work(sessions) as session:
+        # A concurrent delivery that fetched too waits here and then sees the row.
+        if not await repository.record_event(session, notification.id, notification.type):
+            return Processed(Outcome.DUPLICATE, ALREADY_PROCESSED)
+        result = await meter_errors.apply_meter_error_event(session, event)
+    record_meter_errors(meter_errors.error_counts(event))  # committed: count once
+    return Processed(Outcome.PROCESSED, result)

@@ -8,6 +8,7 @@ from sensor_billing.db.schema.billing import (
     StripeSubscription,
 )
 from sensor_billing.db.schema.metering import (
+    MeterErrorReport,
     MeteringCursor,
     MeterReport,
     ReportSource,
@@ -19,6 +20,7 @@ from sensor_billing.db.schema.tenancy import Organization, Sensor, SensorStatus,
 __all__ = [
     "Base",
     "BillingStateChange",
+    "MeterErrorReport",
     "MeterReport",
     "MeteringCursor",
     "Organization",

@@ -59,6 +59,12 @@ class MeterReport(Base):
             postgresql_where=text("status = 'pending'"),
         ),
         Index(None, "organization_id", "window_start"),
+        # Rows Stripe reported invalid after accepting them: the /metrics gauge counts these.
+        Index(
+            "meter_reports_stripe_error_idx",
+            "stripe_error_code",
+            postgresql_where=text("stripe_error_code IS NOT NULL"),
+        ),
         CheckConstraint(
             "event_name IN ('active_sensors', 'temperature_readings')", name="event_name"
         ),
@@ -84,9 +90,48 @@ class MeterReport(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Stripe's asynchronous verdict on a sent row (a thin meter error event named its
+    # identifier): the usage did not count in Stripe. Set by the newest such event.
+    stripe_error_code: Mapped[str | None] = mapped_column(String(64))
+    stripe_error_message: Mapped[str | None] = mapped_column(Text)
+    stripe_error_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    stripe_error_event_id: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class MeterErrorReport(Base):
+    """What one thin meter error event (v1.billing.meter.error_report_triggered or
+    .no_meter_found) said, per error code and organization.
+
+    Stripe names at most a few sample identifiers per error code; the organizations of the
+    ledger rows they name get a row each (`error_count` = their samples), and the errors it did
+    not sample get one row without an organization, so the counts of an event add up to
+    Stripe's `reason.error_count`. Written once per event, in the transaction that records the
+    event in `stripe_events`.
+    """
+
+    __tablename__ = "meter_error_reports"
+    __table_args__ = (Index(None, "organization_id", "event_created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    stripe_event_id: Mapped[str] = mapped_column(String(256), index=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(64))
+    error_count: Mapped[int]
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    meter_id: Mapped[str | None] = mapped_column(String(255))
+    sample_message: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)
+    validation_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    validation_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    event_created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
     )
 
 

@@ -19,12 +19,14 @@ Where Stripe's documentation is silent, the stand-in assumes:
   duplicate-identifier refusal is (the endpoint began executing).
 - Injected faults are infrastructure: never saved. With `recorded_before_*` the request ran and
   its real answer is saved, so a retry with the same key replays it.
+- Every error report becomes one v2 thin event (error_count 1), sent once to the event
+  destination if one is set (control API), fetchable at `GET /v2/core/events/{id}`.
 - Summaries: every window in [start, end) gets one (0 if empty), newest first; start < end; an
   unknown customer is a 404 in strict mode. A second cancel of the same event succeeds again.
 """
 
 from .app import create_app
-from .config import StandinConfig
+from .config import EventDestination, StandinConfig
 from .errors import StripeRefusalError, WireAnswer
 from .faults import FaultDecision, FaultInjector, FaultKind, FaultPlan
 from .records import (
@@ -32,11 +34,13 @@ from .records import (
     Customer,
     ErrorCode,
     ErrorReport,
+    EventDelivery,
     Meter,
     MeterEventRecord,
     MeterEventSession,
     Price,
     Product,
+    V2Event,
 )
 from .server import DEFAULT_API_KEY, RunningStandin, run_in_thread
 from .state import StandinState
@@ -47,6 +51,8 @@ __all__ = [
     "Customer",
     "ErrorCode",
     "ErrorReport",
+    "EventDelivery",
+    "EventDestination",
     "FaultDecision",
     "FaultInjector",
     "FaultKind",
@@ -60,6 +66,7 @@ __all__ = [
     "StandinConfig",
     "StandinState",
     "StripeRefusalError",
+    "V2Event",
     "WireAnswer",
     "create_app",
     "run_in_thread",

@@ -11,6 +11,7 @@ from . import (
     routes_v1_catalog,
     routes_v1_metering,
     routes_v1_products,
+    routes_v2_events,
     routes_v2_metering,
 )
 from .errors import StripeRefusalError
@@ -25,6 +26,7 @@ def create_app(state: StandinState) -> Starlette:
             *routes_v1_catalog.routes,
             *routes_v1_products.routes,
             *routes_v2_metering.routes,
+            *routes_v2_events.routes,
             *routes_control.routes,
         ],
         middleware=[Middleware(RequestIdMiddleware)],

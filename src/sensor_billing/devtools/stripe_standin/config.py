@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class StandinConfig(BaseModel):
@@ -18,3 +20,21 @@ class StandinConfig(BaseModel):
     # None = "auto": strict once any customer has been created through the stand-in, so that
     # tests that never create customers can send any customer id.
     strict_customers: bool | None = None
+
+
+class EventDestination(BaseModel):
+    """Where the stand-in sends thin events (a v2 event destination of type webhook endpoint),
+    signed with `secret` as Stripe signs webhooks. Set with `POST /_standin/event_destination`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    secret: str = Field(pattern=r"^whsec_\S+$")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError("url must be an http(s) URL")
+        return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .destinations import create_v2_event
 from .errors import InvalidRequestError
 from .records import ErrorCode, ErrorReport, Meter, MeterEventRecord, Via, new_id
 from .state import StandinState
@@ -140,19 +141,19 @@ def _store(
     if problem is not None:
         code, message = problem
         record.error_code = code
-        state.reports.append(
-            ErrorReport(
-                id=new_id("mtrerr_", 20),
-                code=code,
-                message=message,
-                created=int(now),
-                event_identifier=identifier,
-                event_name=record.event_name,
-                customer=record.customer,
-                meter_id=record.meter_id,
-                via=record.via,
-            )
+        report = ErrorReport(
+            id=new_id("mtrerr_", 20),
+            code=code,
+            message=message,
+            created=int(now),
+            event_identifier=identifier,
+            event_name=record.event_name,
+            customer=record.customer,
+            meter_id=record.meter_id,
+            via=record.via,
         )
+        state.reports.append(report)
+        create_v2_event(state, report)
     state.events.append(record)
     state.identifier_accepted_at[identifier] = now
     return record

@@ -1,4 +1,4 @@
-"""What the stand-in stores: meters, customers, meter events, error reports, sessions."""
+"""What the stand-in stores: meters, customers, meter events, error reports, v2 events, sessions."""
 
 from __future__ import annotations
 
@@ -190,6 +190,92 @@ class ErrorReport:
             "customer": self.customer,
             "meter": self.meter_id,
             "via": self.via,
+        }
+
+
+@dataclass(frozen=True)
+class V2Event:
+    """The v2 event (thin event) that reports one error report.
+
+    Shape from the docs' Event object (api/v2/core/events/object): the thin notification holds
+    id, object, type, created (RFC 3339), livemode, context and related_object; the full event
+    adds `reason` and `data`. `no_meter_found` names no meter, so it has no related object.
+    Stripe batches a validation window's errors into one event; the stand-in sends one event per
+    invalid meter event (error_count 1, the event itself as the one sample), validated over the
+    second it was accepted in.
+    """
+
+    id: str
+    report: ErrorReport
+
+    @property
+    def type(self) -> str:
+        return self.report.thin_event_type
+
+    def to_notification(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": "v2.core.event",
+            "type": self.type,
+            "created": rfc3339(self.report.created),
+            "livemode": False,
+            "context": None,
+        }
+        if self.report.meter_id is not None and self.report.code is not ErrorCode.NO_METER:
+            body["related_object"] = {
+                "id": self.report.meter_id,
+                "type": "billing.meter",
+                "url": f"/v1/billing/meters/{self.report.meter_id}",
+            }
+        return body
+
+    def to_stripe(self) -> dict[str, Any]:
+        return {
+            **self.to_notification(),
+            "reason": None,
+            "data": {
+                "developer_message_summary": "There is 1 invalid event",
+                "reason": {
+                    "error_count": 1,
+                    "error_types": [
+                        {
+                            "code": str(self.report.code),
+                            "error_count": 1,
+                            "sample_errors": [
+                                {
+                                    "error_message": self.report.message,
+                                    "request": {"identifier": self.report.event_identifier},
+                                }
+                            ],
+                        }
+                    ],
+                },
+                "validation_start": rfc3339(self.report.created),
+                "validation_end": rfc3339(self.report.created + 1),
+            },
+        }
+
+
+@dataclass(frozen=True)
+class EventDelivery:
+    """One attempt to deliver a v2 event to the event destination."""
+
+    event_id: str
+    at: float
+    status: int | None  # None: no HTTP answer
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    def to_control(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "at": self.at,
+            "status": self.status,
+            "error": self.error,
+            "succeeded": self.succeeded,
         }
 
 

@@ -5,6 +5,10 @@ GET  /_standin/faults   the fault plan;  POST sets it (JSON FaultPlan)
 GET  /_standin/config   latency, limits, customer mode;  POST sets it (JSON StandinConfig)
 POST /_standin/reset    forget everything but the API keys
 POST /_standin/clock    {"advance_seconds": N}: move the stand-in's clock forward
+GET  /_standin/event_destination   where thin events go (url only);  POST sets it
+                        ({"url": ..., "secret": "whsec_..."}), DELETE removes it
+POST /_standin/deliver_events  {"event_ids": [...]} (optional): send those events again, or
+                        by default every event without a 2xx delivery; answers the attempts
 """
 
 from __future__ import annotations
@@ -17,9 +21,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .config import StandinConfig
+from . import destinations
+from .config import EventDestination, StandinConfig
 from .faults import FaultPlan
 from .wire import standin_of
+
+
+class DeliverEvents(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_ids: list[str] | None = None
 
 
 class ClockAdvance(BaseModel):
@@ -94,10 +105,52 @@ async def clock(request: Request) -> Response:
     return JSONResponse({"now": state.clock.now()})
 
 
+async def event_destination(request: Request) -> Response:
+    if not _is_loopback(request):
+        return _forbidden()
+    state = standin_of(request)
+    if request.method == "POST":
+        try:
+            destination = EventDestination.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return _invalid(exc)
+        with state.lock:
+            state.destination = destination
+    elif request.method == "DELETE":
+        with state.lock:
+            state.destination = None
+    with state.lock:
+        current = state.destination
+    return JSONResponse(None if current is None else {"url": current.url})
+
+
+async def deliver_events(request: Request) -> Response:
+    if not _is_loopback(request):
+        return _forbidden()
+    state = standin_of(request)
+    try:
+        asked = DeliverEvents.model_validate_json(await request.body() or b"{}")
+    except ValidationError as exc:
+        return _invalid(exc)
+    with state.lock:
+        if state.destination is None:
+            return JSONResponse({"error": {"message": "No event destination is set."}}, 400)
+        unknown = [e for e in asked.event_ids or [] if e not in state.v2_events]
+    if unknown:
+        return JSONResponse({"error": {"message": f"No such events: {unknown}"}}, 404)
+    event_ids = (
+        asked.event_ids if asked.event_ids is not None else destinations.not_yet_delivered(state)
+    )
+    attempts = await destinations.deliver(state, event_ids)
+    return JSONResponse({"deliveries": [attempt.to_control() for attempt in attempts]})
+
+
 routes = [
     Route("/_standin/state", read_state, methods=["GET"]),
     Route("/_standin/faults", faults, methods=["GET", "POST"]),
     Route("/_standin/config", config, methods=["GET", "POST"]),
     Route("/_standin/reset", reset, methods=["POST"]),
     Route("/_standin/clock", clock, methods=["POST"]),
+    Route("/_standin/event_destination", event_destination, methods=["GET", "POST", "DELETE"]),
+    Route("/_standin/deliver_events", deliver_events, methods=["POST"]),
 ]

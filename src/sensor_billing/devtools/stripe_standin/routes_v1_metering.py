@@ -11,6 +11,7 @@ from starlette.routing import Route
 from . import metering
 from .auth import require_secret_key
 from .calls import serve_call
+from .destinations import dispatch_undelivered
 from .errors import WireAnswer, invalid_param, missing_param
 from .forms import Form, optional_int, optional_str, parse_form, required_str, sub_form
 from .limits import admit_metering_call, customer_meter_slot
@@ -30,6 +31,7 @@ async def create_meter_event(request: Request) -> Response:
             if latency:
                 await asyncio.sleep(latency)
             record = metering.accept_v1(state, incoming)
+        dispatch_undelivered(state)
         return ok(record.to_stripe())
 
     return await serve_call(

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from . import metering
 from .auth import require_secret_key, require_stream_session
 from .calls import serve_call
+from .destinations import dispatch_undelivered
 from .errors import InvalidRequestError, WireAnswer, invalid_param, missing_param
 from .limits import admit_metering_call
 from .sessions import create_session
@@ -53,6 +54,7 @@ async def create_meter_event_stream(request: Request) -> Response:
             for index, event in enumerate(_events_of(body))
         ]
         metering.accept_stream(state, batch)
+        dispatch_undelivered(state)
         return ok({})
 
     return await serve_call(

@@ -14,19 +14,21 @@ from decimal import Decimal
 from typing import Any
 
 from .clock import StandinClock
-from .config import StandinConfig
+from .config import EventDestination, StandinConfig
 from .faults import FaultInjector, FaultPlan
 from .idempotency import IdempotencyStore
 from .records import (
     Counters,
     Customer,
     ErrorReport,
+    EventDelivery,
     Formula,
     Meter,
     MeterEventRecord,
     MeterEventSession,
     Price,
     Product,
+    V2Event,
 )
 
 CustomerMeterKey = tuple[str, str]
@@ -58,6 +60,11 @@ class StandinState:
         self.events: list[MeterEventRecord] = []
         self.identifier_accepted_at: dict[str, float] = {}
         self.reports: list[ErrorReport] = []
+        self.v2_events: dict[str, V2Event] = {}
+        self.destination: EventDestination | None = None
+        # v2 events created while a destination was set, not yet handed to a delivery task.
+        self.undelivered: list[str] = []
+        self.deliveries: list[EventDelivery] = []
         self.sessions_by_token: dict[str, MeterEventSession] = {}
         self.counters = Counters()
         self.in_flight: set[CustomerMeterKey] = set()
@@ -119,6 +126,15 @@ class StandinState:
         with self.lock:
             return list(self.reports)
 
+    def thin_events(self) -> list[V2Event]:
+        """Every v2 event (one per error report), oldest first."""
+        with self.lock:
+            return list(self.v2_events.values())
+
+    def event_deliveries(self) -> list[EventDelivery]:
+        with self.lock:
+            return list(self.deliveries)
+
     def counters_snapshot(self) -> Counters:
         with self.lock:
             return dataclasses.replace(
@@ -168,6 +184,11 @@ class StandinState:
                 "faults": self.faults.plan.model_dump(),
                 "events": [event.to_control() for event in self.events],
                 "error_reports": [report.to_control() for report in self.reports],
+                "v2_events": [event.to_notification() for event in self.v2_events.values()],
+                "event_destination": None
+                if self.destination is None
+                else {"url": self.destination.url},
+                "event_deliveries": [delivery.to_control() for delivery in self.deliveries],
                 "counters": {**self.counters.to_control(), "error_reports": len(self.reports)},
                 "meters": [meter.to_stripe() for meter in self.meters.values()],
                 "customers": [customer.to_stripe() for customer in self.customers.values()],

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import text
 
 from sensor_billing.cli import reconcile as reconcile_cli
@@ -68,7 +69,9 @@ async def test_usage_sent_normally_reconciles_without_drift_across_many_pages(
     code, report = reconcile_json()
 
     assert code == 0
-    assert report["drift"] is False and report["windows"] == [] and report["unsent"] == []
+    assert report["drift"] is False
+    assert report["windows"] == []
+    assert report["unsent"] == []
     # 240 hourly summaries per customer and meter: three pages of at most 100 each.
     assert {meter["windowsCompared"] for meter in report["meters"]} == {PERIOD_DAYS * 24}
     assert len(report["meters"]) == 2 * len(orgs)
@@ -121,7 +124,8 @@ async def test_an_event_stripe_lost_is_drift_with_the_right_numbers(
         for m in report["meters"]
         if m["organizationId"] == str(org.id) and m["eventName"] == "temperature_readings"
     ]
-    assert meter["drift"] == -value and meter["windowsWithDrift"] == 1
+    assert meter["drift"] == -value
+    assert meter["windowsWithDrift"] == 1
 
     table = run_cli("reconcile", "--period", period())
     assert table.exit_code == 1
@@ -165,7 +169,14 @@ async def test_pending_rows_are_unsent_not_drift(
 
     assert code == 0
     assert report["drift"] is False
-    assert report["unsent"] and all(w["pendingRows"] >= 1 for w in report["unsent"])
+    assert report["unsent"]
+    assert all(w["pendingRows"] >= 1 for w in report["unsent"])
+    # No worker ran: only reconcile's calls can have used the account-wide budget in Redis.
+    redis = Redis.from_url(cli_stripe_env.redis_url)
+    try:
+        assert await redis.exists("sensor-billing:stripe-calls")
+    finally:
+        await redis.aclose()
 
 
 async def test_a_sent_row_stripe_never_got_is_drift(
@@ -181,7 +192,8 @@ async def test_a_sent_row_stripe_never_got_is_drift(
     code, report = reconcile_json()
 
     assert code == 1
-    assert report["windows"] and all(w["stripe"] == 0 for w in report["windows"])
+    assert report["windows"]
+    assert all(w["stripe"] == 0 for w in report["windows"])
 
 
 @pytest.mark.parametrize(

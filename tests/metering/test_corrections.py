@@ -90,6 +90,15 @@ def period() -> str:
     return f"{today() - 5 * DAY:%Y-%m-%d}..{today() - DAY:%Y-%m-%d}"
 
 
+def assert_reconciles() -> None:
+    outcome = run_cli("reconcile", "--period", period())
+    assert outcome.exit_code == 0, outcome.stdout
+
+
+def readings_total(standin: RunningStandin, org: GeneratedOrganization) -> Decimal:
+    return standin.state.accepted_totals()[(str(org.customer_id), "temperature_readings")]
+
+
 async def make_late(sessions: SessionFactory, standin: RunningStandin) -> None:
     """25 hours pass, for the ledger and for Stripe."""
     async with unit_of_work(sessions) as session:
@@ -128,10 +137,8 @@ async def test_a_correction_within_a_day_cancels_and_replaces_the_event(
         "corrects": original["identifier"],
         "correction_reason": "sensor double-counted",
     }
-    totals = standin.state.accepted_totals()
-    assert totals[(str(org.customer_id), "temperature_readings")] == total_before + 5
-    reconciled = run_cli("reconcile", "--period", period())
-    assert reconciled.exit_code == 0, reconciled.stdout
+    assert readings_total(standin, org) == total_before + 5
+    assert_reconciles()
 
 
 async def test_repeating_a_correction_changes_nothing(
@@ -203,10 +210,8 @@ async def test_a_late_correction_of_a_sum_is_a_compensating_event_in_the_newest_
     [event] = [e for e in standin.state.accepted_events() if e.identifier.endswith(".c1")]
     assert event.value == "-3"
     assert event.timestamp == int(today().timestamp()) - 1
-    totals = standin.state.accepted_totals()
-    assert totals[(str(org.customer_id), "temperature_readings")] == total_before - Decimal(3)
-    reconciled = run_cli("reconcile", "--period", period())
-    assert reconciled.exit_code == 0, reconciled.stdout
+    assert readings_total(standin, org) == total_before - 3
+    assert_reconciles()
 
 
 async def test_a_late_correction_of_a_superseded_gauge_is_recorded_not_sent(
@@ -230,7 +235,7 @@ async def test_a_late_correction_of_a_superseded_gauge_is_recorded_not_sent(
         json.loads(correct(org, "active_sensors", window, original["value"] + 2).stdout)["kind"]
         == "unchanged"
     )
-    assert run_cli("reconcile", "--period", period()).exit_code == 0
+    assert_reconciles()
 
 
 async def test_a_window_without_a_sent_row_cannot_be_corrected(

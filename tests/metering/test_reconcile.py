@@ -157,13 +157,18 @@ async def test_an_extra_event_in_stripe_is_drift(
     assert (drift["ledger"], drift["stripe"], drift["drift"]) == (0, 7, 7)
 
 
-async def test_pending_rows_are_unsent_not_drift(
-    sessions: SessionFactory, standin: RunningStandin, cli_stripe_env: Settings
-) -> None:
+async def closed_not_sent(sessions: SessionFactory) -> None:
+    """Three days of one organization's usage closed into pending rows; no worker runs."""
     await generate_usage(
         sessions, organizations=1, start=today() - 3 * DAY, end=today(), readings_per_org=30
     )
     assert run_cli("usage", "close").exit_code == 0
+
+
+async def test_pending_rows_are_unsent_not_drift(
+    sessions: SessionFactory, standin: RunningStandin, cli_stripe_env: Settings
+) -> None:
+    await closed_not_sent(sessions)
 
     code, report = reconcile_json()
 
@@ -182,10 +187,7 @@ async def test_pending_rows_are_unsent_not_drift(
 async def test_a_sent_row_stripe_never_got_is_drift(
     sessions: SessionFactory, standin: RunningStandin, cli_stripe_env: Settings
 ) -> None:
-    await generate_usage(
-        sessions, organizations=1, start=today() - 3 * DAY, end=today(), readings_per_org=30
-    )
-    assert run_cli("usage", "close").exit_code == 0
+    await closed_not_sent(sessions)
     async with unit_of_work(sessions) as session:
         await session.execute(text("UPDATE meter_reports SET status = 'sent', sent_at = now()"))
 

@@ -263,10 +263,11 @@ async def test_a_window_without_a_sent_row_cannot_be_corrected(
 async def test_a_job_for_a_cancelled_row_sends_nothing(
     sessions: SessionFactory, standin: RunningStandin, sent: tuple[GeneratedOrganization, Any]
 ) -> None:
-    org, _ = sent
+    org, worker = sent
     window = today() - 2 * DAY
     original = window_row(await rows(sessions), "temperature_readings", window)
     assert correct(org, "temperature_readings", window, 1).exit_code == 0
+    await drain(worker, sessions)  # the replacement goes out; the original must not
     events = len(standin.state.accepted_events())
 
     async def never(event: MeterEvent) -> bool:

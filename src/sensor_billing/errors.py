@@ -25,6 +25,8 @@
                                        from the set-up and cannot be changed in place
     UnknownEventTypeError              (under the base) `stripe trigger` has no such event
     ApiUnreachableError                (under the base) the service's HTTP API did not answer
+    CorrectionNotPossibleError         (under the base) `usage correct` cannot fix this row
+                                       now (not sent yet, a correction still pending)
 
 HTTP and the CLI each map these to a status or exit code in one place.
 """
@@ -140,3 +142,8 @@ class UnknownEventTypeError(SensorBillingError):
 
 class ApiUnreachableError(SensorBillingError):
     """The service's HTTP API (for `stripe trigger`) could not be reached."""
+
+
+class CorrectionNotPossibleError(SensorBillingError):
+    """A ledger correction was refused before anything was written: the row is not sent, or
+    an earlier correction of it is still pending."""

@@ -141,3 +141,21 @@ def collect_garbage_while_the_loop_runs() -> Iterator[None]:
     not closed shows up as that test's warning instead of a crash at interpreter exit."""
     yield
     gc.collect()
+
+
+@pytest.fixture
+def cli_stripe_env(worker_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Operator commands see the worker's database, Redis and stand-in (through the
+    environment, as a script would)."""
+    for name in (
+        "database_url",
+        "redis_url",
+        "stripe_api_base",
+        "stripe_meter_events_base",
+        "meter_window_seconds",
+        "meter_grace_seconds",
+        "meter_rate_limit_per_second",
+    ):
+        monkeypatch.setenv(name.upper(), str(getattr(worker_settings, name)))
+    monkeypatch.setenv("STRIPE_API_KEY", DEFAULT_API_KEY)
+    return worker_settings

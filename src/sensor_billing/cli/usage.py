@@ -162,6 +162,7 @@ class LedgerStatus(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     SKIPPED = "skipped"
+    CANCELLED = "cancelled"
 
 
 STATUS_OPTION = typer.Option(None, help="Only rows in this status.")

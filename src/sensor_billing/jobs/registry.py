@@ -10,7 +10,15 @@ import enum
 import uuid
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 
@@ -59,10 +67,22 @@ class MeterReportJobData(BaseJobData):
     # 'active_sensors' is a gauge (meter aggregation `last`); 'temperature_readings' a counter
     # (aggregation `sum`).
     event_name: MeterEventName
-    # Strict: a bool or 2.5 must not become 1 or 2 on an invoice. Whole numbers only.
-    value: Annotated[StrictInt, Field(ge=0)]
+    # A ledger correction (`usage correct`). Only a correction may carry a negative value: a
+    # compensating event that lowers a sum (Stripe allows negative values for corrections,
+    # STRIPE.md). Declared before `value`, which is checked against it; unset on the wire.
+    correction: StrictBool | None = None
+    # Strict: a bool or 2.5 must not become 1 or 2 on an invoice. Whole numbers only, and
+    # not negative unless `corrects` is set.
+    value: StrictInt
     # Unix seconds, for historical reporting (Stripe accepts up to 35 days back).
     timestamp: Annotated[StrictInt, Field(ge=0)] | None = None
+
+    @field_validator("value")
+    @classmethod
+    def _negative_only_for_corrections(cls, value: int, info: ValidationInfo) -> int:
+        if value < 0 and not info.data.get("correction"):
+            raise ValueError("must be at least 0 (negative only for a correction)")
+        return value
 
 
 # Stripe meter events are idempotent by identifier, so retrying is safe; five attempts with

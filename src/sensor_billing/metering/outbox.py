@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sensor_billing.db import SessionFactory
+from sensor_billing.db.schema import ReportSource
 from sensor_billing.jobs.registry import (
     METER_REPORT_JOB_OPTIONS,
     JobNames,
@@ -42,6 +43,8 @@ def job_for(report: PendingReport, options: Mapping[str, Any]) -> dict[str, Any]
         event_name=event_name,
         value=report.value,
         timestamp=event_timestamp(report.window_end),
+        # The worker sends the row's value; the flag lets a negative compensation pass.
+        correction=True if report.source == ReportSource.CORRECTION else None,
     )
     return {
         "name": JobNames.METER_REPORT.value,

@@ -35,6 +35,7 @@ class Verdict(enum.StrEnum):
     SENT = "sent"  # accepted now
     ALREADY_SENT = "already_sent"  # Stripe had the identifier, or the row was done before
     SKIPPED = "skipped"
+    CANCELLED = "cancelled"  # withdrawn by a correction: never sent again
     RETRY = "retry"  # Stripe unavailable: the queue retries
     FAILED = "failed"  # refused for good
     NO_REPORT = "no_report"  # nothing in the ledger to send

@@ -190,6 +190,7 @@ class PendingReport:
     window_end: datetime
     created_at: datetime
     id: int
+    source: str = ReportSource.WINDOW.value
 
 
 async def pending_reports(
@@ -209,6 +210,7 @@ async def pending_reports(
             MeterReport.window_end,
             MeterReport.created_at,
             MeterReport.id,
+            MeterReport.source,
         )
         .where(MeterReport.status == ReportStatus.PENDING, MeterReport.created_at < created_before)
         .order_by(MeterReport.created_at, MeterReport.id)

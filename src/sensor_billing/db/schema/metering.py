@@ -34,11 +34,17 @@ class ReportStatus(enum.StrEnum):
     SENT = "sent"  # accepted by Stripe (or Stripe already had this identifier)
     FAILED = "failed"  # Stripe refused it for good; waits for a person
     SKIPPED = "skipped"  # deliberately not sent; skip_reason says why
+    # Sent, then withdrawn through a meter event adjustment (type=cancel) within Stripe's 24 h;
+    # a replacement row (corrects_id = this row's id) carries the right value. Never resent.
+    CANCELLED = "cancelled"
 
 
 class ReportSource(enum.StrEnum):
     WINDOW = "window"  # measured by close_windows
     JOB = "job"  # a meter:report job added by another producer
+    # An operator's correction of a sent row (`usage correct`): a replacement after a cancel,
+    # or a compensating event in a later window. `corrects_id` names the row it fixes.
+    CORRECTION = "correction"
 
 
 class MeterReport(Base):
@@ -68,8 +74,15 @@ class MeterReport(Base):
         CheckConstraint(
             "event_name IN ('active_sensors', 'temperature_readings')", name="event_name"
         ),
-        CheckConstraint("status IN ('pending', 'sent', 'failed', 'skipped')", name="status"),
-        CheckConstraint("source IN ('window', 'job')", name="source"),
+        CheckConstraint(
+            "status IN ('pending', 'sent', 'failed', 'skipped', 'cancelled')", name="status"
+        ),
+        CheckConstraint("source IN ('window', 'job', 'correction')", name="source"),
+        # A correction always names the row it fixes; nothing else does.
+        CheckConstraint(
+            "(source = 'correction') = (corrects_id IS NOT NULL)", name="correction_target"
+        ),
+        Index(None, "corrects_id", postgresql_where=text("corrects_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
@@ -96,6 +109,10 @@ class MeterReport(Base):
     stripe_error_message: Mapped[str | None] = mapped_column(Text)
     stripe_error_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     stripe_error_event_id: Mapped[str | None] = mapped_column(String(256))
+    # The row a correction fixes (always the original window or job row, never another
+    # correction), and the operator's reason.
+    corrects_id: Mapped[int | None] = mapped_column(ForeignKey("meter_reports.id"))
+    correction_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()

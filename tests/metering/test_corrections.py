@@ -1,0 +1,285 @@
+"""`sensor-billing usage correct`: cancel and replace within 24 h, compensate after."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from sensor_billing.cli import reconcile as reconcile_cli
+from sensor_billing.db import SessionFactory, unit_of_work
+from sensor_billing.devtools.stripe_standin import RunningStandin
+from sensor_billing.metering.reporter import Verdict, report_usage
+from sensor_billing.settings import Settings
+from sensor_billing.stripe_api.meter_events import MeterEvent
+from tests.cli.conftest import run_cli
+from tests.metering.conftest import DAY, drain, ledger_counts
+from tests.support.usage_data import GeneratedOrganization, generate_usage
+
+LATE = timedelta(hours=25)  # past Stripe's 24 h cancel window
+
+
+def today() -> datetime:
+    now = datetime.now(UTC)
+    return datetime(now.year, now.month, now.day, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def wide_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reconcile_cli.console, "width", 250)
+
+
+@pytest.fixture
+async def sent(
+    sessions: SessionFactory, standin: RunningStandin, make_worker: Any, cli_stripe_env: Settings
+) -> tuple[GeneratedOrganization, Any]:
+    """One organization, five days of usage, every window sent; the worker keeps running."""
+    [org] = await generate_usage(
+        sessions, organizations=1, start=today() - 5 * DAY, end=today(), readings_per_org=200
+    )
+    worker = make_worker()
+    await worker.start()
+    await drain(worker, sessions)
+    return org, worker
+
+
+async def rows(sessions: SessionFactory) -> list[dict[str, Any]]:
+    async with sessions() as session:
+        result = await session.execute(
+            text(
+                "SELECT r.identifier, r.event_name, r.window_start, r.value, r.status, r.source,"
+                " o.identifier AS corrects, r.correction_reason FROM meter_reports r"
+                " LEFT JOIN meter_reports o ON o.id = r.corrects_id ORDER BY r.id"
+            )
+        )
+        return [dict(row._mapping) for row in result]
+
+
+def window_row(all_rows: list[dict[str, Any]], event_name: str, start: datetime) -> dict[str, Any]:
+    [row] = [
+        r
+        for r in all_rows
+        if r["event_name"] == event_name and r["window_start"] == start and r["source"] == "window"
+    ]
+    return row
+
+
+def correct(org: GeneratedOrganization, meter: str, window: datetime, value: int) -> Any:
+    return run_cli(
+        "usage",
+        "correct",
+        "--org",
+        str(org.id),
+        "--meter",
+        meter,
+        "--window",
+        window.isoformat(),
+        "--value",
+        str(value),
+        "--reason",
+        "sensor double-counted",
+        "--json",
+    )
+
+
+def period() -> str:
+    return f"{today() - 5 * DAY:%Y-%m-%d}..{today() - DAY:%Y-%m-%d}"
+
+
+def assert_reconciles() -> None:
+    outcome = run_cli("reconcile", "--period", period())
+    assert outcome.exit_code == 0, outcome.stdout
+
+
+def readings_total(standin: RunningStandin, org: GeneratedOrganization) -> Decimal:
+    return standin.state.accepted_totals()[(str(org.customer_id), "temperature_readings")]
+
+
+async def make_late(sessions: SessionFactory, standin: RunningStandin) -> None:
+    """25 hours pass, for the ledger and for Stripe."""
+    async with unit_of_work(sessions) as session:
+        await session.execute(
+            text("UPDATE meter_reports SET sent_at = sent_at - make_interval(hours => 25)")
+        )
+    standin.state.clock.advance(LATE.total_seconds())
+
+
+async def test_a_correction_within_a_day_cancels_and_replaces_the_event(
+    sessions: SessionFactory, standin: RunningStandin, sent: tuple[GeneratedOrganization, Any]
+) -> None:
+    org, worker = sent
+    window = today() - 2 * DAY
+    original = window_row(await rows(sessions), "temperature_readings", window)
+    total_before = standin.state.accepted_totals()[(str(org.customer_id), "temperature_readings")]
+
+    outcome = correct(org, "temperature_readings", window, original["value"] + 5)
+    assert outcome.exit_code == 0, outcome.stderr
+    answer = json.loads(outcome.stdout)
+    await drain(worker, sessions)
+
+    assert answer["kind"] == "replacement"
+    assert answer["cancelled"] == original["identifier"]
+    assert answer["identifier"] == original["identifier"] + ".r1"
+    after = await rows(sessions)
+    assert window_row(after, "temperature_readings", window)["status"] == "cancelled"
+    [replacement] = [r for r in after if r["source"] == "correction"]
+    assert replacement == {
+        "identifier": original["identifier"] + ".r1",
+        "event_name": "temperature_readings",
+        "window_start": window,
+        "value": original["value"] + 5,
+        "status": "sent",
+        "source": "correction",
+        "corrects": original["identifier"],
+        "correction_reason": "sensor double-counted",
+    }
+    assert readings_total(standin, org) == total_before + 5
+    assert_reconciles()
+
+
+async def test_repeating_a_correction_changes_nothing(
+    sessions: SessionFactory, standin: RunningStandin, sent: tuple[GeneratedOrganization, Any]
+) -> None:
+    org, worker = sent
+    window = today() - 2 * DAY
+    original = window_row(await rows(sessions), "temperature_readings", window)
+    first = correct(org, "temperature_readings", window, original["value"] + 5)
+    assert first.exit_code == 0, first.stderr
+    # Once while the replacement is pending, once after it was sent.
+    again = correct(org, "temperature_readings", window, original["value"] + 5)
+    await drain(worker, sessions)
+    events = len(standin.state.accepted_events())
+    once_more = correct(org, "temperature_readings", window, original["value"] + 5)
+
+    assert again.exit_code == 0, again.stderr
+    assert once_more.exit_code == 0, once_more.stderr
+    assert json.loads(again.stdout)["kind"] == "unchanged"
+    assert json.loads(once_more.stdout)["kind"] == "unchanged"
+    assert len([r for r in await rows(sessions) if r["source"] == "correction"]) == 1
+    await worker.run_close_windows()
+    assert len(standin.state.accepted_events()) == events
+
+
+async def test_a_refused_cancel_writes_nothing(
+    sessions: SessionFactory, standin: RunningStandin, sent: tuple[GeneratedOrganization, Any]
+) -> None:
+    org, _ = sent
+    window = today() - 2 * DAY
+    before = await rows(sessions)
+    original = window_row(before, "temperature_readings", window)
+    # Stripe's clock says the event is older than 24 h; the ledger's sent_at does not.
+    standin.state.clock.advance(LATE.total_seconds())
+
+    outcome = correct(org, "temperature_readings", window, original["value"] + 1)
+
+    assert outcome.exit_code == 1
+    assert "24 hours" in outcome.stderr
+    assert await rows(sessions) == before
+    assert await ledger_counts(sessions) == {"sent": len(before)}
+
+
+async def test_a_late_correction_of_a_sum_is_a_compensating_event_in_the_newest_window(
+    sessions: SessionFactory, standin: RunningStandin, sent: tuple[GeneratedOrganization, Any]
+) -> None:
+    org, worker = sent
+    window = today() - 3 * DAY
+    original = window_row(await rows(sessions), "temperature_readings", window)
+    total_before = standin.state.accepted_totals()[(str(org.customer_id), "temperature_readings")]
+    await make_late(sessions, standin)
+
+    outcome = correct(org, "temperature_readings", window, original["value"] - 3)
+    assert outcome.exit_code == 0, outcome.stderr
+    await drain(worker, sessions)
+    again = correct(org, "temperature_readings", window, original["value"] - 3)
+
+    assert json.loads(outcome.stdout)["kind"] == "compensation"
+    assert json.loads(again.stdout)["kind"] == "unchanged"
+    after = await rows(sessions)
+    assert window_row(after, "temperature_readings", window)["status"] == "sent"
+    [compensation] = [r for r in after if r["source"] == "correction"]
+    assert compensation["identifier"] == original["identifier"] + ".c1"
+    assert compensation["value"] == -3
+    assert compensation["status"] == "sent"
+    assert compensation["corrects"] == original["identifier"]
+    # The newest window that has ended when the correction is made.
+    assert compensation["window_start"] == today() - DAY
+    [event] = [e for e in standin.state.accepted_events() if e.identifier.endswith(".c1")]
+    assert event.value == "-3"
+    assert event.timestamp == int(today().timestamp()) - 1
+    assert readings_total(standin, org) == total_before - 3
+    assert_reconciles()
+
+
+async def test_a_late_correction_of_a_superseded_gauge_is_recorded_not_sent(
+    sessions: SessionFactory, standin: RunningStandin, sent: tuple[GeneratedOrganization, Any]
+) -> None:
+    org, worker = sent
+    window = today() - 3 * DAY
+    original = window_row(await rows(sessions), "active_sensors", window)
+    events = len(standin.state.accepted_events())
+    await make_late(sessions, standin)
+
+    outcome = correct(org, "active_sensors", window, original["value"] + 2)
+    assert outcome.exit_code == 0, outcome.stderr
+    await worker.run_close_windows()
+
+    assert json.loads(outcome.stdout)["kind"] == "recorded"
+    [recorded] = [r for r in await rows(sessions) if r["source"] == "correction"]
+    assert (recorded["status"], recorded["value"]) == ("skipped", original["value"] + 2)
+    assert len(standin.state.accepted_events()) == events
+    assert (
+        json.loads(correct(org, "active_sensors", window, original["value"] + 2).stdout)["kind"]
+        == "unchanged"
+    )
+    assert_reconciles()
+
+
+async def test_a_window_without_a_sent_row_cannot_be_corrected(
+    sessions: SessionFactory, standin: RunningStandin, cli_stripe_env: Settings
+) -> None:
+    [org] = await generate_usage(
+        sessions, organizations=1, start=today() - 2 * DAY, end=today(), readings_per_org=20
+    )
+    assert run_cli("usage", "close").exit_code == 0
+    before = await rows(sessions)
+
+    pending = correct(org, "active_sensors", today() - DAY, 99)
+    unknown = correct(org, "active_sensors", today() - 40 * DAY, 99)
+    misaligned = correct(org, "active_sensors", today() - DAY + timedelta(hours=1), 99)
+
+    assert pending.exit_code == 1
+    assert "still pending" in pending.stderr
+    assert unknown.exit_code == 2
+    assert "no ledger row" in unknown.stderr
+    assert misaligned.exit_code == 2
+    assert "not the start of a 86400 s window" in misaligned.stderr
+    assert await rows(sessions) == before
+
+
+async def test_a_job_for_a_cancelled_row_sends_nothing(
+    sessions: SessionFactory, standin: RunningStandin, sent: tuple[GeneratedOrganization, Any]
+) -> None:
+    org, worker = sent
+    window = today() - 2 * DAY
+    original = window_row(await rows(sessions), "temperature_readings", window)
+    assert correct(org, "temperature_readings", window, 1).exit_code == 0
+    await drain(worker, sessions)  # the replacement goes out; the original must not
+    events = len(standin.state.accepted_events())
+
+    async def never(event: MeterEvent) -> bool:
+        raise AssertionError("a cancelled row was sent")
+
+    async def no_wait() -> None:
+        return None
+
+    async with unit_of_work(sessions) as session:
+        result = await report_usage(
+            session, original["identifier"], send=never, throttle=no_wait, now=datetime.now(UTC)
+        )
+
+    assert result.verdict is Verdict.CANCELLED
+    assert len(standin.state.accepted_events()) == events

@@ -1,9 +1,9 @@
 """Log set-up: one line per event, never a secret or a raw payload.
 
 `LOG_FORMAT=text` (the default) writes `time level logger message`; `json` writes one JSON
-object per line with `time`, `level`, `logger`, `message` and the record's `extra` fields, for
-a log pipeline to index. Both formats blank out anything shaped like a Stripe secret key or
-webhook secret, and `extra` fields whose name says they hold a secret or a raw body.
+object per line with `time`, `level`, `logger`, `message`, `pid` and the record's `extra`
+fields, for a log pipeline to index. Both formats blank out anything shaped like a Stripe
+secret key or webhook secret, and `extra` fields whose name says they hold a secret or a raw body.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": redact(record.getMessage()),
+            "pid": record.process,  # `serve --workers N` interleaves N processes' lines
         }
         for name, value in vars(record).items():
             if name not in RECORD_ATTRIBUTES and not name.startswith("_") and name not in entry:

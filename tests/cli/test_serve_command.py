@@ -1,5 +1,6 @@
 """`sensor-billing serve` as a process: with LOG_FORMAT=json every line it writes is JSON,
-uvicorn's own lines included, in each worker process."""
+uvicorn's own lines included, in each worker process; with several workers `/metrics` counts
+what all of them did."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 COMMAND = str(Path(sys.executable).parent / "sensor-billing")
+DELIVERIES = 40
 
 
 def free_port() -> int:
@@ -40,7 +42,7 @@ def wait_until_healthy(port: int, server: subprocess.Popen[bytes], within: float
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_log_format_json_covers_uvicorns_lines_in_every_worker(
+def test_every_worker_logs_json_and_metrics_count_all_workers(
     workers: int, database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
@@ -50,6 +52,7 @@ def test_log_format_json_covers_uvicorns_lines_in_every_worker(
         "REDIS_URL": redis_url,
         "LOG_FORMAT": "json",
         "STRIPE_WEBHOOK_SECRET": "whsec_never_logged",
+        "PROMETHEUS_MULTIPROC_DIR": "",  # serve picks its own folder
     }
     log = tmp_path / "serve.log"
     with log.open("wb") as sink:
@@ -66,8 +69,11 @@ def test_log_format_json_covers_uvicorns_lines_in_every_worker(
             while log.read_text().count("Application startup complete") < workers:
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.1)
-            refused = httpx.post(f"http://127.0.0.1:{port}/webhooks/stripe", content=b"{}")
-            assert refused.status_code == 415
+            for _ in range(DELIVERIES):  # a new connection each, so both workers get some
+                refused = httpx.post(f"http://127.0.0.1:{port}/webhooks/stripe", content=b"{}")
+                assert refused.status_code == 415
+            # Whichever worker answers the scrape, it counts every worker's deliveries.
+            seen = {rejected_deliveries(port) for _ in range(6)}
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
@@ -83,3 +89,15 @@ def test_log_format_json_covers_uvicorns_lines_in_every_worker(
     assert len(started) == workers, messages
     assert any(logger == "sensor_billing.webhooks" for logger, _ in messages), messages
     assert "whsec_never_logged" not in log.read_text()
+    assert seen == {DELIVERIES}
+    answered_by = {e["pid"] for e in entries if e["logger"] == "sensor_billing.webhooks"}
+    assert len(answered_by) == workers  # so the count above spans processes
+
+
+def rejected_deliveries(port: int) -> float:
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith('sensor_billing_webhook_deliveries_total{outcome="rejected"')
+    )

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import typer
 import uvicorn
 
 from sensor_billing.cli.errors import reports_errors
 from sensor_billing.logs import configure_logging
+from sensor_billing.observability.scrape import MULTIPROC_DIR_VARIABLE
 from sensor_billing.settings import get_settings
+
+
+def share_metrics_between_workers() -> None:
+    """Each worker process counts in files under one folder, so `/metrics` from any of them
+    shows the whole API's counts (without this a scrape sees one worker's share)."""
+    directory = os.environ.get(MULTIPROC_DIR_VARIABLE)
+    if directory:
+        # Counters left by an earlier run would be added to this one's.
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink()
+    else:
+        directory = tempfile.mkdtemp(prefix="sensor-billing-metrics-")
+    os.environ[MULTIPROC_DIR_VARIABLE] = directory
 
 
 @reports_errors
@@ -19,6 +37,8 @@ def serve(
     """Run the API: POST /webhooks/stripe, GET /healthz, GET /readyz."""
     settings = get_settings()  # a malformed setting stops here, before the port is taken
     configure_logging(settings.log_level, settings.log_format)
+    if workers > 1:
+        share_metrics_between_workers()
     uvicorn.run(
         "sensor_billing.app:create_served_app",
         factory=True,

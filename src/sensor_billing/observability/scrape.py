@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,6 +34,10 @@ logger = logging.getLogger("sensor_billing.metrics")
 
 # Prometheus scrapes time out after 10 s by default; both sources are asked at once.
 SOURCE_TIMEOUT_SECONDS: Final = 2.0
+
+# prometheus_client's own switch: set before it is imported, each process writes its values
+# to files there (the API's worker processes inherit it from `serve`).
+MULTIPROC_DIR_VARIABLE: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 T = TypeVar("T")
 
@@ -108,14 +114,25 @@ def backlog_families(backlog: Backlog) -> Iterator[Metric]:
         yield jobs
 
 
+def process_metrics() -> Iterable[Metric]:
+    """Counters and histograms: this process's, or with `PROMETHEUS_MULTIPROC_DIR` set
+    (`serve --workers N>1`), the sum over every worker process, whichever one answers."""
+    directory = os.environ.get(MULTIPROC_DIR_VARIABLE)
+    if not directory:
+        return REGISTRY.collect()
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    return registry.collect()
+
+
 class ScrapeCollector:
-    """The default registry (counters, histograms) followed by one scrape's backlog gauges."""
+    """The process metrics (counters, histograms) followed by one scrape's backlog gauges."""
 
     def __init__(self, backlog: Backlog) -> None:
         self.backlog = backlog
 
     def collect(self) -> Iterable[Metric]:
-        yield from REGISTRY.collect()
+        yield from process_metrics()
         yield from backlog_families(self.backlog)
 
 

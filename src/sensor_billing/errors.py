@@ -20,6 +20,10 @@
                                        from the set-up and cannot be changed in place
     UnknownEventTypeError              (under the base) `stripe trigger` has no such event
     ApiUnreachableError                (under the base) the service's HTTP API did not answer
+    OpsRequestError                    (under the base) an /ops page refused the request
+    ├── OpsNotSignedInError            no, or a wrong, token or session (401)
+    ├── OpsCsrfError                   a form without this session's CSRF token (403)
+    └── OrganizationNotFoundError      no organization with that id (404)
 
 HTTP and the CLI each map these to a status or exit code in one place.
 """
@@ -115,3 +119,27 @@ class UnknownEventTypeError(SensorBillingError):
 
 class ApiUnreachableError(SensorBillingError):
     """The service's HTTP API (for `stripe trigger`) could not be reached."""
+
+
+class OpsRequestError(SensorBillingError):
+    """An /ops page refused the request; answered as a page for browsers."""
+
+    code = "ops_request_refused"
+
+
+class OpsNotSignedInError(OpsRequestError):
+    """No valid `Authorization: Bearer` token and no valid session cookie."""
+
+    code = "unauthorized"
+
+
+class OpsCsrfError(OpsRequestError):
+    """A form posted without the CSRF token of the signed-in session."""
+
+    code = "csrf_failed"
+
+
+class OrganizationNotFoundError(OpsRequestError):
+    """No organization has the id asked for (or it is not a UUID)."""
+
+    code = "not_found"

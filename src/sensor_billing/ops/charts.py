@@ -87,8 +87,7 @@ def bar_chart(
             )
         )
     y_labels = [
-        AxisLabel(TOP + plot_height * (1 - share), f"{round(top * share):,}")
-        for share in (0, 0.5, 1)
+        AxisLabel(TOP + plot_height * (1 - share), f"{top * share:,.10g}") for share in (0, 0.5, 1)
     ]
     x_labels = [
         AxisLabel(LEFT + plot_width * share, (start + (end - start) * share).strftime("%b %d"))

@@ -19,8 +19,11 @@ from pathlib import Path
 import pytest
 import uvicorn
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
 
 from sensor_billing.app import create_app
 from sensor_billing.settings import Settings
@@ -100,6 +103,18 @@ def served(settings: Settings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def wait_for_heading(driver: webdriver.Chrome, prefix: str, seconds: float = 15) -> None:
+    """Wait until the page shown has a heading starting with `prefix`: a click that submits a
+    form returns before the next page has replaced the old one."""
+
+    def arrived(driver: webdriver.Chrome) -> bool:
+        return str(driver.find_element(By.TAG_NAME, "h1").text).startswith(prefix)
+
+    WebDriverWait(
+        driver, seconds, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+    ).until(arrived)
 
 
 def screenshot(driver: webdriver.Chrome, name: str) -> Path:

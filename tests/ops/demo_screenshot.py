@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sensor_billing.db import create_engine, create_session_factory, migrate, unit_of_work
 from sensor_billing.settings import load_settings
 from tests.conftest import ADMIN_DATABASE_URL
-from tests.ops.browser import chromium, served
+from tests.ops.browser import chromium, served, wait_for_heading
 from tests.ops.conftest import OPS_TOKEN, fail_job
 from tests.ops.seed import seed_billing
 from tests.support.databases import create_database, drop_database
@@ -86,6 +86,7 @@ async def main(out: Path, redis_url: str) -> None:
                 driver.get(f"{base}/ops/login")
                 driver.find_element("id", "token").send_keys(OPS_TOKEN)
                 driver.find_element("id", "sign-in").click()
+                wait_for_heading(driver, "Overview")
                 out.parent.mkdir(parents=True, exist_ok=True)
                 assert driver.save_screenshot(str(out))
 

@@ -9,13 +9,14 @@ from datetime import UTC
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
 from sqlalchemy import text
 
 from sensor_billing.db import SessionFactory
 from sensor_billing.settings import load_settings
 from sensor_billing.webhooks.handlers import HANDLERS
 from tests.conftest import TEST_REDIS_URL
-from tests.ops.browser import chromium, screenshot, served
+from tests.ops.browser import chromium, screenshot, served, wait_for_heading
 from tests.ops.conftest import OPS_TOKEN, fail_job, job_state
 from tests.ops.seed import CUSTOMER, FAILED_REASON, Seeded, seed_billing
 
@@ -44,7 +45,7 @@ def signed_in(browser: webdriver.Chrome, base_url: str) -> webdriver.Chrome:
     browser.get(f"{base_url}/ops/login")
     browser.find_element(By.ID, "token").send_keys(OPS_TOKEN)
     browser.find_element(By.ID, "sign-in").click()
-    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Overview")
+    wait_for_heading(browser, "Overview")
     return browser
 
 
@@ -71,7 +72,7 @@ async def test_signing_in_with_the_token_shows_the_overview_of_the_database(
     assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in"
     browser.find_element(By.ID, "token").send_keys(OPS_TOKEN)
     browser.find_element(By.ID, "sign-in").click()
-    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Overview")
+    wait_for_heading(browser, "Overview")
     screenshot(browser, "overview")
 
     async with sessions() as session:
@@ -179,6 +180,7 @@ async def test_the_organization_page_shows_the_usage_and_ledger_of_the_database(
     )
     assert len(rows) == min(int(total), 50)  # type: ignore[call-overload]
     browser.find_element(By.ID, "ledger-next").click()
+    WebDriverWait(browser, 15).until(lambda driver: "before=" in driver.current_url)
     older = browser.find_elements(By.CSS_SELECTOR, "#ledger tr[data-report-id]")
     assert len(rows) + len(older) == total
     browser.get(f"{base_url}/ops/organizations/{seeded.organization_id}?status=failed")
@@ -206,6 +208,7 @@ async def test_the_webhook_log_lists_recorded_events_and_filters_by_type(
     field = browser.find_element(By.NAME, "type")
     field.send_keys("invoice.paid")
     field.submit()
+    WebDriverWait(browser, 15).until(lambda driver: "type=invoice.paid" in driver.current_url)
 
     filtered = browser.find_elements(By.CSS_SELECTOR, "#events tr[data-event-id]")
     expected = await scalar(
@@ -230,6 +233,7 @@ async def test_pressing_retry_on_a_failed_job_moves_it_back_to_waiting(
     screenshot(browser, "failures")
 
     browser.find_element(By.CSS_SELECTOR, 'button[data-retry="sb.press-retry"]').click()
+    WebDriverWait(browser, 15).until(lambda driver: "outcome=" in driver.current_url)
 
     assert browser.find_element(By.ID, "notice").text == (
         "Job sb.press-retry (meter-reporting) moved back to waiting with a fresh set of attempts."

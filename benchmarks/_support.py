@@ -46,6 +46,15 @@ async def drop_database(url: str) -> None:
         await connection.close()
 
 
+async def timed_execute(
+    connection: asyncpg.Connection, label: str, sql: str, *args: object
+) -> None:
+    """Run one data-generation statement and print how long it took."""
+    started = time.perf_counter()
+    await connection.execute(sql, *args)
+    print(f"  {label:<52} {time.perf_counter() - started:>7.1f} s", flush=True)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -42,7 +42,7 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
-from benchmarks._support import create_database, drop_database, dsn
+from benchmarks._support import create_database, drop_database, dsn, timed_execute
 from sensor_billing.db import create_engine, create_session_factory, migrate, unit_of_work
 from sensor_billing.db.session import SessionFactory
 from sensor_billing.jobs.connection import open_queue
@@ -82,14 +82,6 @@ SELECT o.id, m.event_name, $1::timestamptz, $2::timestamptz, 1, o.stripe_custome
 
 
 # -- data ------------------------------------------------------------------------------------
-
-
-async def timed_execute(
-    connection: asyncpg.Connection, label: str, sql: str, *args: object
-) -> None:
-    started = time.perf_counter()
-    await connection.execute(sql, *args)
-    print(f"  {label:<52} {time.perf_counter() - started:>7.1f} s", flush=True)
 
 
 async def generate(url: str, organizations: int, readings: int, days: int, now: datetime) -> None:

@@ -93,3 +93,23 @@ def test_cli_says_when_postgresql_does_not_answer(monkeypatch: pytest.MonkeyPatc
     result = CliRunner().invoke(app, ["db", "upgrade"])
     assert result.exit_code == 3
     assert "PostgreSQL at DATABASE_URL does not answer" in result.output
+
+
+def test_an_ops_token_shorter_than_16_characters_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="OPS_TOKEN: must be at least 16 characters"):
+        load_settings(ops_token="short")
+
+
+def test_a_blank_ops_token_leaves_ops_off() -> None:
+    assert load_settings(ops_token="  ").ops_token is None
+
+
+def test_the_ops_session_key_is_derived_from_the_token_unless_set() -> None:
+    derived = load_settings(ops_token="a" * 16).ops_session_key
+    assert derived is not None
+    assert derived != b"a" * 16
+    assert load_settings(ops_token="b" * 16).ops_session_key != derived
+    assert load_settings(ops_token="a" * 16, ops_session_secret="s" * 16).ops_session_key == (
+        b"s" * 16
+    )
+    assert load_settings().ops_session_key is None

@@ -1,4 +1,5 @@
-"""The FastAPI application: webhooks, health, readiness and Prometheus metrics."""
+"""The FastAPI application: webhooks, health, readiness, Prometheus metrics and, with
+OPS_TOKEN set, the operations pages under /ops."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sensor_billing.db.health import ping_database
 from sensor_billing.http_errors import install_error_handlers
 from sensor_billing.logs import configure_logging
 from sensor_billing.observability import render_metrics
+from sensor_billing.ops import install_ops
 from sensor_billing.settings import Settings, get_settings
 from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
 from sensor_billing.webhooks.endpoint import router as webhooks_router
@@ -61,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="sensor-billing", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(webhooks_router)
+    install_ops(app, settings)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

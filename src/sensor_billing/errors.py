@@ -27,6 +27,10 @@
     ApiUnreachableError                (under the base) the service's HTTP API did not answer
     CorrectionNotPossibleError         (under the base) `usage correct` cannot fix this row
                                        now (not sent yet, a correction still pending)
+    OpsRequestError                    (under the base) an /ops page refused the request
+    ├── OpsNotSignedInError            no, or a wrong, token or session (401)
+    ├── OpsCsrfError                   a form without this session's CSRF token (403)
+    └── OrganizationNotFoundError      no organization with that id (404)
 
 HTTP and the CLI each map these to a status or exit code in one place.
 """
@@ -147,3 +151,27 @@ class ApiUnreachableError(SensorBillingError):
 class CorrectionNotPossibleError(SensorBillingError):
     """A ledger correction was refused before anything was written: the row is not sent, or
     an earlier correction of it is still pending."""
+
+
+class OpsRequestError(SensorBillingError):
+    """An /ops page refused the request; answered as a page for browsers."""
+
+    code = "ops_request_refused"
+
+
+class OpsNotSignedInError(OpsRequestError):
+    """No valid `Authorization: Bearer` token and no valid session cookie."""
+
+    code = "unauthorized"
+
+
+class OpsCsrfError(OpsRequestError):
+    """A form posted without the CSRF token of the signed-in session."""
+
+    code = "csrf_failed"
+
+
+class OrganizationNotFoundError(OpsRequestError):
+    """No organization has the id asked for (or it is not a UUID)."""
+
+    code = "not_found"

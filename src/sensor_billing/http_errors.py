@@ -6,17 +6,19 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from sensor_billing.errors import (
     EventFetchError,
+    OpsRequestError,
     PayloadTooLargeError,
     SensorBillingError,
     UnsupportedMediaTypeError,
     WebhookNotConfiguredError,
     WebhookRejectedError,
 )
+from sensor_billing.ops.pages import error_response as ops_error_response
 
 logger = logging.getLogger("sensor_billing.http")
 
@@ -43,7 +45,10 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SensorBillingError)
-    async def service_error(request: Request, error: SensorBillingError) -> JSONResponse:
+    async def service_error(request: Request, error: SensorBillingError) -> Response:
+        if isinstance(error, OpsRequestError):
+            # The /ops pages answer a browser with a page (sign-in for 401), a script with JSON.
+            return ops_error_response(request, error)
         code = getattr(error, "code", type(error).__name__)
         return JSONResponse(error_body(code, str(error)), status_code=status_for(error))
 

@@ -7,6 +7,8 @@ variable, so a malformed value stops start-up with a line a person can act on.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -23,6 +25,8 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 SECONDS_PER_DAY = 86_400
+# OPS_TOKEN and OPS_SESSION_SECRET: at least this many characters (e.g. `openssl rand -hex 32`).
+OPS_SECRET_MIN_LENGTH = 16
 
 
 def to_asyncpg_url(url: str) -> str:
@@ -70,6 +74,13 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     # The worker serves its Prometheus metrics on this port; 0 serves none.
     worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # The operations pages (/ops): unset, they are not served at all (404). The token is what a
+    # person signs in with (or a script sends as `Authorization: Bearer`); long enough that
+    # guessing it over HTTP is hopeless.
+    ops_token: SecretStr | None = None
+    # Signs the /ops session cookie. Unset: derived from OPS_TOKEN, so every API replica agrees
+    # and changing the token signs everyone out. Set it to end sessions without a new token.
+    ops_session_secret: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -139,6 +150,20 @@ class Settings(BaseSettings):
             return value.replace(tzinfo=UTC)
         return value
 
+    @field_validator("ops_token", "ops_session_secret", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("ops_token", "ops_session_secret")
+    @classmethod
+    def _ops_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < OPS_SECRET_MIN_LENGTH:
+            raise ValueError(
+                f"must be at least {OPS_SECRET_MIN_LENGTH} characters (e.g. openssl rand -hex 32)"
+            )
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -155,6 +180,16 @@ class Settings(BaseSettings):
     @property
     def async_database_url(self) -> str:
         return to_asyncpg_url(self.database_url)
+
+    @property
+    def ops_session_key(self) -> bytes | None:
+        """The key that signs /ops session cookies; None when /ops is off."""
+        if self.ops_token is None:
+            return None
+        if self.ops_session_secret is not None:
+            return self.ops_session_secret.get_secret_value().encode()
+        token = self.ops_token.get_secret_value().encode()
+        return hmac.new(token, b"sensor-billing ops session key v1", hashlib.sha256).digest()
 
     @property
     def webhook_secrets(self) -> list[str]:

@@ -88,12 +88,19 @@ def test_stripe_events_table_is_exactly_the_seed_plans(database_url: str) -> Non
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'stripe_events'"
         " AND indexname <> 'stripe_events_pkey'",
     )
-    assert indexes == [
+    # The seed plan's unique index, plus one on processed_at for the /ops webhook log
+    # (newest first) and retention's prune; the columns stay exactly the seed plan's.
+    assert sorted(indexes) == [
         (
             "stripe_events_event_id_idx",
             "CREATE UNIQUE INDEX stripe_events_event_id_idx ON public.stripe_events"
             " USING btree (event_id)",
-        )
+        ),
+        (
+            "stripe_events_processed_at_idx",
+            "CREATE INDEX stripe_events_processed_at_idx ON public.stripe_events"
+            " USING btree (processed_at)",
+        ),
     ]
 
 

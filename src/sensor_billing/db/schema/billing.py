@@ -28,7 +28,11 @@ StripeId = String(255)
 
 class StripeEvent(Base):
     __tablename__ = "stripe_events"
-    __table_args__ = (Index("stripe_events_event_id_idx", "event_id", unique=True),)
+    __table_args__ = (
+        Index("stripe_events_event_id_idx", "event_id", unique=True),
+        # The /ops webhook log (newest first) and its last-24-h counts; retention's prune.
+        Index(None, "processed_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(
         primary_key=True, server_default=text("gen_random_uuid()")
@@ -88,7 +92,8 @@ class BillingStateChange(Base):
         ForeignKey("organizations.id", ondelete="SET NULL")
     )
     stripe_object_id: Mapped[str] = mapped_column(StripeId, index=True)
-    event_id: Mapped[str] = mapped_column(String(256))
+    # Indexed for the /ops webhook log: what each event changed.
+    event_id: Mapped[str] = mapped_column(String(256), index=True)
     event_type: Mapped[str] = mapped_column(String(256))
     change: Mapped[dict[str, object]] = mapped_column(JSONB)
     summary: Mapped[str] = mapped_column(Text)

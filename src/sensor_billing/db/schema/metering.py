@@ -71,6 +71,10 @@ class MeterReport(Base):
             "stripe_error_code",
             postgresql_where=text("stripe_error_code IS NOT NULL"),
         ),
+        # The /ops pages: reports of windows closed in the last 24 h, and failed rows newest
+        # first (few, so a small partial index).
+        Index(None, "created_at"),
+        Index("meter_reports_failed_idx", "id", postgresql_where=text("status = 'failed'")),
         CheckConstraint(
             "event_name IN ('active_sensors', 'temperature_readings')", name="event_name"
         ),

@@ -37,6 +37,8 @@ logger = logging.getLogger("sensor_billing.worker")
 
 CLOSE_WINDOWS_JOB = "meter:close-windows"
 CLOSE_WINDOWS_SCHEDULER = "meter-close-windows"
+# The worker's connections in pg_stat_activity.
+WORKER_APPLICATION_NAME = "sensor-billing-worker"
 
 Clock = Callable[[], datetime]
 
@@ -62,7 +64,11 @@ class MeteringWorker:
         self.concurrency = concurrency or settings.meter_worker_concurrency
         # A job holds a connection while it waits for Stripe: one per concurrent job, plus one
         # for the closer and the sweep.
-        self.engine = create_engine(settings.database_url, pool_size=self.concurrency + 2)
+        self.engine = create_engine(
+            settings.database_url,
+            pool_size=self.concurrency + 2,
+            application_name=WORKER_APPLICATION_NAME,
+        )
         self.sessions = create_session_factory(self.engine)
         self.redis = Redis.from_url(settings.redis_url)
         self.limiter = AccountRateLimiter(self.redis, settings.meter_rate_limit_per_second)

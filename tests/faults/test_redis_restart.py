@@ -25,10 +25,12 @@ pytestmark = pytest.mark.faults
 
 
 async def test_redis_restarted_mid_run_loses_jobs_but_no_usage(
+    # Redis first: set up before the worker, torn down after it. A worker stopped while its
+    # Redis is down and a job is in flight hangs in bullmq's close (see docs/reliability.md).
+    own_redis: RedisServer,
     sessions: SessionFactory,
     standin: RunningStandin,
     start_worker: Any,
-    own_redis: RedisServer,
     observe: Any,
     stripe_calls: CountingHTTPXClient,
 ) -> None:

@@ -8,7 +8,6 @@ from dataclasses import asdict
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from sensor_billing.db import SessionFactory
@@ -25,14 +24,9 @@ from tests.faults.checks import (
 from tests.faults.servers import CountingHTTPXClient, TcpProxy
 from tests.metering.conftest import DAY
 from tests.metering.test_worker_process import wait_for
+from tests.support.databases import terminate_backends
 
 pytestmark = pytest.mark.faults
-
-TERMINATE_WORKER_BACKENDS = text("""
-SELECT count(pg_terminate_backend(pid))
-  FROM pg_stat_activity
- WHERE application_name = :name AND datname = current_database()
-""")
 
 
 async def accepted(standin: RunningStandin) -> int:
@@ -56,13 +50,7 @@ async def test_worker_connections_terminated_mid_run_bill_every_window_once(
         # The worker's backends die mid-transaction: before, during and after Stripe calls.
         nonlocal rounds, terminated
         while await accepted(standin) < total * 0.8:
-            async with sessions() as session, session.begin():
-                killed = int(
-                    await session.scalar(
-                        TERMINATE_WORKER_BACKENDS, {"name": WORKER_APPLICATION_NAME}
-                    )
-                    or 0
-                )
+            killed = await terminate_backends(sessions, WORKER_APPLICATION_NAME)
             rounds, terminated = rounds + 1, terminated + killed
             await asyncio.sleep(0.15)
 

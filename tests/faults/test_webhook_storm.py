@@ -18,22 +18,18 @@ from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.schema import Organization, StripeInvoice, StripeSubscription
 from sensor_billing.settings import load_settings
 from tests.support.app import running_app
+from tests.support.databases import terminate_backends
 from tests.support.stripe_events import deliver, make_event
 
 pytestmark = pytest.mark.faults
 
 SECRET = "whsec_storm_secret"
+API_APPLICATION_NAME = "sensor-billing-api"
 T0 = 1_764_000_000
 ORGANIZATIONS = 6
 COPIES = 4  # deliveries of each event in the storm
 MAX_ROUNDS = 8  # Stripe's retries of deliveries that failed
 SUBSCRIPTION_STATUSES = ("incomplete", "active", "past_due", "active", "unpaid")
-
-TERMINATE_API_BACKENDS = text("""
-SELECT count(pg_terminate_backend(pid))
-  FROM pg_stat_activity
- WHERE application_name = 'sensor-billing-api' AND datname = current_database()
-""")
 
 
 def storm_events(organizations: list[uuid.UUID]) -> dict[str, list[dict[str, Any]]]:
@@ -129,8 +125,7 @@ async def test_webhook_storm_applies_every_event_once(
     async def terminate_api_connections(stop: asyncio.Event) -> None:
         nonlocal terminated
         while not stop.is_set():
-            async with sessions() as session, session.begin():
-                terminated += int(await session.scalar(TERMINATE_API_BACKENDS) or 0)
+            terminated += await terminate_backends(sessions, API_APPLICATION_NAME)
             await asyncio.sleep(0.02)
 
     async with running_app(settings) as (_, client):

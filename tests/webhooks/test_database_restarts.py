@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import httpx
-from sqlalchemy import text
 
 from sensor_billing.db import SessionFactory
 from sensor_billing.settings import Settings
 from tests.support.app import running_app
+from tests.support.databases import terminate_backends
 from tests.support.stripe_events import deliver, make_event
 from tests.webhooks.conftest import SECRET
 
 POOL_SIZE = 2
-TERMINATE_API_BACKENDS = text("""
-SELECT count(pg_terminate_backend(pid))
-  FROM pg_stat_activity
- WHERE application_name = 'sensor-billing-api' AND datname = current_database()
-""")
 
 
 def unhandled_event(number: int) -> dict[str, object]:
@@ -31,8 +26,7 @@ async def test_unhandled_events_are_recorded_again_after_postgres_ended_the_conn
     async with running_app(limited) as (_, client):
         warm = [await deliver(client, unhandled_event(n), secret=SECRET) for n in range(2)]
         assert [response.status_code for response in warm] == [200, 200]
-        async with sessions() as session, session.begin():
-            assert await session.scalar(TERMINATE_API_BACKENDS)
+        assert await terminate_backends(sessions, "sensor-billing-api")
 
         # Stripe delivers again later: each dead pooled connection may fail one delivery,
         # then the pool must hold live connections again.

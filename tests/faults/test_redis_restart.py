@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 from typing import Any
 
@@ -25,8 +26,7 @@ pytestmark = pytest.mark.faults
 
 
 async def test_redis_restarted_mid_run_loses_jobs_but_no_usage(
-    # Redis first: set up before the worker, torn down after it. A worker stopped while its
-    # Redis is down and a job is in flight hangs in bullmq's close (see docs/reliability.md).
+    # Redis first: set up before the worker, torn down after it, as in production.
     own_redis: RedisServer,
     sessions: SessionFactory,
     standin: RunningStandin,
@@ -67,3 +67,24 @@ async def test_redis_restarted_mid_run_loses_jobs_but_no_usage(
         **counts,
         **stripe_calls.counts(),
     )
+
+
+async def test_worker_stopped_while_redis_is_down_stops_after_its_job_lock(
+    own_redis: RedisServer, sessions: SessionFactory, standin: RunningStandin, start_worker: Any
+) -> None:
+    await days_of_usage(sessions, organizations=2, days=3, seed=41)
+    await control(standin, "config", StandinConfig(processing_latency_seconds=1.0))
+    worker, _ = await start_worker(redis_url=own_redis.url, meter_job_lock_seconds=2)
+
+    async def sending() -> bool:
+        with standin.state.lock:
+            return bool(standin.state.in_flight)
+
+    await wait_for(sending, 30, "a call in flight")
+    own_redis.kill()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    # bullmq's own close waits, uncancellable, for the job that cannot report its completion
+    # to the dead Redis; before the fix this did not return within minutes.
+    await asyncio.wait_for(asyncio.shield(worker.stop()), 20)
+    assert loop.time() - started < 2 * 2 + 2  # two job-lock periods, and some slack

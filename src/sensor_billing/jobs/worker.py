@@ -137,7 +137,7 @@ class MeteringWorker:
             self._schedule_watch.cancel()
         try:
             if self.worker is not None:
-                await self.worker.close()
+                await self._close_worker()
         finally:
             try:
                 if self.queue is not None:
@@ -147,6 +147,22 @@ class MeteringWorker:
                 await self.engine.dispose()
                 if self._owns_http:
                     await self._http.close_async()  # type: ignore[no-untyped-call]
+
+    async def _close_worker(self) -> None:
+        """bullmq's close waits for running jobs and cannot be cancelled; with Redis down, a
+        job that finished retries reporting it without end, and so would the close. Running
+        jobs get the job lock's time to finish; then they are cancelled (their transactions
+        roll back, as after a SIGKILL, and another worker runs them again)."""
+        graceful = asyncio.ensure_future(self.worker.close())
+        done, _ = await asyncio.wait({graceful}, timeout=self.settings.meter_job_lock_seconds)
+        if done:
+            graceful.result()
+            return
+        logger.warning("running jobs did not finish within the job lock: cancelling them")
+        self.worker.cancelProcessing()
+        done, _ = await asyncio.wait({graceful}, timeout=self.settings.meter_job_lock_seconds)
+        if not done:
+            logger.warning("the queue worker did not close; leaving it")
 
     async def process(self, job: Any, token: str) -> Any:
         if job.name == CLOSE_WINDOWS_JOB:

@@ -41,7 +41,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+        engine = create_engine(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            application_name="sensor-billing-api",
+        )
         redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
         app.state.settings = settings
         app.state.engine = engine

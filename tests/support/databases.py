@@ -9,7 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 import asyncpg
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+
+from sensor_billing.db import SessionFactory
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -64,3 +67,17 @@ def fetch(url: str, sql: str) -> list[tuple[object, ...]]:
             await connection.close()
 
     return run_in_thread(asyncio.run, query())
+
+
+TERMINATE_BACKENDS = text("""
+SELECT count(pg_terminate_backend(pid))
+  FROM pg_stat_activity
+ WHERE application_name = :name AND datname = current_database()
+""")
+
+
+async def terminate_backends(sessions: SessionFactory, application_name: str) -> int:
+    """End every connection of one process kind to the test database, as a PostgreSQL restart
+    or an operator's `pg_terminate_backend` does; return how many."""
+    async with sessions() as session, session.begin():
+        return int(await session.scalar(TERMINATE_BACKENDS, {"name": application_name}) or 0)

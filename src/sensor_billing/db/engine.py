@@ -12,16 +12,28 @@ from sqlalchemy.ext.asyncio import (
 from sensor_billing.settings import to_asyncpg_url
 
 
-def create_engine(database_url: str, *, pool_size: int = 20, max_overflow: int = 0) -> AsyncEngine:
+def create_engine(
+    database_url: str,
+    *,
+    pool_size: int = 20,
+    max_overflow: int = 0,
+    application_name: str = "sensor-billing",
+) -> AsyncEngine:
     """An engine for a `postgres(ql)://` URL; the driver (asyncpg) is chosen here.
 
     A fixed pool with no overflow: overflow connections are closed when returned, so under
     steady load they would be opened again and again (a TCP and TLS handshake each). No
     pre-ping either: it costs a round trip per checkout; a connection the server killed is
     invalidated on its first error instead, and that one request or job is retried.
+
+    `application_name` names the process in `pg_stat_activity`, so an operator (or a fault
+    test) can tell the worker's connections from the API's before terminating them.
     """
     return create_async_engine(
-        to_asyncpg_url(database_url), pool_size=pool_size, max_overflow=max_overflow
+        to_asyncpg_url(database_url),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        connect_args={"server_settings": {"application_name": application_name}},
     )
 
 

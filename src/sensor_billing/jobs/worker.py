@@ -37,6 +37,8 @@ logger = logging.getLogger("sensor_billing.worker")
 
 CLOSE_WINDOWS_JOB = "meter:close-windows"
 CLOSE_WINDOWS_SCHEDULER = "meter-close-windows"
+# The worker's connections in pg_stat_activity.
+WORKER_APPLICATION_NAME = "sensor-billing-worker"
 
 Clock = Callable[[], datetime]
 
@@ -62,7 +64,11 @@ class MeteringWorker:
         self.concurrency = concurrency or settings.meter_worker_concurrency
         # A job holds a connection while it waits for Stripe: one per concurrent job, plus one
         # for the closer and the sweep.
-        self.engine = create_engine(settings.database_url, pool_size=self.concurrency + 2)
+        self.engine = create_engine(
+            settings.database_url,
+            pool_size=self.concurrency + 2,
+            application_name=WORKER_APPLICATION_NAME,
+        )
         self.sessions = create_session_factory(self.engine)
         self.redis = Redis.from_url(settings.redis_url)
         self.limiter = AccountRateLimiter(self.redis, settings.meter_rate_limit_per_second)
@@ -131,7 +137,7 @@ class MeteringWorker:
             self._schedule_watch.cancel()
         try:
             if self.worker is not None:
-                await self.worker.close()
+                await self._close_worker()
         finally:
             try:
                 if self.queue is not None:
@@ -141,6 +147,22 @@ class MeteringWorker:
                 await self.engine.dispose()
                 if self._owns_http:
                     await self._http.close_async()  # type: ignore[no-untyped-call]
+
+    async def _close_worker(self) -> None:
+        """bullmq's close waits for running jobs and cannot be cancelled; with Redis down, a
+        job that finished retries reporting it without end, and so would the close. Running
+        jobs get the job lock's time to finish; then they are cancelled (their transactions
+        roll back, as after a SIGKILL, and another worker runs them again)."""
+        graceful = asyncio.ensure_future(self.worker.close())
+        done, _ = await asyncio.wait({graceful}, timeout=self.settings.meter_job_lock_seconds)
+        if done:
+            graceful.result()
+            return
+        logger.warning("running jobs did not finish within the job lock: cancelling them")
+        self.worker.cancelProcessing()
+        done, _ = await asyncio.wait({graceful}, timeout=self.settings.meter_job_lock_seconds)
+        if not done:
+            logger.warning("the queue worker did not close; leaving it")
 
     async def process(self, job: Any, token: str) -> Any:
         if job.name == CLOSE_WINDOWS_JOB:

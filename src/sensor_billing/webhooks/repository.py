@@ -50,12 +50,19 @@ async def record_event_autocommit(engine: AsyncEngine, event_id: str, event_type
 
     Goes to asyncpg directly: SQLAlchemy's statement execution costs more CPU than the round
     trip on this hot path, and with AUTOCOMMIT there is no SQLAlchemy transaction to honour.
+    SQLAlchemy does not see errors raised past it, so it cannot tell a dead connection (the
+    server restarted or ended it) from a live one: any failure invalidates the connection
+    here, or the pool would hand the dead one out again for every later event.
     """
     async with engine.connect() as connection:
         await connection.execution_options(isolation_level="AUTOCOMMIT")
         driver = (await connection.get_raw_connection()).driver_connection
         assert driver is not None
-        return await driver.fetchval(RECORD_EVENT_SQL, event_id, event_type) is not None
+        try:
+            return await driver.fetchval(RECORD_EVENT_SQL, event_id, event_type) is not None
+        except BaseException:  # cancelled mid-statement too: the protocol state is unknown
+            await connection.invalidate()
+            raise
 
 
 async def event_recorded(session: AsyncSession, event_id: str) -> bool:

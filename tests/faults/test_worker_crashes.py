@@ -1,0 +1,98 @@
+"""Two `sensor-billing worker` processes racing on one queue, SIGKILLed during sends and
+restarted."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sensor_billing.db import SessionFactory
+from sensor_billing.devtools.stripe_standin import RunningStandin, StandinConfig
+from sensor_billing.jobs import QueueNames
+from sensor_billing.jobs.connection import open_queue
+from sensor_billing.metering.outbox import sweep
+from tests.faults.checks import (
+    assert_usage_exact,
+    control,
+    days_of_usage,
+    ledger_counts,
+    settle,
+    standin_state,
+)
+from tests.faults.servers import start_worker_process
+from tests.metering.conftest import DAY
+from tests.metering.test_worker_process import wait_for
+
+pytestmark = pytest.mark.faults
+
+KILLS = 3
+
+
+async def test_two_workers_killed_during_sends_and_restarted_bill_every_window_once(
+    sessions: SessionFactory,
+    standin: RunningStandin,
+    worker_env: dict[str, str],
+    redis_url: str,
+    tmp_path: Path,
+    observe: Any,
+) -> None:
+    orgs = await days_of_usage(sessions, organizations=6, days=10, seed=60)
+    # Slow enough that a kill lands while calls are in flight.
+    await control(standin, "config", StandinConfig(processing_latency_seconds=0.15))
+    queue = open_queue(redis_url, QueueNames.METER_REPORTING)
+    calls_in_flight_at_kills = 0
+    with (tmp_path / "workers.log").open("w+b") as log:
+        # Both start at once: both close windows at start-up, both take jobs from one queue.
+        workers = [start_worker_process(worker_env, log) for _ in range(2)]
+        try:
+
+            async def windows_closed() -> bool:
+                return bool(await ledger_counts(sessions))
+
+            await wait_for(windows_closed, 60, "the first close")
+            total = sum((await ledger_counts(sessions)).values())
+            for kill in range(KILLS):
+
+                async def sending(share: float = (kill + 1) / (KILLS + 2)) -> bool:
+                    return len((await standin_state(standin))["events"]) >= total * share
+
+                await wait_for(sending, 60, f"kill {kill + 1}")
+                with standin.state.lock:
+                    calls_in_flight_at_kills += len(standin.state.in_flight)
+                victim = kill % 2
+                workers[victim].send_signal(signal.SIGKILL)
+                workers[victim].wait(10)
+                workers[victim] = start_worker_process(worker_env, log)
+
+            async def sweep_after_cool_down() -> Mapping[str, Any]:
+                # The schedule sweeps every few minutes and revives a job that ran out of
+                # attempts (a job stalled twice fails) after a cool-down: both, now.
+                return asdict(
+                    await sweep(sessions, queue, now=datetime.now(UTC), revive_after=timedelta(0))
+                )
+
+            sweeps = await settle(sessions, within=90, sweep=sweep_after_cool_down)
+        finally:
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            exits = [worker.wait(30) for worker in workers]
+            await queue.close()
+        log.seek(0)
+        worker_log = log.read().decode(errors="replace")
+    assert exits == [0, 0], worker_log[-3000:]
+    assert calls_in_flight_at_kills > 0, "no kill landed during a send"
+
+    counts = await assert_usage_exact(sessions, standin, orgs, DAY)
+    observe(
+        fault="worker processes SIGKILLed x3, two racing",
+        kills=KILLS,
+        calls_in_flight_at_kills=calls_in_flight_at_kills,
+        **asdict(sweeps),
+        **counts,
+    )

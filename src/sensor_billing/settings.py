@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     stripe_webhook_secret: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     stripe_api_base: str = "https://api.stripe.com"
     stripe_meter_events_base: str = "https://meter-events.stripe.com"
+    # Meter ids as `sensor-billing stripe setup` prints them. Optional: meter events go by event
+    # name; when set, `reconcile` reads these meters (checking their event name) instead of
+    # finding the active meter of each name.
+    stripe_meter_active_sensors: str | None = None
+    stripe_meter_temperature_readings: str | None = None
     meter_window_seconds: int = 3600
     # A window closes this long after it ends, so readings still in flight are counted.
     meter_grace_seconds: int = Field(default=120, ge=0, le=3600)
@@ -194,6 +199,15 @@ class Settings(BaseSettings):
     @property
     def webhook_secrets(self) -> list[str]:
         return [secret.get_secret_value() for secret in self.stripe_webhook_secret]
+
+    @property
+    def configured_meter_ids(self) -> dict[str, str]:
+        """Meter ids set in the settings, by event name."""
+        ids = {
+            "active_sensors": self.stripe_meter_active_sensors,
+            "temperature_readings": self.stripe_meter_temperature_readings,
+        }
+        return {name: meter_id for name, meter_id in ids.items() if meter_id}
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -14,7 +14,7 @@ from sensor_billing.cli import reconcile as reconcile_cli
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.devtools.stripe_standin import RunningStandin
 from sensor_billing.devtools.stripe_standin.metering import cancel
-from sensor_billing.settings import Settings
+from sensor_billing.settings import Settings, get_settings
 from tests.cli.conftest import run_cli
 from tests.metering.conftest import DAY, drain, make_client
 from tests.support.usage_data import GeneratedOrganization, generate_usage
@@ -214,3 +214,30 @@ async def test_a_bad_period_is_a_usage_error_naming_the_problem(
 
     assert outcome.exit_code == 2
     assert problem in outcome.stderr
+
+
+async def test_meter_ids_in_the_settings_are_used_and_checked(
+    standin: RunningStandin, cli_stripe_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = run_cli("stripe", "setup", "--json")
+    assert setup.exit_code == 0, setup.stderr
+    ids = json.loads(setup.stdout)["settings"]
+    for name, meter_id in ids.items():
+        monkeypatch.setenv(name, meter_id)
+    get_settings.cache_clear()
+    assert run_cli("reconcile", "--period", period()).exit_code == 0
+
+    monkeypatch.setenv("STRIPE_METER_ACTIVE_SENSORS", ids["STRIPE_METER_TEMPERATURE_READINGS"])
+    get_settings.cache_clear()  # as a new process would read the environment
+    swapped = run_cli("reconcile", "--period", period())
+    assert swapped.exit_code == 2
+    assert "STRIPE_METER_ACTIVE_SENSORS" in swapped.stderr
+    assert "'temperature_readings'" in swapped.stderr
+
+    monkeypatch.setenv("STRIPE_METER_ACTIVE_SENSORS", "mtr_does_not_exist")
+    get_settings.cache_clear()
+    unknown = run_cli("reconcile", "--period", period())
+    assert unknown.exit_code == 2
+    assert "STRIPE_METER_ACTIVE_SENSORS=mtr_does_not_exist: Stripe has no such meter" in (
+        unknown.stderr
+    )

@@ -44,7 +44,11 @@ async def test_setup_creates_meters_product_and_metered_prices(
     assert readings.meter == meters["temperature_readings"].id
     assert readings.unit_amount_decimal == Decimal("0.01")
     assert {sensors.product, readings.product} == {product.id}
-    assert f"STRIPE_PRICE_ACTIVE_SENSORS={sensors.id}" in result.settings_lines()
+    assert f"price active_sensors={sensors.id}" in result.reference_lines()
+    assert result.settings_lines() == [
+        f"STRIPE_METER_ACTIVE_SENSORS={meters['active_sensors'].id}",
+        f"STRIPE_METER_TEMPERATURE_READINGS={meters['temperature_readings'].id}",
+    ]
 
 
 async def test_second_setup_creates_nothing_and_says_so(

@@ -22,7 +22,7 @@ from sensor_billing.cli.jobs import require_redis
 from sensor_billing.cli.usage import parse_date_option, parse_organization_option
 from sensor_billing.db import SessionFactory, create_engine, create_session_factory, unit_of_work
 from sensor_billing.db.health import require_database
-from sensor_billing.errors import ConfigurationError
+from sensor_billing.errors import InvalidInputError
 from sensor_billing.jobs.connection import open_queue
 from sensor_billing.jobs.registry import METER_REPORT_JOB_OPTIONS, QueueNames
 from sensor_billing.metering import corrections_repository, repository
@@ -46,6 +46,7 @@ from sensor_billing.stripe_api.meters import (
     HourSummary,
     active_meters,
     cancel_meter_event,
+    configured_meters,
     hourly_summaries,
 )
 from sensor_billing.stripe_api.rate_limit import AccountRateLimiter
@@ -84,7 +85,7 @@ def parse_period(text: str) -> tuple[datetime, datetime]:
     ISO 8601 time (END excluded)."""
     start_text, separator, end_text = text.partition("..")
     if not separator or not start_text.strip() or not end_text.strip():
-        raise ConfigurationError(
+        raise InvalidInputError(
             f"--period {text!r} is not START..END (e.g. 2026-11-01..2026-11-30 or "
             "2026-11-27T00:00:00Z..2026-11-27T12:00:00Z)"
         )
@@ -117,13 +118,16 @@ def reconcile(
                 if organization_id is not None and (
                     await repository.find_organization(session, organization_id) is None
                 ):
-                    raise ConfigurationError(f"no organization with id {organization_id}")
+                    raise InvalidInputError(f"no organization with id {organization_id}")
                 events = await corrections_repository.ledger_events(
                     session, start=start, end=end, organization_id=organization_id
                 )
                 metered = await corrections_repository.metered_customers(session, organization_id)
             throttle = access.limiter.acquire
             meters = await active_meters(access.client, throttle)
+            meters |= await configured_meters(
+                access.client, throttle, settings.configured_meter_ids
+            )
 
             async def fetch(
                 meter_id: str, customer: str, since: datetime, until: datetime

@@ -89,8 +89,11 @@ def setup(
         console.print(f"created {len(result.created)} object(s)")
     else:
         console.print("nothing to create: the account is already set up")
-    console.print("ids for the settings:")
+    console.print("ids for the settings (optional; `reconcile` then checks these meters):")
     for line in result.settings_lines():
+        console.print(f"  {line}", highlight=False)
+    console.print("for subscriptions made elsewhere (no setting takes these):")
+    for line in result.reference_lines():
         console.print(f"  {line}", highlight=False)
 
 

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sensor_billing.db.schema import MeterReport, ReportSource, ReportStatus
-from sensor_billing.errors import ConfigurationError, CorrectionNotPossibleError
+from sensor_billing.errors import CorrectionNotPossibleError, InvalidInputError
 from sensor_billing.metering import corrections_repository as repository
 from sensor_billing.metering import repository as ledger
 from sensor_billing.metering.windows import floor_to_window
@@ -114,17 +114,17 @@ async def correct_usage(
 ) -> CorrectionResult:
     """Make the ledger, and Stripe, bill `request.value` for the window. See the module."""
     if floor_to_window(request.window_start, window) != request.window_start:
-        raise ConfigurationError(
+        raise InvalidInputError(
             f"--window {request.window_start.isoformat()} is not the start of a "
             f"{int(window.total_seconds())} s window"
         )
     if request.value < 0:
-        raise ConfigurationError("--value must be at least 0: it is the window's true value")
+        raise InvalidInputError("--value must be at least 0: it is the window's true value")
     original = await repository.window_report_for_update(
         session, request.organization_id, request.event_name, request.window_start
     )
     if original is None:
-        raise ConfigurationError(
+        raise InvalidInputError(
             f"no ledger row for organization {request.organization_id}, meter "
             f"{request.event_name}, window {request.window_start.isoformat()}"
         )

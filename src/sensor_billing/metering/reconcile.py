@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sensor_billing.errors import ConfigurationError
+from sensor_billing.errors import ConfigurationError, InvalidInputError
 from sensor_billing.metering.corrections_repository import LedgerEvent
 from sensor_billing.metering.windows import floor_to_window
 from sensor_billing.stripe_api.meters import HourSummary, MeterInfo
@@ -46,12 +46,12 @@ class Period:
 def check_period(start: datetime, end: datetime) -> Period:
     """Stripe groups by whole UTC hours and wants the range on hour boundaries."""
     if start >= end:
-        raise ConfigurationError(
+        raise InvalidInputError(
             f"--period start ({start.isoformat()}) must be before its end ({end.isoformat()})"
         )
     for name, moment in (("start", start), ("end", end)):
         if floor_to_window(moment, HOUR) != moment:
-            raise ConfigurationError(
+            raise InvalidInputError(
                 f"--period {name} {moment.isoformat()} is not on a whole UTC hour "
                 "(Stripe's hourly summaries need hour boundaries)"
             )

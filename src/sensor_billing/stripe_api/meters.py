@@ -18,6 +18,7 @@ from decimal import Decimal
 
 import stripe
 
+from sensor_billing.errors import ConfigurationError
 from sensor_billing.stripe_api.meter_events import map_stripe_error
 
 Throttle = Callable[[], Awaitable[None]]
@@ -38,6 +39,33 @@ class HourSummary:
     start: datetime
     end: datetime
     value: Decimal
+
+
+async def configured_meters(
+    client: stripe.StripeClient, throttle: Throttle, ids: dict[str, str]
+) -> dict[str, MeterInfo]:
+    """The meters whose ids the settings name (STRIPE_METER_<EVENT NAME>), each checked to be
+    active and to count the event name it is set for."""
+    meters: dict[str, MeterInfo] = {}
+    for event_name, meter_id in ids.items():
+        variable = f"STRIPE_METER_{event_name.upper()}"
+        await throttle()
+        try:
+            meter = await client.v1.billing.meters.retrieve_async(meter_id)
+        except stripe.InvalidRequestError as error:
+            raise ConfigurationError(
+                f"{variable}={meter_id}: Stripe has no such meter ({error.user_message})"
+            ) from error
+        except stripe.StripeError as error:
+            raise map_stripe_error(error) from error
+        if meter.event_name != event_name or meter.status != "active":
+            raise ConfigurationError(
+                f"{variable}={meter_id} is the {meter.status} meter of {meter.event_name!r}, "
+                f"not an active meter of {event_name!r}: put the id `sensor-billing stripe "
+                "setup` prints"
+            )
+        meters[event_name] = MeterInfo(meter.id, event_name, meter.default_aggregation.formula)
+    return meters
 
 
 async def active_meters(client: stripe.StripeClient, throttle: Throttle) -> dict[str, MeterInfo]:

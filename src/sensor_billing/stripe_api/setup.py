@@ -85,12 +85,20 @@ class SetupResult:
         return next(i.id for i in self.items if i.kind == kind and i.name == name)
 
     def settings_lines(self) -> list[str]:
-        """`NAME=id` lines for the ids the service's configuration refers to."""
-        lines = [f"STRIPE_PRODUCT_ID={self.id_of('product', PRODUCT_NAME)}"]
-        for spec in METER_SPECS:
-            upper = spec.event_name.upper()
-            lines.append(f"STRIPE_METER_{upper}={self.id_of('meter', spec.event_name)}")
-            lines.append(f"STRIPE_PRICE_{upper}={self.id_of('price', spec.event_name)}")
+        """`NAME=id` lines for the settings that take these ids (STRIPE_METER_*)."""
+        return [
+            f"STRIPE_METER_{spec.event_name.upper()}={self.id_of('meter', spec.event_name)}"
+            for spec in METER_SPECS
+        ]
+
+    def reference_lines(self) -> list[str]:
+        """The product's and prices' ids: for subscriptions made elsewhere (checkout, the
+        dashboard); no setting of this service takes them."""
+        lines = [f"product={self.id_of('product', PRODUCT_NAME)}"]
+        lines += [
+            f"price {spec.event_name}={self.id_of('price', spec.event_name)}"
+            for spec in METER_SPECS
+        ]
         return lines
 
     def to_json(self) -> dict[str, Any]:
@@ -98,6 +106,7 @@ class SetupResult:
             "created": len(self.created),
             "items": [item.to_json() for item in self.items],
             "settings": dict(line.split("=", 1) for line in self.settings_lines()),
+            "reference": dict(line.split("=", 1) for line in self.reference_lines()),
         }
 
 

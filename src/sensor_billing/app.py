@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(
             settings.database_url,
             pool_size=settings.database_pool_size,
+            pool_timeout=settings.database_pool_timeout_seconds,
             application_name="sensor-billing-api",
         )
         redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)

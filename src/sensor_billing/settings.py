@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     # Connections each API or worker process keeps open; mind PostgreSQL's max_connections
     # (100 by default) times the number of processes.
     database_pool_size: int = Field(default=20, ge=1, le=500)
+    # How long an API request waits for a free connection before it fails (500, so Stripe
+    # delivers again). Short on purpose: SQLAlchemy's pool does not wake its waiters when it
+    # discards connections the server ended (a restart, a failover), so they wait this long.
+    database_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     log_level: str = "INFO"
     # `json`: one JSON object per line (time, level, logger, message, extra fields).
     log_format: Literal["text", "json"] = "text"

@@ -174,8 +174,9 @@ async def test_webhook_storm_applies_every_event_once(
     assert len(subscriptions) == len(invoices) == ORGANIZATIONS
 
     statuses = Counter(str(response.status_code) for response in responses)
-    # Requests that waited the pool's whole timeout (30 s) for a connection: SQLAlchemy's
-    # QueuePool does not wake its waiters when it discards a terminated connection.
+    # Requests that waited the pool's whole timeout (DATABASE_POOL_TIMEOUT_SECONDS) for a
+    # connection: SQLAlchemy's QueuePool does not wake its waiters when it discards a
+    # terminated connection.
     pool_timeouts = sum(
         1
         for record in caplog.records

@@ -17,6 +17,7 @@ def create_engine(
     *,
     pool_size: int = 20,
     max_overflow: int = 0,
+    pool_timeout: float = 30.0,
     application_name: str = "sensor-billing",
 ) -> AsyncEngine:
     """An engine for a `postgres(ql)://` URL; the driver (asyncpg) is chosen here.
@@ -33,6 +34,7 @@ def create_engine(
         to_asyncpg_url(database_url),
         pool_size=pool_size,
         max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
         connect_args={"server_settings": {"application_name": application_name}},
     )
 

@@ -108,7 +108,7 @@ async def test_signing_in_with_the_token_shows_the_overview_of_the_database(
                 )
             ).all()
         )
-    for status in ("sent", "pending", "failed", "skipped"):
+    for status in ("sent", "pending", "failed", "skipped", "cancelled"):
         assert shown(browser, f"reports-{status}") == str(recent.get(status, 0)), status
     assert shown(browser, "stripe-error-rate") == f"{(attempts - accepted) / attempts * 100:.1f}%"
     for outcome in ("changed-state", "no-change", "no-handler"):

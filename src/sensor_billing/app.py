@@ -20,7 +20,8 @@ from sensor_billing.observability import render_metrics
 from sensor_billing.ops import install_ops
 from sensor_billing.settings import Settings, get_settings
 from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
-from sensor_billing.webhooks.endpoint import router as webhooks_router
+from sensor_billing.webhooks.endpoint import install as install_webhook_route
+from sensor_billing.webhooks.recent import RecentEvents
 
 READINESS_TIMEOUT_SECONDS = 2.0
 
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = create_session_factory(engine)
         app.state.redis = redis
+        app.state.recent_events = RecentEvents()
         # Thin webhook events are fetched in full from Stripe; without a key they answer 502.
         stripe_http = create_http_client() if settings.stripe_api_key else None
         app.state.stripe = (
@@ -67,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="sensor-billing", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
-    app.include_router(webhooks_router)
+    install_webhook_route(app)
     install_ops(app, settings)
 
     @app.get("/healthz")

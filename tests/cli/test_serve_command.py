@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sensor_billing.observability.scrape import MULTIPROC_DIR_VARIABLE
+
 COMMAND = str(Path(sys.executable).parent / "sensor-billing")
 DELIVERIES = 40
 
@@ -47,12 +49,11 @@ def test_every_worker_logs_json_and_metrics_count_all_workers(
 ) -> None:
     port = free_port()
     env = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name != MULTIPROC_DIR_VARIABLE},
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "LOG_FORMAT": "json",
         "STRIPE_WEBHOOK_SECRET": "whsec_never_logged",
-        "PROMETHEUS_MULTIPROC_DIR": "",  # serve picks its own folder
     }
     log = tmp_path / "serve.log"
     with log.open("wb") as sink:
@@ -90,6 +91,9 @@ def test_every_worker_logs_json_and_metrics_count_all_workers(
     assert any(logger == "sensor_billing.webhooks" for logger, _ in messages), messages
     assert "whsec_never_logged" not in log.read_text()
     assert seen == {DELIVERIES}
+    # Unset, `serve` keeps the counts of several workers in a temporary folder of its own.
+    assert not list(tmp_path.parent.glob("*.db"))
+    assert not list(Path.cwd().glob("*.db"))
     answered_by = {e["pid"] for e in entries if e["logger"] == "sensor_billing.webhooks"}
     assert len(answered_by) == workers  # so the count above spans processes
 

@@ -212,7 +212,56 @@ def test_ledger_refuses_an_unknown_status() -> None:
     assert run_cli("usage", "ledger", "--status", "lost").exit_code == 2
 
 
-@pytest.mark.parametrize("command", [["backfill", "--since", "2026-11-01"], ["ledger"], ["close"]])
+async def test_errors_lists_stripes_meter_error_reports_newest_first(
+    cli_env: SessionFactory, closed_usage: GeneratedOrganization
+) -> None:
+    insert = (
+        "INSERT INTO meter_error_reports (stripe_event_id, event_type, code, error_count,"
+        " organization_id, sample_message, event_created_at) VALUES (:event, :type, :code,"
+        " :count, :org, :sample, :at)"
+    )
+    older, newer = today() - 2 * DAY, today() - DAY
+    await execute(
+        cli_env, insert, event="evt_old", type="v1.billing.meter.error_report_triggered",
+        code="meter_event_customer_not_found", count=2, org=closed_usage.id,
+        sample="No customer cus_x", at=older,
+    )  # fmt: skip
+    await execute(
+        cli_env, insert, event="evt_new", type="v1.billing.meter.no_meter_found",
+        code="no_meter", count=7, org=None, sample=None, at=newer,
+    )  # fmt: skip
+
+    everything = run_cli("usage", "errors", "--json")
+    only_org = run_cli("usage", "errors", "--json", "--org", str(closed_usage.id))
+    recent = run_cli("usage", "errors", "--json", "--since", f"{newer:%Y-%m-%d}")
+    table = run_cli("usage", "errors")
+
+    assert everything.exit_code == only_org.exit_code == recent.exit_code == 0, everything.stderr
+    rows = json.loads(everything.stdout)
+    assert [(row["code"], row["errorCount"]) for row in rows] == [
+        ("no_meter", 7),
+        ("meter_event_customer_not_found", 2),
+    ]
+    assert rows[0]["organizationId"] is None
+    assert [row["stripeEventId"] for row in json.loads(only_org.stdout)] == ["evt_old"]
+    assert [row["stripeEventId"] for row in json.loads(recent.stdout)] == ["evt_new"]
+    assert "(not named)" in table.stdout
+    assert "No customer cus_x" in table.stdout
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_errors_refuses_an_unknown_organization_and_a_bad_date() -> None:
+    unknown = run_cli("usage", "errors", "--org", str(uuid.uuid4()))
+    assert unknown.exit_code == 2
+    assert "no organization with id" in unknown.stderr
+    bad = run_cli("usage", "errors", "--since", "yesterday")
+    assert bad.exit_code == 2
+    assert "--since" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["backfill", "--since", "2026-11-01"], ["ledger"], ["close"], ["errors"]]
+)
 def test_usage_commands_exit_3_when_postgresql_does_not_answer(
     command: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,9 +16,9 @@ from rich.table import Table
 from sensor_billing.cli.errors import reports_errors
 from sensor_billing.db import create_engine, create_session_factory, unit_of_work
 from sensor_billing.db.health import require_database
-from sensor_billing.db.schema import MeterReport
+from sensor_billing.db.schema import MeterErrorReport, MeterReport
 from sensor_billing.errors import InvalidInputError
-from sensor_billing.metering import repository
+from sensor_billing.metering import meter_errors_repository, repository
 from sensor_billing.metering.backfill import BackfillPlan, backfill_organization, plan_backfill
 from sensor_billing.metering.service import ClosePolicy, CloseSummary, close_windows
 from sensor_billing.settings import Settings, get_settings
@@ -247,5 +247,78 @@ def ledger(
             report.last_error or report.skip_reason or "",
             report.sent_at.isoformat(timespec="seconds") if report.sent_at else "",
             report.stripe_error_code or "",
+        )
+    console.print(table)
+
+
+def _error_report_json(report: MeterErrorReport) -> dict[str, object]:
+    def moment(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "stripeEventId": report.stripe_event_id,
+        "eventType": report.event_type,
+        "code": report.code,
+        "errorCount": report.error_count,
+        "organizationId": str(report.organization_id) if report.organization_id else None,
+        "meterId": report.meter_id,
+        "sampleMessage": report.sample_message,
+        "validationStart": moment(report.validation_start),
+        "validationEnd": moment(report.validation_end),
+        "eventCreatedAt": moment(report.event_created_at),
+    }
+
+
+@app.command()
+@reports_errors
+def errors(
+    org: str | None = typer.Option(None, help="Only this organization id."),
+    since: str | None = typer.Option(None, help="Only events Stripe created from this date."),
+    limit: int = typer.Option(50, min=1, max=10_000, help="Rows at most (newest first)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """What Stripe's meter error events reported, newest first: code, how many events, the
+    organization (none: errors Stripe did not name a ledger row for), the validation span."""
+    organization_id = parse_organization_option(org)
+    since_at = parse_date_option(since, "--since") if since is not None else None
+    settings = get_settings()
+    require_database(settings.database_url)
+
+    async def run() -> list[MeterErrorReport]:
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            async with unit_of_work(create_session_factory(engine)) as session:
+                if organization_id is not None and (
+                    await repository.find_organization(session, organization_id) is None
+                ):
+                    raise InvalidInputError(f"no organization with id {organization_id}")
+                return await meter_errors_repository.recent_error_reports(
+                    session, organization_id=organization_id, since=since_at, limit=limit
+                )
+        finally:
+            await engine.dispose()
+
+    reports = asyncio.run(run())
+    if as_json:
+        typer.echo(json.dumps([_error_report_json(report) for report in reports], indent=2))
+        return
+    if not reports:
+        console.print("no meter errors reported by Stripe")
+        return
+    table = Table("created", "code", "errors", "organization", "validation span", "sample")
+    for report in reports:
+        span = ""
+        if report.validation_start and report.validation_end:
+            span = (
+                f"{report.validation_start.isoformat(timespec='minutes')} .. "
+                f"{report.validation_end.isoformat(timespec='minutes')}"
+            )
+        table.add_row(
+            report.event_created_at.isoformat(timespec="seconds"),
+            report.code,
+            str(report.error_count),
+            str(report.organization_id) if report.organization_id else "(not named)",
+            span,
+            report.sample_message or "",
         )
     console.print(table)

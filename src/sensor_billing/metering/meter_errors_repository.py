@@ -71,3 +71,21 @@ async def rows_with_stripe_error(connection: AsyncConnection | AsyncSession) -> 
         .group_by(MeterReport.stripe_error_code)
     )
     return {str(code): int(count) for code, count in rows}
+
+
+async def recent_error_reports(
+    session: AsyncSession,
+    *,
+    organization_id: uuid.UUID | None,
+    since: datetime | None,
+    limit: int,
+) -> list[MeterErrorReport]:
+    """What Stripe's meter error events said, newest first; with an organization, only its
+    rows (errors Stripe did not sample have none and are then left out)."""
+    query = select(MeterErrorReport)
+    if organization_id is not None:
+        query = query.where(MeterErrorReport.organization_id == organization_id)
+    if since is not None:
+        query = query.where(MeterErrorReport.event_created_at >= since)
+    query = query.order_by(MeterErrorReport.event_created_at.desc(), MeterErrorReport.id.desc())
+    return list((await session.scalars(query.limit(limit))).all())

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,10 @@ import httpx
 import pytest
 
 from sensor_billing.observability.scrape import MULTIPROC_DIR_VARIABLE
+from tests.support.net import free_port
 
 COMMAND = str(Path(sys.executable).parent / "sensor-billing")
 DELIVERIES = 40
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_until_healthy(port: int, server: subprocess.Popen[bytes], within: float) -> None:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from sensor_billing.webhooks.signature import sign
+from tests.support.net import free_port
 
 COMMAND = str(Path(sys.executable).parent / "sensor-billing")
 WEBHOOK_SECRET = "whsec_dev_mode_test_secret"
@@ -29,13 +30,6 @@ def die_with_parent() -> None:
     """A dev server left behind by a killed test run would hold ports and data: tie its life
     to the test process (Linux prctl PR_SET_PDEATHSIG)."""
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

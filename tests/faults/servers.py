@@ -17,6 +17,7 @@ from typing import IO, Any
 import stripe
 
 from tests.metering.test_worker_process import COMMAND, die_with_parent
+from tests.support.net import free_port
 
 
 def redis_server_binary() -> str:
@@ -31,13 +32,6 @@ def redis_server_binary() -> str:
 
 
 _START_TIMEOUT_SECONDS = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class RedisServer:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from sensor_billing.webhooks.handlers import HANDLERS
 from tests.metering.conftest import drain, ledger_counts
 from tests.observability.conftest import SECRET, Samples, growth, scrape, value
 from tests.support.app import running_app
+from tests.support.net import free_port
 from tests.support.stripe_events import deliver, make_event
 from tests.support.usage_data import generate_usage
 
@@ -220,13 +220,6 @@ async def test_when_redis_does_not_answer_its_gauges_are_left_out_and_marked_dow
     assert value(samples, "sensor_billing_backlog_source_up", source="postgresql") == 1
     assert not any(name == "sensor_billing_meter_queue_jobs" for name, _ in samples)
     assert ("sensor_billing_ledger_pending_reports", frozenset()) in samples
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def test_the_worker_serves_its_metrics_on_worker_metrics_port(

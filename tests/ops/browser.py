@@ -8,7 +8,6 @@ without it skips the browser tests with that hint; in CI (CI=true) a missing bro
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -27,6 +26,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from sensor_billing.app import create_app
 from sensor_billing.settings import Settings
+from tests.support.net import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -70,12 +70,6 @@ def chromium() -> Iterator[webdriver.Chrome]:
             yield driver
         finally:
             driver.quit()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

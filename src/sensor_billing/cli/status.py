@@ -12,6 +12,7 @@ from rich.console import Console
 from sensor_billing.cli.errors import EXIT_UNAVAILABLE, reports_errors
 from sensor_billing.db import create_engine, migrate
 from sensor_billing.db.health import database_problem
+from sensor_billing.formatting import format_age
 from sensor_billing.jobs import admin
 from sensor_billing.jobs.health import redis_problem
 from sensor_billing.metering import repository
@@ -28,18 +29,6 @@ async def ledger_progress(database_url: str) -> LedgerBacklog:
             return await repository.ledger_backlog(connection)
     finally:
         await engine.dispose()
-
-
-def _age(since: datetime, now: datetime) -> str:
-    seconds = max(int((now - since).total_seconds()), 0)
-    days, rest = divmod(seconds, 86_400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {seconds}s"
 
 
 @reports_errors
@@ -96,7 +85,8 @@ def status(
         lines.append(
             "ledger      oldest pending: "
             + (
-                f"{_age(oldest, now)} old ({oldest.isoformat(timespec='seconds')})"
+                f"{format_age((now - oldest).total_seconds())} old"
+                f" ({oldest.isoformat(timespec='seconds')})"
                 if oldest
                 else "none"
             )

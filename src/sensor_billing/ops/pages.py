@@ -17,6 +17,7 @@ from sensor_billing.errors import (
     OpsRequestError,
     OrganizationNotFoundError,
 )
+from sensor_billing.formatting import format_age
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -43,16 +44,7 @@ def _time(value: datetime | None) -> str:
 def _age(seconds: float | timedelta | None) -> str:
     if seconds is None:
         return "-"
-    total = int(seconds.total_seconds() if isinstance(seconds, timedelta) else seconds)
-    total = max(total, 0)
-    days, rest = divmod(total, 86_400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {secs}s"
+    return format_age(seconds.total_seconds() if isinstance(seconds, timedelta) else seconds)
 
 
 def _percent(share: float | None) -> str:

@@ -19,13 +19,17 @@ from rich.table import Table
 
 from sensor_billing.cli.errors import EXIT_FAILURE, reports_errors
 from sensor_billing.cli.jobs import require_redis
-from sensor_billing.cli.usage import parse_date_option, parse_organization_option
+from sensor_billing.cli.usage import (
+    parse_date_option,
+    parse_organization_option,
+    require_organization,
+)
 from sensor_billing.db import SessionFactory, create_engine, create_session_factory, unit_of_work
 from sensor_billing.db.health import require_database
 from sensor_billing.errors import InvalidInputError
 from sensor_billing.jobs.connection import open_queue
 from sensor_billing.jobs.registry import METER_REPORT_JOB_OPTIONS, QueueNames
-from sensor_billing.metering import corrections_repository, repository
+from sensor_billing.metering import corrections_repository
 from sensor_billing.metering.corrections import (
     CorrectionKind,
     CorrectionRequest,
@@ -115,10 +119,7 @@ def reconcile(
     async def run() -> Reconciliation:
         async with stripe_access(settings) as access:
             async with unit_of_work(access.sessions) as session:
-                if organization_id is not None and (
-                    await repository.find_organization(session, organization_id) is None
-                ):
-                    raise InvalidInputError(f"no organization with id {organization_id}")
+                await require_organization(session, organization_id)
                 events = await corrections_repository.ledger_events(
                     session, start=start, end=end, organization_id=organization_id
                 )

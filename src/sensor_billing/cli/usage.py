@@ -6,12 +6,15 @@ import asyncio
 import enum
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sensor_billing.cli.errors import reports_errors
 from sensor_billing.db import create_engine, create_session_factory, unit_of_work
@@ -25,6 +28,8 @@ from sensor_billing.settings import Settings, get_settings
 
 app = typer.Typer(help="Usage windows and the ledger.", no_args_is_help=True)
 console = Console()
+
+T = TypeVar("T")
 
 
 @app.command()
@@ -83,6 +88,33 @@ def parse_organization_option(text: str | None) -> uuid.UUID | None:
         return uuid.UUID(text)
     except ValueError:
         raise InvalidInputError(f"--org {text!r} is not an organization id (a UUID)") from None
+
+
+async def require_organization(session: AsyncSession, organization_id: uuid.UUID | None) -> None:
+    """`--org`, when given, must name an organization (else exit 2, nothing done)."""
+    if organization_id is not None and (
+        await repository.find_organization(session, organization_id) is None
+    ):
+        raise InvalidInputError(f"no organization with id {organization_id}")
+
+
+def read_for_organization(
+    settings: Settings,
+    organization_id: uuid.UUID | None,
+    read: Callable[[AsyncSession], Awaitable[T]],
+) -> T:
+    """Run one read in its own short-lived engine, once `--org` is known to exist."""
+
+    async def run() -> T:
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            async with unit_of_work(create_session_factory(engine)) as session:
+                await require_organization(session, organization_id)
+                return await read(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
 def close_policy(settings: Settings) -> ClosePolicy:
@@ -201,24 +233,15 @@ def ledger(
     settings = get_settings()
     require_database(settings.database_url)
 
-    async def run() -> list[MeterReport]:
-        engine = create_engine(settings.database_url, pool_size=1)
-        try:
-            async with unit_of_work(create_session_factory(engine)) as session:
-                if organization_id is not None and (
-                    await repository.find_organization(session, organization_id) is None
-                ):
-                    raise InvalidInputError(f"no organization with id {organization_id}")
-                return await repository.ledger_rows(
-                    session,
-                    organization_id=organization_id,
-                    status=status.value if status else None,
-                    limit=limit,
-                )
-        finally:
-            await engine.dispose()
+    async def rows(session: AsyncSession) -> list[MeterReport]:
+        return await repository.ledger_rows(
+            session,
+            organization_id=organization_id,
+            status=status.value if status else None,
+            limit=limit,
+        )
 
-    reports = asyncio.run(run())
+    reports = read_for_organization(settings, organization_id, rows)
     if as_json:
         typer.echo(json.dumps([_ledger_json(report) for report in reports], indent=2))
         return
@@ -284,21 +307,12 @@ def errors(
     settings = get_settings()
     require_database(settings.database_url)
 
-    async def run() -> list[MeterErrorReport]:
-        engine = create_engine(settings.database_url, pool_size=1)
-        try:
-            async with unit_of_work(create_session_factory(engine)) as session:
-                if organization_id is not None and (
-                    await repository.find_organization(session, organization_id) is None
-                ):
-                    raise InvalidInputError(f"no organization with id {organization_id}")
-                return await meter_errors_repository.recent_error_reports(
-                    session, organization_id=organization_id, since=since_at, limit=limit
-                )
-        finally:
-            await engine.dispose()
+    async def rows(session: AsyncSession) -> list[MeterErrorReport]:
+        return await meter_errors_repository.recent_error_reports(
+            session, organization_id=organization_id, since=since_at, limit=limit
+        )
 
-    reports = asyncio.run(run())
+    reports = read_for_organization(settings, organization_id, rows)
     if as_json:
         typer.echo(json.dumps([_error_report_json(report) for report in reports], indent=2))
         return

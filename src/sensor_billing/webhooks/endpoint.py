@@ -30,7 +30,7 @@ from sensor_billing.observability import record_webhook_delivery
 from sensor_billing.observability.metrics import WebhookOutcome
 from sensor_billing.settings import Settings
 from sensor_billing.stripe_api.events import fetch_v2_event
-from sensor_billing.webhooks.envelope import load_body, read_event
+from sensor_billing.webhooks.envelope import StripeEventEnvelope, load_body, read_event
 from sensor_billing.webhooks.recent import RecentEvents
 from sensor_billing.webhooks.service import (
     ALREADY_PROCESSED,
@@ -41,7 +41,11 @@ from sensor_billing.webhooks.service import (
     deliver_thin_event,
 )
 from sensor_billing.webhooks.signature import verify_signature
-from sensor_billing.webhooks.thin_events import is_thin_event, parse_thin_event
+from sensor_billing.webhooks.thin_events import (
+    ThinEventNotification,
+    is_thin_event,
+    parse_thin_event,
+)
 
 logger = logging.getLogger("sensor_billing.webhooks")
 
@@ -124,23 +128,18 @@ async def receive_stripe_webhook(request: Request) -> Response:
         )
         document = load_body(body)
         recent: RecentEvents = state.recent_events
-        if is_thin_event(document):
-            notification = parse_thin_event(document)
-            event_id, event_type = notification.id, notification.type
-            outcome = "failed"
-            if event_id in recent:
-                processed = ANSWERED_BEFORE
-            else:
-                fetch_event = event_fetcher(getattr(state, "stripe", None))
-                processed = await deliver_thin_event(engine, sessions, notification, fetch_event)
+        envelope: ThinEventNotification | StripeEventEnvelope = (
+            parse_thin_event(document) if is_thin_event(document) else read_event(document)
+        )
+        event_id, event_type = envelope.id, envelope.type
+        outcome = "failed"
+        if event_id in recent:
+            processed = ANSWERED_BEFORE
+        elif isinstance(envelope, ThinEventNotification):
+            fetch_event = event_fetcher(getattr(state, "stripe", None))
+            processed = await deliver_thin_event(engine, sessions, envelope, fetch_event)
         else:
-            event = read_event(document)
-            event_id, event_type = event.id, event.type
-            outcome = "failed"
-            if event_id in recent:
-                processed = ANSWERED_BEFORE
-            else:
-                processed = await deliver_event(engine, sessions, event)
+            processed = await deliver_event(engine, sessions, envelope)
         recent.add(event_id)  # committed now, by this request or an earlier one
         outcome = processed.outcome.value
         return Response(

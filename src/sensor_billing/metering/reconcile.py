@@ -26,12 +26,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sensor_billing.errors import ConfigurationError, InvalidInputError
+from sensor_billing.jobs.registry import METER_EVENT_NAMES
 from sensor_billing.metering.corrections_repository import LedgerEvent
 from sensor_billing.metering.windows import floor_to_window
 from sensor_billing.stripe_api.meters import HourSummary, MeterInfo
 
 HOUR = timedelta(hours=1)
-METER_EVENT_NAMES = ("active_sensors", "temperature_readings")
 
 # (meter id, customer, start, end) -> hourly summaries, oldest first, all pages.
 SummaryFetcher = Callable[[str, str, datetime, datetime], Awaitable[list[HourSummary]]]

@@ -262,3 +262,33 @@ async def test_refusals_never_echo_the_secret_or_the_body(
         for text in (response.text, caplog.text):
             assert SECRET not in text
             assert marker not in text
+
+
+# Found by the examples above: values Stripe never sends, wider than their columns or past
+# what a datetime holds, once answered 500. They read as unreadable, like a missing field.
+OUT_OF_RANGE: dict[str, tuple[str, dict[str, Any]]] = {
+    "status past its column": ("customer.subscription.updated", {"status": "x" * 33}),
+    "id past its column": ("customer.subscription.updated", {"id": "sub_" + "x" * 300}),
+    "period past year 9999": ("customer.subscription.updated", {"current_period_end": 10**15}),
+    "currency past its column": ("invoice.paid", {"currency": "euro"}),
+}
+
+
+@pytest.mark.parametrize("case", OUT_OF_RANGE, ids=list(OUT_OF_RANGE))
+async def test_out_of_range_object_fields_never_fail_with_500(
+    case: str, client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    event_type, change = OUT_OF_RANGE[case]
+    base: dict[str, Any] = {
+        "id": "sub_range",
+        "object": "subscription" if event_type.startswith("customer") else "invoice",
+        "customer": "cus_range",
+        "status": "active",
+        "currency": "eur",
+        "current_period_start": 1_764_000_000,
+        "current_period_end": 1_766_000_000,
+    }
+    event = make_event(event_type, base | change, created=1_764_000_000)
+    before = await snapshot(sessions)
+    response = await deliver(client, event, secret=SECRET)
+    await assert_refused_or_recorded(response, sessions, before, event["id"])

@@ -13,18 +13,29 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+# The widths of the columns these values are stored in (db/schema/billing.py): a longer value
+# is not one Stripe sends, so it reads as unreadable, like a missing one.
+MAX_ID_LENGTH = 255
+MAX_STATUS_LENGTH = 32
+
+
+def _text(value: Any, max_length: int) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= max_length else None
+
 
 def object_id(value: Any) -> str | None:
     """An id from a field that holds either the id or the expanded object."""
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, dict) and isinstance(value.get("id"), str):
-        return str(value["id"])
-    return None
+    if isinstance(value, dict):
+        value = value.get("id")
+    return _text(value, MAX_ID_LENGTH)
+
+
+# The last second a datetime holds (9999-12-31T23:59:59Z); a larger number is not a time.
+MAX_UNIX_SECONDS = 253_402_300_799
 
 
 def from_unix(value: Any) -> datetime | None:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_UNIX_SECONDS:
         return datetime.fromtimestamp(value, UTC)
     return None
 
@@ -71,16 +82,17 @@ def metered_price_ids(subscription: dict[str, Any]) -> list[str]:
         price = _dict(item.get("price")) or _dict(item.get("plan"))
         recurring = _dict(price.get("recurring")) or price
         metered = recurring.get("usage_type") == "metered" or bool(recurring.get("meter"))
-        if metered and isinstance(price.get("id"), str):
-            prices.append(str(price["id"]))
+        price_id = object_id(price.get("id"))
+        if metered and price_id is not None:
+            prices.append(price_id)
     return sorted(set(prices))
 
 
 def read_subscription(subscription: dict[str, Any]) -> SubscriptionSnapshot | None:
     sub_id = object_id(subscription.get("id"))
     customer_id = object_id(subscription.get("customer"))
-    status = subscription.get("status")
-    if sub_id is None or customer_id is None or not isinstance(status, str):
+    status = _text(subscription.get("status"), MAX_STATUS_LENGTH)
+    if sub_id is None or customer_id is None or status is None:
         return None
     start, end = subscription_period(subscription)
     return SubscriptionSnapshot(
@@ -132,14 +144,14 @@ def read_invoice(invoice: dict[str, Any]) -> InvoiceSnapshot | None:
     customer_id = object_id(invoice.get("customer"))
     if invoice_id is None or customer_id is None:
         return None
-    currency = invoice.get("currency")
+    currency = _text(invoice.get("currency"), 3)
     return InvoiceSnapshot(
         id=invoice_id,
         customer_id=customer_id,
         subscription_id=invoice_subscription_id(invoice),
         amount_due=_amount(invoice.get("amount_due")),
         amount_paid=_amount(invoice.get("amount_paid")),
-        currency=currency if isinstance(currency, str) else None,
+        currency=currency,
     )
 
 

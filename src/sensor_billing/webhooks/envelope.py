@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from sensor_billing.billing.stripe_objects import from_unix
 from sensor_billing.errors import InvalidEventError
 
 # `stripe_events.event_id` and `.event_type` are varchar(256).
 MAX_FIELD_LENGTH = 256
-# The last second datetime can hold (9999-12-31T23:59:59Z); a larger "created" is not a time.
-MAX_CREATED = 253_402_300_799
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +48,8 @@ def read_event(event: Any) -> StripeEventEnvelope:
         raise InvalidEventError("event id must be a string of 1 to 256 characters")
     if not isinstance(event_type, str) or not 0 < len(event_type) <= MAX_FIELD_LENGTH:
         raise InvalidEventError("event type must be a string of 1 to 256 characters")
-    if not isinstance(created, int) or isinstance(created, bool) or not 0 <= created <= MAX_CREATED:
+    created_at = from_unix(created)  # an int from 0 to the end of year 9999, not a bool
+    if created_at is None:
         raise InvalidEventError("event created must be a Unix timestamp")
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
@@ -58,7 +58,7 @@ def read_event(event: Any) -> StripeEventEnvelope:
     return StripeEventEnvelope(
         id=event_id,
         type=event_type,
-        created=datetime.fromtimestamp(created, UTC),
+        created=created_at,
         api_version=api_version if isinstance(api_version, str) else None,
         livemode=bool(event.get("livemode")),
         object=data["object"],

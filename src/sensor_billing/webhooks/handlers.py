@@ -38,7 +38,7 @@ async def checkout_session_completed(session: AsyncSession, event: StripeEventEn
 async def subscription_changed(session: AsyncSession, event: StripeEventEnvelope) -> Result:
     snapshot = read_subscription(event.object)
     if snapshot is None:
-        return Result(Effect.IGNORED, "subscription without id, customer or status")
+        return Result(Effect.IGNORED, "subscription without a readable id, customer or status")
     return await service.apply_subscription(session, _context(event), snapshot)
 
 
@@ -46,7 +46,7 @@ def invoice_payment(payment_status: str) -> Handler:
     async def handle(session: AsyncSession, event: StripeEventEnvelope) -> Result:
         snapshot = read_invoice(event.object)
         if snapshot is None:
-            return Result(Effect.IGNORED, "invoice without id or customer")
+            return Result(Effect.IGNORED, "invoice without a readable id or customer")
         return await service.apply_invoice_payment(
             session, _context(event), snapshot, payment_status
         )

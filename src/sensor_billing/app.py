@@ -22,6 +22,7 @@ from sensor_billing.settings import Settings, get_settings
 from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
 from sensor_billing.webhooks.endpoint import install as install_webhook_route
 from sensor_billing.webhooks.recent import RecentEvents
+from sensor_billing.webhooks.recorder import EventRecorder
 
 READINESS_TIMEOUT_SECONDS = 2.0
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = create_session_factory(engine)
         app.state.redis = redis
         app.state.recent_events = RecentEvents()
+        app.state.event_recorder = EventRecorder(engine)
         # Thin webhook events are fetched in full from Stripe; without a key they answer 502.
         stripe_http = create_http_client() if settings.stripe_api_key else None
         app.state.stripe = (
@@ -62,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.event_recorder.aclose()
             if stripe_http is not None:
                 await stripe_http.close_async()  # type: ignore[no-untyped-call]
             await redis.aclose()

@@ -82,6 +82,13 @@ class EventFetchError(SensorBillingError):
     code = "event_fetch_failed"
 
 
+class RecordingInterruptedError(SensorBillingError):
+    """The process stopped before a delivery's event was recorded: answered 503, so that Stripe
+    delivers again."""
+
+    code = "shutting_down"
+
+
 class WebhookRejectedError(SensorBillingError):
     """A webhook delivery refused before anything was written. `code` names the problem."""
 

@@ -13,6 +13,7 @@ from sensor_billing.errors import (
     EventFetchError,
     OpsRequestError,
     PayloadTooLargeError,
+    RecordingInterruptedError,
     SensorBillingError,
     UnsupportedMediaTypeError,
     WebhookNotConfiguredError,
@@ -27,6 +28,7 @@ STATUS_BY_ERROR: dict[type[SensorBillingError], int] = {
     UnsupportedMediaTypeError: 415,
     WebhookRejectedError: 400,
     WebhookNotConfiguredError: 503,
+    RecordingInterruptedError: 503,
     # Stripe retries any non-2xx (docs: webhooks); 502 says the failure was upstream.
     EventFetchError: 502,
 }

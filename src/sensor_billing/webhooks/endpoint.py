@@ -15,7 +15,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from sqlalchemy.ext.asyncio import AsyncEngine
 from stripe import StripeClient
 
 from sensor_billing.db import SessionFactory
@@ -32,6 +31,7 @@ from sensor_billing.settings import Settings
 from sensor_billing.stripe_api.events import fetch_v2_event
 from sensor_billing.webhooks.envelope import StripeEventEnvelope, load_body, read_event
 from sensor_billing.webhooks.recent import RecentEvents
+from sensor_billing.webhooks.recorder import EventRecorder
 from sensor_billing.webhooks.service import (
     ALREADY_PROCESSED,
     EventFetcher,
@@ -114,7 +114,7 @@ async def receive_stripe_webhook(request: Request) -> Response:
     started = time.perf_counter()
     state = request.app.state
     settings: Settings = state.settings
-    engine: AsyncEngine = state.engine
+    recorder: EventRecorder = state.event_recorder
     sessions: SessionFactory = state.sessions
     event_id = event_type = "-"
     outcome = "rejected"
@@ -137,9 +137,9 @@ async def receive_stripe_webhook(request: Request) -> Response:
             processed = ANSWERED_BEFORE
         elif isinstance(envelope, ThinEventNotification):
             fetch_event = event_fetcher(getattr(state, "stripe", None))
-            processed = await deliver_thin_event(engine, sessions, envelope, fetch_event)
+            processed = await deliver_thin_event(recorder, sessions, envelope, fetch_event)
         else:
-            processed = await deliver_event(engine, sessions, envelope)
+            processed = await deliver_event(recorder, sessions, envelope)
         recent.add(event_id)  # committed now, by this request or an earlier one
         outcome = processed.outcome.value
         return Response(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 
+import asyncpg
 from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -45,24 +48,52 @@ RECORD_EVENT_SQL = (
 )
 
 
-async def record_event_autocommit(engine: AsyncEngine, event_id: str, event_type: str) -> bool:
-    """Record an event as a transaction of its own (one round trip); False for a duplicate.
+@asynccontextmanager
+async def autocommit_driver(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection's asyncpg connection, each statement its own transaction.
 
-    Goes to asyncpg directly: SQLAlchemy's statement execution costs more CPU than the round
-    trip on this hot path, and with AUTOCOMMIT there is no SQLAlchemy transaction to honour.
-    SQLAlchemy does not see errors raised past it, so it cannot tell a dead connection (the
-    server restarted or ended it) from a live one: any failure invalidates the connection
-    here, or the pool would hand the dead one out again for every later event.
+    Statements go to asyncpg directly: SQLAlchemy's statement execution costs more CPU than the
+    round trip on the webhook hot path, and with AUTOCOMMIT there is no SQLAlchemy transaction
+    to honour. SQLAlchemy does not see errors raised past it, so it cannot tell a dead
+    connection (the server restarted or ended it) from a live one: any failure invalidates the
+    connection here, or the pool would hand the dead one out again for every later event.
     """
     async with engine.connect() as connection:
         await connection.execution_options(isolation_level="AUTOCOMMIT")
         driver = (await connection.get_raw_connection()).driver_connection
         assert driver is not None
         try:
-            return await driver.fetchval(RECORD_EVENT_SQL, event_id, event_type) is not None
+            yield driver
         except BaseException:  # cancelled mid-statement too: the protocol state is unknown
             await connection.invalidate()
             raise
+
+
+async def record_event_autocommit(engine: AsyncEngine, event_id: str, event_type: str) -> bool:
+    """Record an event as a transaction of its own (one round trip); False for a duplicate."""
+    async with autocommit_driver(engine) as driver:
+        return await driver.fetchval(RECORD_EVENT_SQL, event_id, event_type) is not None
+
+
+# Many events in one statement. Rows go in the order given: callers sort the ids, so two
+# processes inserting overlapping batches take the unique index's locks in the same order
+# and cannot deadlock.
+RECORD_EVENTS_SQL = (
+    "INSERT INTO stripe_events (event_id, event_type)"
+    " SELECT * FROM unnest($1::text[], $2::text[])"
+    " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+
+
+async def record_events_autocommit(
+    engine: AsyncEngine, events: Sequence[tuple[str, str]]
+) -> set[str]:
+    """Record distinct (event id, type) pairs as one transaction; the ids that were new."""
+    async with autocommit_driver(engine) as driver:
+        rows = await driver.fetch(
+            RECORD_EVENTS_SQL, [event[0] for event in events], [event[1] for event in events]
+        )
+    return {str(row[0]) for row in rows}
 
 
 async def event_recorded(session: AsyncSession, event_id: str) -> bool:

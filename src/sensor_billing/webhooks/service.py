@@ -3,8 +3,9 @@
 `deliver_event` owns the delivery's transaction, the way a request or job wrapper does:
   - a type with a handler: one transaction records the event and runs the handler; any error
     rolls both back and propagates, so the endpoint answers 5xx and Stripe delivers again;
-  - a type without a handler: recording the event is its only effect, so one autocommit
-    `INSERT ... ON CONFLICT DO NOTHING` is the whole transaction (one round trip, not three).
+  - a type without a handler: recording the event is its only effect, so an autocommit
+    `INSERT ... ON CONFLICT DO NOTHING` is the whole transaction (one round trip, not three),
+    shared with the other deliveries waiting at that moment (`recorder.EventRecorder`).
 
 `deliver_thin_event` does the same for a thin event, whose full event is fetched from Stripe
 first, outside any transaction (a network call never holds a row lock). A fetch failure
@@ -18,8 +19,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from sensor_billing.billing.service import Effect, Result
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.metering import meter_errors
@@ -27,6 +26,7 @@ from sensor_billing.observability.metrics import record_meter_errors
 from sensor_billing.webhooks import repository
 from sensor_billing.webhooks.envelope import StripeEventEnvelope
 from sensor_billing.webhooks.handlers import HANDLERS
+from sensor_billing.webhooks.recorder import EventRecorder
 from sensor_billing.webhooks.thin_events import ThinEventNotification
 
 # (event id, context) -> the full event's JSON; raises `EventFetchError`.
@@ -49,11 +49,11 @@ ALREADY_PROCESSED = Result(Effect.UNCHANGED, "event already processed")
 
 
 async def deliver_event(
-    engine: AsyncEngine, sessions: SessionFactory, event: StripeEventEnvelope
+    recorder: EventRecorder, sessions: SessionFactory, event: StripeEventEnvelope
 ) -> Processed:
     handler = HANDLERS.get(event.type)
     if handler is None:
-        recorded = await repository.record_event_autocommit(engine, event.id, event.type)
+        recorded = await recorder.record(event.id, event.type)
         return Processed(Outcome.PROCESSED if recorded else Outcome.DUPLICATE, UNHANDLED)
 
     async with unit_of_work(sessions) as session:
@@ -63,15 +63,13 @@ async def deliver_event(
 
 
 async def deliver_thin_event(
-    engine: AsyncEngine,
+    recorder: EventRecorder,
     sessions: SessionFactory,
     notification: ThinEventNotification,
     fetch_event: EventFetcher,
 ) -> Processed:
     if notification.type not in meter_errors.METER_ERROR_EVENT_TYPES:
-        recorded = await repository.record_event_autocommit(
-            engine, notification.id, notification.type
-        )
+        recorded = await recorder.record(notification.id, notification.type)
         return Processed(Outcome.PROCESSED if recorded else Outcome.DUPLICATE, UNHANDLED)
 
     async with sessions() as session:

@@ -45,14 +45,33 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 
 
+def service_error_response(request: Request, error: SensorBillingError) -> Response:
+    if isinstance(error, OpsRequestError):
+        # The /ops pages answer a browser with a page (sign-in for 401), a script with JSON.
+        return ops_error_response(request, error)
+    code = getattr(error, "code", type(error).__name__)
+    return JSONResponse(error_body(code, str(error)), status_code=status_for(error))
+
+
+def unexpected_error_response(request: Request, error: Exception) -> Response:
+    # The traceback names code, not request data: no payload or secret reaches the log.
+    logger.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        error_body("internal_error", "the request failed; it can be retried"), status_code=500
+    )
+
+
+def error_response(request: Request, error: Exception) -> Response:
+    """The answer for an error raised by a route that runs outside FastAPI's handlers."""
+    if isinstance(error, SensorBillingError):
+        return service_error_response(request, error)
+    return unexpected_error_response(request, error)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SensorBillingError)
     async def service_error(request: Request, error: SensorBillingError) -> Response:
-        if isinstance(error, OpsRequestError):
-            # The /ops pages answer a browser with a page (sign-in for 401), a script with JSON.
-            return ops_error_response(request, error)
-        code = getattr(error, "code", type(error).__name__)
-        return JSONResponse(error_body(code, str(error)), status_code=status_for(error))
+        return service_error_response(request, error)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
@@ -68,9 +87,5 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("invalid_request", str(error.errors())), status_code=422)
 
     @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
-        # The traceback names code, not request data: no payload or secret reaches the log.
-        logger.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            error_body("internal_error", "the request failed; it can be retried"), status_code=500
-        )
+    async def unexpected_error(request: Request, error: Exception) -> Response:
+        return unexpected_error_response(request, error)

@@ -98,9 +98,9 @@ class EventRecorder:
                 len(events),
                 type(error).__name__,
             )
-            await asyncio.gather(
-                *(self._write({event_id: batch[event_id]}) for event_id, _ in events)
-            )
+            # One after another: up to MAX_BATCH inserts at once would drain the pool.
+            for event_id, _ in events:
+                await self._write({event_id: batch[event_id]})
             return
         for event_id, (_, answers) in batch.items():
             first, *copies = answers

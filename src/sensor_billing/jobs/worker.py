@@ -53,7 +53,7 @@ class MeteringWorker:
         settings: Settings,
         *,
         clock: Clock = utc_now,
-        http_client: stripe.HTTPXClient | None = None,
+        http_client: stripe.HTTPClient | None = None,
         concurrency: int | None = None,
         job_options: Mapping[str, Any] = METER_REPORT_JOB_OPTIONS,
         revive_after: timedelta = EXHAUSTED_JOB_COOL_DOWN,

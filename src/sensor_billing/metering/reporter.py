@@ -95,24 +95,28 @@ async def report_usage(
     throttle: Throttle,
     now: datetime,
 ) -> ReportResult:
-    row = await repository.report_for_send(session, identifier)
+    row = await repository.lock_report_for_send(session, identifier)
     if row is None:
         return ReportResult(Verdict.NO_REPORT, "no ledger row")
     if row.status != ReportStatus.PENDING:
         return ReportResult(Verdict.ALREADY_SENT if row.status == "sent" else Verdict(row.status))
     if not row.stripe_customer_id:
-        row.status, row.skip_reason = ReportStatus.SKIPPED, "organization has no Stripe customer"
-        return ReportResult(Verdict.SKIPPED, row.skip_reason)
+        reason = "organization has no Stripe customer"
+        await repository.update_report(
+            session, row.id, status=ReportStatus.SKIPPED.value, skip_reason=reason
+        )
+        return ReportResult(Verdict.SKIPPED, reason)
     timestamp = event_timestamp(row.window_end)
     if timestamp < oldest_sendable_timestamp(now).timestamp():
-        row.status = ReportStatus.FAILED
-        row.last_error = "Stripe's 35-day limit passed before Stripe accepted the report"
-        return ReportResult(Verdict.FAILED, row.last_error)
+        error = "Stripe's 35-day limit passed before Stripe accepted the report"
+        await repository.update_report(
+            session, row.id, status=ReportStatus.FAILED.value, last_error=error
+        )
+        return ReportResult(Verdict.FAILED, error)
 
-    await repository.lock_customer_meter(session, row.stripe_customer_id, row.event_name)
+    # The row and its (customer, meter) pair are locked (lock_report_for_send).
     await throttle()
-    row.attempts += 1
-    row.last_attempt_at = now
+    attempted = {"attempts": row.attempts + 1, "last_attempt_at": now}
     event = MeterEvent(
         event_name=row.event_name,
         customer_id=row.stripe_customer_id,
@@ -123,12 +127,14 @@ async def report_usage(
     try:
         accepted = await send(event)
     except StripeUnavailableError as error:
-        row.last_error = str(error)
+        await repository.update_report(session, row.id, **attempted, last_error=str(error))
         return ReportResult(Verdict.RETRY, str(error))
     except StripeRefusedError as error:
-        row.status, row.last_error = ReportStatus.FAILED, str(error)
+        await repository.update_report(
+            session, row.id, **attempted, status=ReportStatus.FAILED.value, last_error=str(error)
+        )
         return ReportResult(Verdict.FAILED, str(error))
-    row.status, row.sent_at, row.last_error = ReportStatus.SENT, now, None
+    await repository.mark_report_sent(session, row.id, now)
     return ReportResult(Verdict.SENT if accepted else Verdict.ALREADY_SENT)
 
 

@@ -297,10 +297,14 @@ LOCK_REPORT_FOR_SEND = select(
 )
 
 
-async def lock_report_for_send(session: AsyncSession, identifier: str) -> ReportForSend | None:
+# The meter worker's job runs on a plain connection (jobs/worker.py); the functions it calls
+# take either that or a session.
+async def lock_report_for_send(
+    connection: AsyncSession | AsyncConnection, identifier: str
+) -> ReportForSend | None:
     """The report, locked until the transaction ends (one sender per report at a time), and,
     when it is pending for a customer, its (customer, meter) pair locked too."""
-    row = (await session.execute(LOCK_REPORT_FOR_SEND, {"identifier": identifier})).first()
+    row = (await connection.execute(LOCK_REPORT_FOR_SEND, {"identifier": identifier})).first()
     if row is None:
         return None
     return ReportForSend(
@@ -328,15 +332,19 @@ MARK_REPORT_SENT = (
 )
 
 
-async def mark_report_sent(session: AsyncSession, report_id: int, now: datetime) -> None:
+async def mark_report_sent(
+    connection: AsyncSession | AsyncConnection, report_id: int, now: datetime
+) -> None:
     """A locked report Stripe has accepted now (or had already): one more attempt, sent."""
-    await session.execute(MARK_REPORT_SENT, {"report_id": report_id, "now": now})
+    await connection.execute(MARK_REPORT_SENT, {"report_id": report_id, "now": now})
 
 
-async def update_report(session: AsyncSession, report_id: int, **changes: Any) -> None:
+async def update_report(
+    connection: AsyncSession | AsyncConnection, report_id: int, **changes: Any
+) -> None:
     """Write what a failed send attempt (or the decision not to send) made of a locked report;
     built per call, so not for the hot path (`mark_report_sent`)."""
-    await session.execute(update(_reports).where(_reports.c.id == report_id).values(**changes))
+    await connection.execute(update(_reports).where(_reports.c.id == report_id).values(**changes))
 
 
 async def mark_sent(session: AsyncSession, report_ids: list[int], now: datetime) -> None:
@@ -362,17 +370,21 @@ async def lock_customer_meter(session: AsyncSession, customer_id: str, event_nam
     await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 1))))
 
 
-async def insert_job_report(session: AsyncSession, values: dict[str, Any]) -> None:
+async def insert_job_report(
+    connection: AsyncSession | AsyncConnection, values: dict[str, Any]
+) -> None:
     """A report that arrived as a job from another producer; kept once per identifier."""
-    await session.execute(
+    await connection.execute(
         insert(MeterReport)
         .values(source=ReportSource.JOB.value, **values)
         .on_conflict_do_nothing(index_elements=[MeterReport.identifier])
     )
 
 
-async def customer_of(session: AsyncSession, organization_id: uuid.UUID) -> str | None:
-    return await session.scalar(
+async def customer_of(
+    connection: AsyncSession | AsyncConnection, organization_id: uuid.UUID
+) -> str | None:
+    return await connection.scalar(
         select(Organization.stripe_customer_id).where(
             Organization.id == organization_id,
             Organization.stripe_customer_deleted_at.is_(None),

@@ -18,12 +18,13 @@ import pytest
 
 from sensor_billing.settings import Settings
 from tests.faults.checks import Settled, on_a_fast_schedule, tally_sweeps
-from tests.faults.servers import CountingHTTPXClient, RedisServer
+from tests.faults.servers import CountingStripeHTTPClient, RedisServer
 
 # The metering suite's fixtures, shared rather than copied.
 from tests.metering.conftest import (  # noqa: F401
     CLIENT_TIMEOUT_SECONDS,
     HTTP_CLIENTS,
+    close_http_clients,
     collect_garbage_while_the_loop_runs,
     make_worker,
     running_standin,
@@ -85,10 +86,10 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def stripe_calls() -> CountingHTTPXClient:
+def stripe_calls() -> CountingStripeHTTPClient:
     """An HTTP client for an in-process worker (`make_worker(http_client=stripe_calls)`) that
     counts its meter-event calls; closed with the metering fixtures' clients."""
-    client = CountingHTTPXClient(timeout=CLIENT_TIMEOUT_SECONDS)
+    client = CountingStripeHTTPClient(timeout=CLIENT_TIMEOUT_SECONDS)
     HTTP_CLIENTS.append(client)
     return client
 
@@ -97,7 +98,7 @@ def stripe_calls() -> CountingHTTPXClient:
 def start_worker(
     make_worker: Any,  # noqa: F811 (the shared fixture, requested)
     worker_settings: Settings,  # noqa: F811 (the shared fixture, requested)
-    stripe_calls: CountingHTTPXClient,
+    stripe_calls: CountingStripeHTTPClient,
 ) -> Any:
     """`await start_worker(**setting_updates)`: an in-process worker on a fast close-windows
     schedule, with its Stripe calls and its sweeps counted. Returns (worker, sweeps)."""

@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-import stripe
-
+from sensor_billing.stripe_api.client import StripeHTTPClient
 from tests.metering.test_worker_process import COMMAND, die_with_parent
 from tests.support.net import free_port
 
@@ -150,7 +149,7 @@ def start_worker_process(env: dict[str, str], log: IO[bytes]) -> subprocess.Pope
     )
 
 
-class CountingHTTPXClient(stripe.HTTPXClient):
+class CountingStripeHTTPClient(StripeHTTPClient):
     """The worker's Stripe HTTP client, counting meter-event calls and how each ended: the
     calls the worker really made, including those whose transaction was rolled back."""
 

@@ -21,7 +21,7 @@ from tests.faults.checks import (
     settle,
     standin_state,
 )
-from tests.faults.servers import CountingHTTPXClient, TcpProxy
+from tests.faults.servers import CountingStripeHTTPClient, TcpProxy
 from tests.metering.conftest import DAY
 from tests.metering.test_worker_process import wait_for
 from tests.support.databases import terminate_backends
@@ -38,7 +38,7 @@ async def test_worker_connections_terminated_mid_run_bill_every_window_once(
     standin: RunningStandin,
     start_worker: Any,
     observe: Any,
-    stripe_calls: CountingHTTPXClient,
+    stripe_calls: CountingStripeHTTPClient,
 ) -> None:
     orgs = await days_of_usage(sessions, organizations=6, days=10, seed=50)
     await control(standin, "config", StandinConfig(processing_latency_seconds=0.03))
@@ -79,7 +79,7 @@ async def test_worker_database_unreachable_for_a_while_bills_every_window_once(
     start_worker: Any,
     database_url: str,
     observe: Any,
-    stripe_calls: CountingHTTPXClient,
+    stripe_calls: CountingStripeHTTPClient,
 ) -> None:
     orgs = await days_of_usage(sessions, organizations=6, days=10, seed=51)
     await control(standin, "config", StandinConfig(processing_latency_seconds=0.03))

@@ -18,7 +18,7 @@ from tests.faults.checks import (
     settle,
     standin_state,
 )
-from tests.faults.servers import CountingHTTPXClient, RedisServer
+from tests.faults.servers import CountingStripeHTTPClient, RedisServer
 from tests.metering.conftest import DAY
 from tests.metering.test_worker_process import wait_for
 
@@ -32,7 +32,7 @@ async def test_redis_restarted_mid_run_loses_jobs_but_no_usage(
     standin: RunningStandin,
     start_worker: Any,
     observe: Any,
-    stripe_calls: CountingHTTPXClient,
+    stripe_calls: CountingStripeHTTPClient,
 ) -> None:
     orgs = await days_of_usage(sessions, organizations=6, days=10, seed=40)
     await control(standin, "config", StandinConfig(processing_latency_seconds=0.03))

@@ -10,7 +10,7 @@ import pytest
 from sensor_billing.db import SessionFactory
 from sensor_billing.devtools.stripe_standin import FaultPlan, RunningStandin, StandinConfig
 from tests.faults.checks import assert_usage_exact, control, days_of_usage, settle
-from tests.faults.servers import CountingHTTPXClient
+from tests.faults.servers import CountingStripeHTTPClient
 from tests.metering.conftest import CLIENT_TIMEOUT_SECONDS, DAY
 
 pytestmark = pytest.mark.faults
@@ -21,7 +21,7 @@ async def test_thirty_percent_of_stripe_calls_failing_bills_every_window_once(
     standin: RunningStandin,
     start_worker: Any,
     observe: Any,
-    stripe_calls: CountingHTTPXClient,
+    stripe_calls: CountingStripeHTTPClient,
 ) -> None:
     orgs = await days_of_usage(sessions, organizations=6, days=10, seed=30)
     # 7.5% each of 429, 500, timeout and dropped connection. The last three happen after
@@ -63,7 +63,7 @@ async def test_stripe_answering_after_the_client_gave_up_bills_every_window_once
     standin: RunningStandin,
     start_worker: Any,
     observe: Any,
-    stripe_calls: CountingHTTPXClient,
+    stripe_calls: CountingStripeHTTPClient,
 ) -> None:
     orgs = await days_of_usage(sessions, organizations=4, days=6, seed=31)
     # Every call takes longer than the client waits: each is recorded after the client timed

@@ -22,6 +22,7 @@ from sensor_billing.devtools.stripe_standin import (
 from sensor_billing.jobs.registry import METER_REPORT_JOB_OPTIONS
 from sensor_billing.jobs.worker import MeteringWorker
 from sensor_billing.settings import Settings, load_settings
+from sensor_billing.stripe_api.client import StripeHTTPClient, create_http_client
 
 # The seed's retry policy with the backoff scaled from 5 s to 20 ms: same shape, fast tests.
 FAST_JOB_OPTIONS = {**METER_REPORT_JOB_OPTIONS, "backoff": {"type": "exponential", "delay": 20}}
@@ -37,13 +38,13 @@ def running_standin() -> Iterator[RunningStandin]:
         yield standin
 
 
-HTTP_CLIENTS: list[stripe.HTTPXClient] = []
+HTTP_CLIENTS: list[stripe.HTTPClient] = []
 
 
-def make_http_client() -> stripe.HTTPXClient:
-    """Stripe's HTTPX client with a short timeout (injected timeouts last longer); closed
-    after each test."""
-    http = stripe.HTTPXClient(timeout=CLIENT_TIMEOUT_SECONDS)
+def make_http_client() -> StripeHTTPClient:
+    """The service's Stripe HTTP client with a short timeout (injected timeouts last longer);
+    closed after each test."""
+    http = create_http_client(timeout=CLIENT_TIMEOUT_SECONDS)
     HTTP_CLIENTS.append(http)
     return http
 
@@ -113,9 +114,16 @@ async def make_worker(
             await worker.stop()
         except Exception as error:  # stop the others, then report
             errors.append(error)
+    assert not errors, errors
+
+
+@pytest.fixture(autouse=True)
+async def close_http_clients() -> AsyncIterator[None]:
+    """Close every client `make_http_client` made during the test (autouse: torn down after
+    the workers that use them have stopped). aiohttp warns about a session left open."""
+    yield
     while HTTP_CLIENTS:
         await HTTP_CLIENTS.pop().close_async()  # type: ignore[no-untyped-call]
-    assert not errors, errors
 
 
 async def ledger_counts(sessions: SessionFactory) -> dict[str, int]:

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sensor_billing.db import SessionFactory
 from sensor_billing.settings import Settings, load_settings
 from tests.metering.conftest import (  # noqa: F401 - fixtures, found by name
+    close_http_clients,
     collect_garbage_while_the_loop_runs,
     make_worker,
     running_standin,

@@ -9,7 +9,7 @@ import stripe
 
 from sensor_billing.devtools.stripe_standin import DEFAULT_API_KEY, RunningStandin, run_in_thread
 from sensor_billing.settings import load_settings
-from sensor_billing.stripe_api.client import create_stripe_client
+from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +31,6 @@ async def client(standin: RunningStandin) -> AsyncIterator[stripe.StripeClient]:
         stripe_api_base=standin.url,
         stripe_meter_events_base=standin.url,
     )
-    http = stripe.HTTPXClient(timeout=5.0)
+    http = create_http_client(timeout=5.0)
     yield create_stripe_client(settings, http_client=http)
     await http.close_async()  # type: ignore[no-untyped-call]  # unannotated in the SDK

@@ -8,6 +8,7 @@ import pytest
 from sensor_billing.db import SessionFactory
 from sensor_billing.settings import Settings, load_settings
 from tests.metering.conftest import (  # noqa: F401 - fixtures, found by name
+    close_http_clients,
     running_standin,
     standin,
 )

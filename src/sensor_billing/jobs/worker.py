@@ -53,7 +53,7 @@ class MeteringWorker:
         settings: Settings,
         *,
         clock: Clock = utc_now,
-        http_client: stripe.HTTPXClient | None = None,
+        http_client: stripe.HTTPClient | None = None,
         concurrency: int | None = None,
         job_options: Mapping[str, Any] = METER_REPORT_JOB_OPTIONS,
         revive_after: timedelta = EXHAUSTED_JOB_COOL_DOWN,
@@ -175,12 +175,15 @@ class MeteringWorker:
         except InvalidJobDataError as error:
             record_meter_report(Verdict.FAILED)
             raise UnrecoverableError(str(error)) from None
-        async with unit_of_work(self.sessions) as session:
+        # The job's unit of work: committed when the block succeeds, rolled back otherwise. A
+        # connection rather than an ORM session: the job's statements are Core, and the
+        # session's own bookkeeping cost ~0.25 ms of CPU per job (benchmarks/metering_reporting).
+        async with self.engine.begin() as connection:
             identifier = await ledger_identifier_for_job(
-                session, str(job.id), int(job.timestamp), data
+                connection, str(job.id), int(job.timestamp), data
             )
             result = await report_usage(
-                session,
+                connection,
                 identifier,
                 send=self._send,
                 throttle=self.limiter.acquire,

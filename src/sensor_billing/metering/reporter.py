@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from sensor_billing.db.schema import ReportStatus
 from sensor_billing.errors import StripeRefusedError, StripeUnavailableError
@@ -57,7 +57,10 @@ def foreign_identifier(job_id: str, job_timestamp_ms: int) -> str:
 
 
 async def ledger_identifier_for_job(
-    session: AsyncSession, job_id: str, job_timestamp_ms: int, data: MeterReportJobData
+    connection: AsyncSession | AsyncConnection,
+    job_id: str,
+    job_timestamp_ms: int,
+    data: MeterReportJobData,
 ) -> str:
     """The ledger row a job reports: a window's own (job id = identifier; `report_usage`
     finds it, or says it is gone), or, for a job another producer added, a row created now
@@ -68,9 +71,9 @@ async def ledger_identifier_for_job(
     moment = datetime.fromtimestamp(
         data.timestamp if data.timestamp is not None else job_timestamp_ms // 1000, UTC
     )
-    customer = await repository.customer_of(session, data.organization_id)
+    customer = await repository.customer_of(connection, data.organization_id)
     await repository.insert_job_report(
-        session,
+        connection,
         {
             "organization_id": data.organization_id,
             "event_name": data.event_name,
@@ -88,31 +91,35 @@ async def ledger_identifier_for_job(
 
 
 async def report_usage(
-    session: AsyncSession,
+    connection: AsyncSession | AsyncConnection,
     identifier: str,
     *,
     send: Sender,
     throttle: Throttle,
     now: datetime,
 ) -> ReportResult:
-    row = await repository.report_for_send(session, identifier)
+    row = await repository.lock_report_for_send(connection, identifier)
     if row is None:
         return ReportResult(Verdict.NO_REPORT, "no ledger row")
     if row.status != ReportStatus.PENDING:
         return ReportResult(Verdict.ALREADY_SENT if row.status == "sent" else Verdict(row.status))
     if not row.stripe_customer_id:
-        row.status, row.skip_reason = ReportStatus.SKIPPED, "organization has no Stripe customer"
-        return ReportResult(Verdict.SKIPPED, row.skip_reason)
+        reason = "organization has no Stripe customer"
+        await repository.update_report(
+            connection, row.id, status=ReportStatus.SKIPPED.value, skip_reason=reason
+        )
+        return ReportResult(Verdict.SKIPPED, reason)
     timestamp = event_timestamp(row.window_end)
     if timestamp < oldest_sendable_timestamp(now).timestamp():
-        row.status = ReportStatus.FAILED
-        row.last_error = "Stripe's 35-day limit passed before Stripe accepted the report"
-        return ReportResult(Verdict.FAILED, row.last_error)
+        error = "Stripe's 35-day limit passed before Stripe accepted the report"
+        await repository.update_report(
+            connection, row.id, status=ReportStatus.FAILED.value, last_error=error
+        )
+        return ReportResult(Verdict.FAILED, error)
 
-    await repository.lock_customer_meter(session, row.stripe_customer_id, row.event_name)
+    # The row and its (customer, meter) pair are locked (lock_report_for_send).
     await throttle()
-    row.attempts += 1
-    row.last_attempt_at = now
+    attempted = {"attempts": row.attempts + 1, "last_attempt_at": now}
     event = MeterEvent(
         event_name=row.event_name,
         customer_id=row.stripe_customer_id,
@@ -123,12 +130,14 @@ async def report_usage(
     try:
         accepted = await send(event)
     except StripeUnavailableError as error:
-        row.last_error = str(error)
+        await repository.update_report(connection, row.id, **attempted, last_error=str(error))
         return ReportResult(Verdict.RETRY, str(error))
     except StripeRefusedError as error:
-        row.status, row.last_error = ReportStatus.FAILED, str(error)
+        await repository.update_report(
+            connection, row.id, **attempted, status=ReportStatus.FAILED.value, last_error=str(error)
+        )
         return ReportResult(Verdict.FAILED, str(error))
-    row.status, row.sent_at, row.last_error = ReportStatus.SENT, now, None
+    await repository.mark_report_sent(connection, row.id, now)
     return ReportResult(Verdict.SENT if accepted else Verdict.ALREADY_SENT)
 
 

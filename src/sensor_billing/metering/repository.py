@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy import Table, and_, bindparam, case, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -238,14 +238,113 @@ async def count_pending(session: AsyncSession) -> int:
     return int(value or 0)
 
 
-async def report_for_send(session: AsyncSession, identifier: str) -> MeterReport | None:
-    """The report, locked until the transaction ends: one sender per report at a time."""
-    return await session.scalar(
-        select(MeterReport)
-        .where(MeterReport.identifier == identifier)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+# The table, for Core statements (mypy types an ORM class's __table__ as any FromClause).
+_reports = cast(Table, MeterReport.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportForSend:
+    """What the reporter reads of a ledger row it is about to send, locked."""
+
+    id: int
+    identifier: str
+    event_name: str
+    stripe_customer_id: str | None
+    value: int
+    window_end: datetime
+    status: str
+    attempts: int
+
+
+# Built once, Core on the table (SQLAlchemy's compiled cache): the meter worker runs these
+# once per job, and the ORM's per-statement CPU (identity map, flush) was the largest part of
+# a job's cost after the Stripe call (benchmarks/metering_reporting.py).
+#
+# The row first (one sender per row), then, for a row that will be sent, the (customer, meter)
+# lock: Stripe allows one concurrent meter event call per customer and meter (docs:
+# rate-limits). MATERIALIZED keeps that order, the one `corrections` takes them in: the outer
+# projection runs on the row the CTE has already locked (and re-read, if a concurrent sender
+# changed it while this waited). The key is `lock_customer_meter`'s.
+_locked = (
+    select(
+        _reports.c.id,
+        _reports.c.identifier,
+        _reports.c.event_name,
+        _reports.c.stripe_customer_id,
+        _reports.c.value,
+        _reports.c.window_end,
+        _reports.c.status,
+        _reports.c.attempts,
     )
+    .where(_reports.c.identifier == bindparam("identifier"))
+    .with_for_update()
+    .cte("report")
+    .prefix_with("MATERIALIZED")
+)
+LOCK_REPORT_FOR_SEND = select(
+    _locked,
+    case(
+        (
+            and_(
+                _locked.c.status == ReportStatus.PENDING.value,
+                _locked.c.stripe_customer_id.is_not(None),
+            ),
+            func.pg_advisory_xact_lock(
+                func.hashtextextended(_locked.c.stripe_customer_id + "/" + _locked.c.event_name, 1)
+            ),
+        )
+    ).label("customer_meter_locked"),
+)
+
+
+# The meter worker's job runs on a plain connection (jobs/worker.py); the functions it calls
+# take either that or a session.
+async def lock_report_for_send(
+    connection: AsyncSession | AsyncConnection, identifier: str
+) -> ReportForSend | None:
+    """The report, locked until the transaction ends (one sender per report at a time), and,
+    when it is pending for a customer, its (customer, meter) pair locked too."""
+    row = (await connection.execute(LOCK_REPORT_FOR_SEND, {"identifier": identifier})).first()
+    if row is None:
+        return None
+    return ReportForSend(
+        id=row.id,
+        identifier=row.identifier,
+        event_name=row.event_name,
+        stripe_customer_id=row.stripe_customer_id,
+        value=row.value,
+        window_end=row.window_end,
+        status=row.status,
+        attempts=row.attempts,
+    )
+
+
+MARK_REPORT_SENT = (
+    update(_reports)
+    .where(_reports.c.id == bindparam("report_id"))
+    .values(
+        status=ReportStatus.SENT.value,
+        attempts=_reports.c.attempts + 1,
+        last_attempt_at=bindparam("now"),
+        sent_at=bindparam("now"),
+        last_error=None,
+    )
+)
+
+
+async def mark_report_sent(
+    connection: AsyncSession | AsyncConnection, report_id: int, now: datetime
+) -> None:
+    """A locked report Stripe has accepted now (or had already): one more attempt, sent."""
+    await connection.execute(MARK_REPORT_SENT, {"report_id": report_id, "now": now})
+
+
+async def update_report(
+    connection: AsyncSession | AsyncConnection, report_id: int, **changes: Any
+) -> None:
+    """Write what a failed send attempt (or the decision not to send) made of a locked report;
+    built per call, so not for the hot path (`mark_report_sent`)."""
+    await connection.execute(update(_reports).where(_reports.c.id == report_id).values(**changes))
 
 
 async def mark_sent(session: AsyncSession, report_ids: list[int], now: datetime) -> None:
@@ -265,22 +364,27 @@ async def mark_sent(session: AsyncSession, report_ids: list[int], now: datetime)
 
 async def lock_customer_meter(session: AsyncSession, customer_id: str, event_name: str) -> None:
     """Stripe allows one concurrent meter event call per customer and meter (docs:
-    rate-limits): every worker takes this lock around the call."""
+    rate-limits): every worker takes this lock around the call (the meter worker through
+    `lock_report_for_send`, same key)."""
     key = f"{customer_id}/{event_name}"
     await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 1))))
 
 
-async def insert_job_report(session: AsyncSession, values: dict[str, Any]) -> None:
+async def insert_job_report(
+    connection: AsyncSession | AsyncConnection, values: dict[str, Any]
+) -> None:
     """A report that arrived as a job from another producer; kept once per identifier."""
-    await session.execute(
+    await connection.execute(
         insert(MeterReport)
         .values(source=ReportSource.JOB.value, **values)
         .on_conflict_do_nothing(index_elements=[MeterReport.identifier])
     )
 
 
-async def customer_of(session: AsyncSession, organization_id: uuid.UUID) -> str | None:
-    return await session.scalar(
+async def customer_of(
+    connection: AsyncSession | AsyncConnection, organization_id: uuid.UUID
+) -> str | None:
+    return await connection.scalar(
         select(Organization.stripe_customer_id).where(
             Organization.id == organization_id,
             Organization.stripe_customer_deleted_at.is_(None),

@@ -14,10 +14,15 @@ Via = Literal["v1", "v2"]
 Formula = Literal["sum", "count", "last"]
 
 _ID_ALPHABET = string.ascii_letters + string.digits
+# Random bytes to id characters in one `bytes.translate`: a character per byte, instead of a
+# `secrets.choice` (an os.urandom call) per character, which was a fifth of the stand-in's CPU
+# per meter event call. Ids need to be unique, not evenly spread: the slight lean towards the
+# first 256 % 62 characters costs nothing.
+_BYTE_TO_ID_CHARACTER = bytes(ord(_ID_ALPHABET[byte % len(_ID_ALPHABET)]) for byte in range(256))
 
 
 def new_id(prefix: str, length: int = 24) -> str:
-    return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+    return prefix + secrets.token_bytes(length).translate(_BYTE_TO_ID_CHARACTER).decode("ascii")
 
 
 def rfc3339(unix_seconds: float) -> str:

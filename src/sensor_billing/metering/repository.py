@@ -347,6 +347,25 @@ async def update_report(
     await connection.execute(update(_reports).where(_reports.c.id == report_id).values(**changes))
 
 
+async def lock_stream_batch(session: AsyncSession, limit: int) -> list[MeterReport]:
+    """Up to `limit` pending window rows with a customer, oldest first, locked for this
+    transaction; rows another transaction holds (a running job, another sender) are skipped."""
+    return list(
+        await session.scalars(
+            select(MeterReport)
+            .where(
+                MeterReport.status == ReportStatus.PENDING,
+                MeterReport.source == ReportSource.WINDOW,
+                MeterReport.stripe_customer_id.is_not(None),
+            )
+            # The pending rows' partial index is on created_at: no sort of the backlog.
+            .order_by(MeterReport.created_at, MeterReport.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+
+
 async def mark_sent(session: AsyncSession, report_ids: list[int], now: datetime) -> None:
     """One statement for a whole batch (the stream path sends 100 at a time)."""
     await session.execute(

@@ -13,10 +13,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import stripe
-from sqlalchemy import select
 
 from sensor_billing.db import SessionFactory, unit_of_work
-from sensor_billing.db.schema import MeterReport, ReportSource, ReportStatus
 from sensor_billing.metering import repository
 from sensor_billing.metering.windows import event_timestamp, oldest_sendable_timestamp
 from sensor_billing.stripe_api.meter_events import map_stripe_error
@@ -81,20 +79,7 @@ async def _send_batches(
     sendable_from = oldest_sendable_timestamp(now).timestamp()
     while sent < limit:
         async with unit_of_work(sessions) as session:
-            rows = list(
-                await session.scalars(
-                    select(MeterReport)
-                    .where(
-                        MeterReport.status == ReportStatus.PENDING,
-                        MeterReport.source == ReportSource.WINDOW,
-                        MeterReport.stripe_customer_id.is_not(None),
-                    )
-                    # The pending rows' partial index is on created_at: no sort of the backlog.
-                    .order_by(MeterReport.created_at, MeterReport.id)
-                    .limit(min(STREAM_BATCH, limit - sent))
-                    .with_for_update(skip_locked=True)
-                )
-            )
+            rows = await repository.lock_stream_batch(session, min(STREAM_BATCH, limit - sent))
             rows = [row for row in rows if event_timestamp(row.window_end) >= sendable_from]
             if not rows:
                 return sent

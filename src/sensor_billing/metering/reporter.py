@@ -137,7 +137,7 @@ async def report_usage(
             connection, row.id, **attempted, status=ReportStatus.FAILED.value, last_error=str(error)
         )
         return ReportResult(Verdict.FAILED, str(error))
-    await repository.mark_report_sent(connection, row.id, now)
+    await repository.mark_sent(connection, [row.id], now)
     return ReportResult(Verdict.SENT if accepted else Verdict.ALREADY_SENT)
 
 

@@ -7,8 +7,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, case, func, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    BigInteger,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    case,
+    func,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from sensor_billing.db.schema import (
@@ -319,9 +331,10 @@ async def lock_report_for_send(
     )
 
 
-MARK_REPORT_SENT = (
+# One statement for one report (the job path) and for a batch (the stream path, 100 at once).
+MARK_SENT = (
     update(_reports)
-    .where(_reports.c.id == bindparam("report_id"))
+    .where(_reports.c.id == any_(bindparam("report_ids", type_=ARRAY(BigInteger))))
     .values(
         status=ReportStatus.SENT.value,
         attempts=_reports.c.attempts + 1,
@@ -332,18 +345,18 @@ MARK_REPORT_SENT = (
 )
 
 
-async def mark_report_sent(
-    connection: AsyncSession | AsyncConnection, report_id: int, now: datetime
+async def mark_sent(
+    connection: AsyncSession | AsyncConnection, report_ids: list[int], now: datetime
 ) -> None:
-    """A locked report Stripe has accepted now (or had already): one more attempt, sent."""
-    await connection.execute(MARK_REPORT_SENT, {"report_id": report_id, "now": now})
+    """Locked reports Stripe has accepted now (or had already): one more attempt each, sent."""
+    await connection.execute(MARK_SENT, {"report_ids": report_ids, "now": now})
 
 
 async def update_report(
     connection: AsyncSession | AsyncConnection, report_id: int, **changes: Any
 ) -> None:
     """Write what a failed send attempt (or the decision not to send) made of a locked report;
-    built per call, so not for the hot path (`mark_report_sent`)."""
+    built per call, so not for the hot path (`mark_sent`)."""
     await connection.execute(update(_reports).where(_reports.c.id == report_id).values(**changes))
 
 
@@ -363,21 +376,6 @@ async def lock_stream_batch(session: AsyncSession, limit: int) -> list[MeterRepo
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-    )
-
-
-async def mark_sent(session: AsyncSession, report_ids: list[int], now: datetime) -> None:
-    """One statement for a whole batch (the stream path sends 100 at a time)."""
-    await session.execute(
-        update(MeterReport)
-        .where(MeterReport.id.in_(report_ids))
-        .values(
-            status=ReportStatus.SENT,
-            sent_at=now,
-            last_attempt_at=now,
-            attempts=MeterReport.attempts + 1,
-        )
-        .execution_options(synchronize_session=False)
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from typing import Final
 
@@ -68,7 +69,7 @@ class EventRecorder:
         batch: dict[str, tuple[str, list[asyncio.Future[bool]]]] = {}
         try:
             while self._waiting:
-                batch = dict(list(self._waiting.items())[: self._max_batch])
+                batch = dict(itertools.islice(self._waiting.items(), self._max_batch))
                 for event_id in batch:
                     del self._waiting[event_id]
                 await self._write(batch)
@@ -86,7 +87,10 @@ class EventRecorder:
         try:
             if len(events) == 1:
                 event_id, event_type = events[0]
-                new = {event_id} if await self._record_one(event_id, event_type) else set()
+                recorded = await repository.record_event_autocommit(
+                    self._engine, event_id, event_type
+                )
+                new = {event_id} if recorded else set()
             else:
                 new = await repository.record_events_autocommit(self._engine, events)
         except Exception as error:
@@ -107,9 +111,6 @@ class EventRecorder:
             _answer(first, event_id in new)
             for copy in copies:
                 _answer(copy, False)
-
-    async def _record_one(self, event_id: str, event_type: str) -> bool:
-        return await repository.record_event_autocommit(self._engine, event_id, event_type)
 
     @staticmethod
     def _fail(answers: list[asyncio.Future[bool]], error: Exception) -> None:

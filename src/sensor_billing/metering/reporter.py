@@ -29,6 +29,8 @@ Throttle = Callable[[], Awaitable[None]]
 # Window rows' identifiers start with this (see CLOSE_WINDOWS); a job with such an id and no
 # row is stale (its organization was deleted), never a foreign report.
 WINDOW_IDENTIFIER_PREFIX = "sb."
+# Rows made for other producers' jobs (`foreign_identifier`) start with this.
+FOREIGN_IDENTIFIER_PREFIX = "job."
 
 
 class Verdict(enum.StrEnum):
@@ -50,10 +52,10 @@ class ReportResult:
 def foreign_identifier(job_id: str, job_timestamp_ms: int) -> str:
     """The identifier of a report another producer added as a job: its job id plus its
     creation time, so ids that restart after a Redis wipe never collide."""
-    identifier = f"job.{job_id}.{job_timestamp_ms}"
+    identifier = f"{FOREIGN_IDENTIFIER_PREFIX}{job_id}.{job_timestamp_ms}"
     if len(identifier) <= 100:
         return identifier
-    return "job." + hashlib.sha256(identifier.encode()).hexdigest()
+    return FOREIGN_IDENTIFIER_PREFIX + hashlib.sha256(identifier.encode()).hexdigest()
 
 
 async def ledger_identifier_for_job(
@@ -66,6 +68,13 @@ async def ledger_identifier_for_job(
     finds it, or says it is gone), or, for a job another producer added, a row created now
     under an identifier derived from the job id."""
     if job_id.startswith(WINDOW_IDENTIFIER_PREFIX):
+        return job_id
+    # The sweep's job for a pending row that another producer's job created carries the row's
+    # identifier as its id. Deriving a new identifier from it would make a second row for the
+    # same usage, and both would be billed.
+    if job_id.startswith(FOREIGN_IDENTIFIER_PREFIX) and await repository.has_report(
+        connection, job_id
+    ):
         return job_id
     identifier = foreign_identifier(job_id, job_timestamp_ms)
     moment = datetime.fromtimestamp(

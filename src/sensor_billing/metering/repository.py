@@ -398,6 +398,13 @@ async def insert_job_report(
     )
 
 
+async def has_report(connection: AsyncSession | AsyncConnection, identifier: str) -> bool:
+    found = await connection.scalar(
+        select(MeterReport.id).where(MeterReport.identifier == identifier).limit(1)
+    )
+    return found is not None
+
+
 async def customer_of(
     connection: AsyncSession | AsyncConnection, organization_id: uuid.UUID
 ) -> str | None:

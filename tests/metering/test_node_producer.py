@@ -1,0 +1,177 @@
+"""A `meter:report` job added by Node BullMQ, as the TypeScript backend adds it, is reported like
+any other: the Python worker takes it off the shared queue, gives it a ledger row, honours the
+job's own retry options, and Stripe counts it once, however it is retried or swept.
+
+The producer is real Node BullMQ (tests/support/node_producer, installed by
+scripts/ensure-node-producer), so these tests also pin the two libraries' queue format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bullmq import Job
+from sqlalchemy import select, text
+
+from sensor_billing.db import SessionFactory, unit_of_work
+from sensor_billing.db.schema import MeterReport
+from sensor_billing.devtools.stripe_standin import FaultPlan, RunningStandin
+from sensor_billing.jobs import QueueNames
+from sensor_billing.jobs.connection import open_queue
+from sensor_billing.jobs.registry import METER_REPORT_JOB_OPTIONS
+from tests.metering.conftest import FAST_JOB_OPTIONS, drain
+
+PRODUCER = Path(__file__).resolve().parents[1] / "support" / "node_producer"
+NOW = datetime.now(UTC)
+
+
+def require_node_producer() -> None:
+    if shutil.which("node") and (PRODUCER / "node_modules" / "bullmq").is_dir():
+        return
+    message = f"node or {PRODUCER}/node_modules is missing: run scripts/ensure-node-producer"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+async def add_with_node(redis_url: str, data: dict[str, Any], options: dict[str, Any]) -> str:
+    """`queue.add('meter:report', data, options)` in Node BullMQ; the new job's id."""
+    require_node_producer()
+    process = await asyncio.create_subprocess_exec(
+        "node",
+        str(PRODUCER / "add_meter_report.js"),
+        json.dumps({"redisUrl": redis_url, "data": data, "options": options}),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    return str(json.loads(out)["id"])
+
+
+async def organization(sessions: SessionFactory, customer: str | None = "cus_node") -> uuid.UUID:
+    org_id = uuid.uuid4()
+    async with unit_of_work(sessions) as session:
+        await session.execute(
+            text(
+                "INSERT INTO organizations (id, name, stripe_customer_id)"
+                " VALUES (:id, 'Node producer org', :customer)"
+            ),
+            {"id": org_id, "customer": customer},
+        )
+    return org_id
+
+
+async def wait_for_state(queue: Any, job_id: str, state: str, within: float = 30) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (current := await queue.getJobState(job_id)) != state:
+        assert loop.time() < deadline, f"job {job_id} is {current}, not {state}"
+        await asyncio.sleep(0.05)
+
+
+async def job_rows(sessions: SessionFactory) -> list[MeterReport]:
+    async with sessions() as session:
+        return list(await session.scalars(select(MeterReport).where(MeterReport.source == "job")))
+
+
+def seed_data(org_id: uuid.UUID, value: Any = 42) -> dict[str, Any]:
+    """The seed's MeterReportJobData, as the TypeScript backend writes it."""
+    return {
+        "organizationId": str(org_id),
+        "eventName": "temperature_readings",
+        "value": value,
+        "timestamp": int(NOW.timestamp()) - 60,
+    }
+
+
+async def test_a_node_job_with_the_seed_options_is_reported_once(
+    sessions: SessionFactory, standin: RunningStandin, make_worker: Any, redis_url: str
+) -> None:
+    org_id = await organization(sessions)
+    job_id = await add_with_node(redis_url, seed_data(org_id), METER_REPORT_JOB_OPTIONS)
+    queue = open_queue(redis_url, QueueNames.METER_REPORTING)
+    try:
+        # Python bullmq reads Node's options as written: the seed's retry policy applies.
+        job = await Job.fromId(queue, job_id)
+        assert job.name == "meter:report"
+        assert job.opts["attempts"] == 5
+        assert job.opts["backoff"] == {"type": "exponential", "delay": 5000}
+
+        worker = make_worker()
+        await worker.start()
+        await wait_for_state(queue, job_id, "completed")
+    finally:
+        await queue.close()
+
+    [row] = await job_rows(sessions)
+    assert row.identifier.startswith(f"job.{job_id}.")
+    assert (row.status, row.value, row.stripe_customer_id) == ("sent", 42, "cus_node")
+    events = standin.state.accepted_events()
+    assert [(e.customer, e.event_name, e.value, e.identifier) for e in events] == [
+        ("cus_node", "temperature_readings", "42", row.identifier)
+    ]
+    assert events[0].timestamp == seed_data(org_id)["timestamp"]
+
+
+async def test_a_node_job_gets_its_own_attempts_then_the_sweep_reports_its_row_once(
+    sessions: SessionFactory, standin: RunningStandin, make_worker: Any, redis_url: str
+) -> None:
+    """Stripe down through all of a Node job's attempts: the job fails, its ledger row stays
+    pending; after the outage the sweep gives that same row a new job, and Stripe gets the
+    report once, under the row's identifier (not a second row's)."""
+    org_id = await organization(sessions)
+    standin.state.set_faults(FaultPlan(server_error=1.0))
+    options = {**FAST_JOB_OPTIONS, "attempts": 3}
+    job_id = await add_with_node(redis_url, seed_data(org_id), options)
+    queue = open_queue(redis_url, QueueNames.METER_REPORTING)
+    worker = make_worker()
+    try:
+        await worker.start()
+        await wait_for_state(queue, job_id, "failed")
+        job = await Job.fromId(queue, job_id)
+        assert job.attemptsMade == 3
+    finally:
+        await queue.close()
+    # One row, whatever ran meanwhile: the worker's start-up sweep may already have given the
+    # pending row a job of its own (its attempts count here too).
+    [row] = await job_rows(sessions)
+    assert row.status == "pending"
+    assert row.attempts >= 3
+    assert (row.last_error or "").startswith("APIError")
+    assert standin.state.accepted_events() == []
+
+    standin.state.set_faults(FaultPlan())
+    await drain(worker, sessions)
+
+    [row] = await job_rows(sessions)
+    assert row.status == "sent"
+    assert [e.identifier for e in standin.state.accepted_events()] == [row.identifier]
+
+
+async def test_a_node_job_with_bad_data_fails_at_once_and_leaves_no_row(
+    sessions: SessionFactory, standin: RunningStandin, make_worker: Any, redis_url: str
+) -> None:
+    org_id = await organization(sessions)
+    # 2.5 sensors: JavaScript has one number type; the worker must not round it onto an invoice.
+    job_id = await add_with_node(redis_url, seed_data(org_id, value=2.5), METER_REPORT_JOB_OPTIONS)
+    queue = open_queue(redis_url, QueueNames.METER_REPORTING)
+    try:
+        worker = make_worker()
+        await worker.start()
+        await wait_for_state(queue, job_id, "failed")
+        job = await Job.fromId(queue, job_id)
+    finally:
+        await queue.close()
+    assert job.attemptsMade == 1
+    assert "value" in job.failedReason
+    assert await job_rows(sessions) == []
+    assert standin.state.accepted_events() == []

@@ -13,6 +13,9 @@ interleaved so machine noise hits every measurement alike:
   baseline  SDK calls        `send_meter_event` through the stripe SDK client to the stand-in,
                              C at a time, no database, no queue: what the SDK and the in-process
                              stand-in cost on their own (they share this process's GIL)
+  baseline  bullmq + SDK     the no-op baseline's Worker, each job making one such SDK call
+                             (no ledger, no rate limit): the least a one-event-per-call job
+                             does, so its ratio to no-op bounds what the worker can reach
   measured  worker           `MeteringWorker(settings, concurrency=C)`: `--events` pending ledger
                              rows (one per customer and meter); `start()` sweeps them into jobs,
                              the worker reports them one event per call; events/s from first to
@@ -40,6 +43,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -205,41 +209,78 @@ class Completions:
         return Run(len(self.times) - 1, self.times[-1] - self.times[0])
 
 
-async def noop_baseline(redis_url: str, events: int, concurrency: int, limit_seconds: float) -> Run:
-    queue: Any = Queue("bench-noop", {"connection": redis_url})
+async def queue_baseline(
+    redis_url: str,
+    events: int,
+    concurrency: int,
+    limit_seconds: float,
+    process: Callable[[Any, str], Awaitable[None]],
+    label: str,
+) -> Run:
+    """A bullmq `Worker` running `process` over `events` jobs with the meter job options."""
+    queue: Any = Queue("bench-baseline", {"connection": redis_url})
     await queue.addBulk(
         [
-            {"name": "noop", "data": {"index": index}, "opts": dict(METER_REPORT_JOB_OPTIONS)}
+            {"name": "baseline", "data": {"index": index}, "opts": dict(METER_REPORT_JOB_OPTIONS)}
             for index in range(events)
         ]
     )
     completions = Completions(events)
-
-    async def process(job: Any, token: str) -> None:
-        return None
-
     worker: Any = Worker(
-        "bench-noop", process, {"connection": redis_url, "concurrency": concurrency}
+        "bench-baseline", process, {"connection": redis_url, "concurrency": concurrency}
     )
     worker.on("completed", completions.completed)
     worker.on("failed", completions.failed_job)
     try:
-        return await completions.wait(limit_seconds, "bullmq no-op")
+        return await completions.wait(limit_seconds, label)
     finally:
         await worker.close()
         await queue.close()
+
+
+async def noop_baseline(redis_url: str, events: int, concurrency: int, limit_seconds: float) -> Run:
+    async def process(job: Any, token: str) -> None:
+        return None
+
+    return await queue_baseline(
+        redis_url, events, concurrency, limit_seconds, process, "bullmq no-op"
+    )
+
+
+async def queue_and_sdk_baseline(
+    redis_url: str,
+    client: stripe.StripeClient,
+    customers: list[str],
+    concurrency: int,
+    limit_seconds: float,
+    tag: str,
+) -> Run:
+    """The least a one-event-per-call job does: bullmq jobs that each make one SDK call (no
+    ledger, no rate limit), one event per (customer, meter)."""
+    events = sdk_events(customers, f"queue.{tag}")
+
+    async def process(job: Any, token: str) -> None:
+        await send_meter_event(client, events[int(job.data["index"])])
+
+    return await queue_baseline(
+        redis_url, len(events), concurrency, limit_seconds, process, "bullmq + SDK call"
+    )
+
+
+def sdk_events(customers: list[str], tag: str) -> list[MeterEvent]:
+    timestamp = int(time.time()) - 60
+    return [
+        MeterEvent(name, customer, 1, f"bench.{tag}.{customer}.{name}", timestamp)
+        for customer in customers
+        for name in EVENT_NAMES
+    ]
 
 
 async def sdk_baseline(
     client: stripe.StripeClient, customers: list[str], concurrency: int, tag: str
 ) -> Run:
     """One v1 meter event per (customer, meter), C calls in flight, straight through the SDK."""
-    timestamp = int(time.time()) - 60
-    events = [
-        MeterEvent(name, customer, 1, f"bench.sdk.{tag}.{customer}.{name}", timestamp)
-        for customer in customers
-        for name in EVENT_NAMES
-    ]
+    events = sdk_events(customers, f"sdk.{tag}")
     pending = iter(events)
 
     async def caller() -> None:
@@ -371,6 +412,13 @@ async def one_round(bench: Bench, events: int, stream_events: int, tag: str) -> 
     try:
         client = create_stripe_client(bench.settings, http_client=http)
         rates["sdk"] = (await sdk_baseline(client, customers, bench.concurrency, tag)).per_second
+        await bench.standin.reset()
+        rates["floor"] = (
+            await queue_and_sdk_baseline(
+                bench.redis_url, client, customers, bench.concurrency, bench.timeout, tag
+            )
+        ).per_second
+        await bench.redis.flushdb()
     finally:
         await http.close_async()  # type: ignore[no-untyped-call]
 
@@ -485,6 +533,7 @@ def report(
     labels: tuple[tuple[str, str], ...] = (
         ("noop", "baseline  bullmq Worker, no-op jobs"),
         ("sdk", "baseline  SDK v1 calls to the stand-in (no DB, no queue)"),
+        ("floor", "baseline  bullmq jobs making one SDK call each (no DB)"),
         ("worker", "measured  MeteringWorker, one event per call"),
         ("stream", "measured  stream_backlog, v2 meter event stream"),
     )
@@ -494,10 +543,15 @@ def report(
         print(f"  {label:<58} {rate[key]:>9.0f} {low:>7.0f} {high:>7.0f} {versus:>8.2f}x")
     worker_ratio = statistics.median(s["worker"] / s["noop"] for s in samples)
     sdk_ratio = statistics.median(s["worker"] / s["sdk"] for s in samples)
+    floor_ratio = statistics.median(s["floor"] / s["noop"] for s in samples)
+    worker_floor = statistics.median(s["worker"] / s["floor"] for s in samples)
     stream_rate = rate["stream"]
     print(
-        f"\n  worker / bullmq no-op (per-round median)   {worker_ratio:.2f}x"
-        f"\n  worker / bare SDK calls (per-round median) {sdk_ratio:.2f}x"
+        f"\n  worker / bullmq no-op (per-round median)          {worker_ratio:.2f}x"
+        f"\n  worker / bare SDK calls (per-round median)        {sdk_ratio:.2f}x"
+        f"\n  bullmq + SDK call / bullmq no-op (per-round med.) {floor_ratio:.2f}x"
+        "  <- the most a job that makes one SDK call can reach"
+        f"\n  worker / bullmq + SDK call (per-round median)     {worker_floor:.2f}x"
     )
     verdict = "meets" if worker_ratio >= WORKER_TARGET else "MISSES"
     print(

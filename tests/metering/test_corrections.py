@@ -13,11 +13,14 @@ from sqlalchemy import text
 from sensor_billing.cli import reconcile as reconcile_cli
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.devtools.stripe_standin import RunningStandin
+from sensor_billing.metering.corrections import CorrectionKind, CorrectionRequest, correct_usage
 from sensor_billing.metering.reporter import Verdict, report_usage
+from sensor_billing.metering.windows import event_timestamp, floor_to_window
 from sensor_billing.settings import Settings
 from sensor_billing.stripe_api.meter_events import MeterEvent
+from sensor_billing.stripe_api.meters import cancel_meter_event
 from tests.cli.conftest import run_cli
-from tests.metering.conftest import DAY, drain, ledger_counts
+from tests.metering.conftest import DAY, drain, ledger_counts, make_client
 from tests.support.usage_data import GeneratedOrganization, generate_usage
 
 LATE = timedelta(hours=25)  # past Stripe's 24 h cancel window
@@ -93,6 +96,10 @@ def period() -> str:
 def assert_reconciles() -> None:
     outcome = run_cli("reconcile", "--period", period())
     assert outcome.exit_code == 0, outcome.stdout
+
+
+async def no_wait() -> None:
+    return None
 
 
 def readings_total(standin: RunningStandin, org: GeneratedOrganization) -> Decimal:
@@ -283,3 +290,51 @@ async def test_a_job_for_a_cancelled_row_sends_nothing(
 
     assert result.verdict is Verdict.CANCELLED
     assert len(standin.state.accepted_events()) == events
+
+
+async def test_a_window_stripe_can_no_longer_take_is_compensated_not_cancelled(
+    sessions: SessionFactory, standin: RunningStandin, make_worker: Any, worker_settings: Settings
+) -> None:
+    # Hourly windows; the window's event timestamp is just inside Stripe's 35 days when sent.
+    hour = timedelta(hours=1)
+    now = datetime.now(UTC)
+    window_end = floor_to_window(now, hour) - timedelta(days=35) + 3 * hour
+    window = window_end - hour
+    [org] = await generate_usage(
+        sessions, organizations=1, start=window, end=window_end, readings_per_org=30
+    )
+    offset = [timedelta(0)]
+    worker = make_worker(
+        worker_settings.model_copy(update={"meter_window_seconds": 3600}),
+        clock=lambda: datetime.now(UTC) + offset[0],
+    )
+    await worker.start()
+    await drain(worker, sessions)
+    original = window_row(await rows(sessions), "temperature_readings", window)
+    assert (original["status"], original["value"]) == ("sent", 30)
+
+    # A few hours later (well within Stripe's 24 h cancel window) the window's timestamp is
+    # more than 35 days old: Stripe still cancels its event, but takes no replacement for it.
+    late = datetime.fromtimestamp(event_timestamp(window_end), UTC) + timedelta(days=35, minutes=10)
+    offset[0] = late - datetime.now(UTC)
+    standin.state.clock.advance(offset[0].total_seconds())
+    client = make_client(standin)
+
+    async def cancel(event_name: str, identifier: str) -> None:
+        await cancel_meter_event(client, no_wait, event_name=event_name, identifier=identifier)
+
+    async with unit_of_work(sessions) as session:
+        result = await correct_usage(
+            session,
+            CorrectionRequest(org.id, "temperature_readings", window, 35, "missed readings"),
+            window=hour,
+            now=worker.clock(),
+            cancel=cancel,
+        )
+    await drain(worker, sessions)
+
+    assert result.kind is CorrectionKind.COMPENSATION
+    # Stripe bills the corrected value: the window's usage is not withdrawn for good.
+    totals = standin.state.accepted_totals()
+    assert totals.get((str(org.customer_id), "temperature_readings"), Decimal(0)) == 35
+    assert "failed" not in await ledger_counts(sessions)

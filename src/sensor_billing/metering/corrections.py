@@ -3,7 +3,8 @@ here commits; the caller's unit of work does, after Stripe answered.
 
 A row is corrected by writing the value it should have had. What is sent depends on time:
 
-- **Within 24 h of `sent_at`** (less a margin, see `CANCEL_MARGIN`), Stripe can still withdraw
+- **Within 24 h of `sent_at`** (less a margin, see `CANCEL_MARGIN`), while the window's
+  timestamp is still one Stripe accepts (35 days, less the ledger's margin), Stripe can withdraw
   the event (`POST /v1/billing/meter_event_adjustments`, `type=cancel`; STRIPE.md). The live
   row is cancelled in Stripe first; only when Stripe agreed is it marked `cancelled` and a
   replacement row (same window, the right value, identifier `<original>.r<n>`) inserted as
@@ -34,7 +35,11 @@ from sensor_billing.db.schema import MeterReport, ReportSource, ReportStatus
 from sensor_billing.errors import CorrectionNotPossibleError, InvalidInputError
 from sensor_billing.metering import corrections_repository as repository
 from sensor_billing.metering import repository as ledger
-from sensor_billing.metering.windows import floor_to_window
+from sensor_billing.metering.windows import (
+    event_timestamp,
+    floor_to_window,
+    oldest_sendable_timestamp,
+)
 
 # Stripe cancels events "within 24 hours" of receiving them (meter_event_adjustments). Our
 # `sent_at` is stamped just after Stripe answered, so it can be a little later than Stripe's
@@ -214,7 +219,9 @@ async def correct_usage(
 def _cancellable(family: list[MeterReport], now: datetime) -> MeterReport | None:
     """The row Stripe can still withdraw: the newest sent row of the window itself (the
     original or a replacement), sent recently enough, and no compensation sent since (a
-    compensation is a difference against it, so cancelling under it would double-correct)."""
+    compensation is a difference against it, so cancelling under it would double-correct).
+    Its window must still be sendable: the replacement carries the window's timestamp, and
+    one Stripe no longer takes (35 days) would leave the window cancelled and unbilled."""
     if any(row.window_start != family[0].window_start for row in family):
         return None
     sent = [row for row in family if row.status == ReportStatus.SENT]
@@ -222,6 +229,8 @@ def _cancellable(family: list[MeterReport], now: datetime) -> MeterReport | None
         return None
     newest = max(sent, key=lambda row: row.id)
     if newest.sent_at is None or now >= newest.sent_at + CANCEL_WINDOW - CANCEL_MARGIN:
+        return None
+    if event_timestamp(newest.window_end) < oldest_sendable_timestamp(now).timestamp():
         return None
     return newest
 

@@ -69,6 +69,11 @@ def test_timestamp_is_optional_and_left_out_of_the_wire_when_absent() -> None:
         ({"value": 3.0}, "value"),
         ({"value": True}, "value"),
         ({"value": "7"}, "value"),
+        # Beyond the ledger's BIGINT, or past year 9999: refused when read, not a job that
+        # retries against the database (or the date) and fails with no row.
+        ({"value": 2**63}, "value"),
+        ({"value": -(2**63) - 1, "correction": True}, "value"),
+        ({"timestamp": 253_402_300_800}, "timestamp"),
         ({"timestamp": 1700000000.5}, "timestamp"),
         ({"timestamp": "1700000000"}, "timestamp"),
         ({"organizationId": "not-a-uuid"}, "organizationId"),

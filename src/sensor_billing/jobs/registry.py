@@ -34,6 +34,11 @@ class JobNames(enum.StrEnum):
     METER_REPORT = "meter:report"
 
 
+# The ledger keeps values in a PostgreSQL BIGINT column.
+BIGINT_MAX: Final = 2**63 - 1
+# 9999-12-31T23:59:59Z: the last moment a date can hold.
+LAST_TIMESTAMP: Final = 253_402_300_799
+
 MeterEventName: TypeAlias = Literal["active_sensors", "temperature_readings"]
 METER_EVENT_NAMES: Final[tuple[MeterEventName, ...]] = ("active_sensors", "temperature_readings")
 
@@ -73,9 +78,9 @@ class MeterReportJobData(BaseJobData):
     correction: StrictBool | None = None
     # Strict: a bool or 2.5 must not become 1 or 2 on an invoice. Whole numbers only, and
     # not negative unless `corrects` is set.
-    value: StrictInt
+    value: Annotated[StrictInt, Field(ge=-BIGINT_MAX - 1, le=BIGINT_MAX)]
     # Unix seconds, for historical reporting (Stripe accepts up to 35 days back).
-    timestamp: Annotated[StrictInt, Field(ge=0)] | None = None
+    timestamp: Annotated[StrictInt, Field(ge=0, le=LAST_TIMESTAMP)] | None = None
 
     @field_validator("value")
     @classmethod

@@ -350,3 +350,34 @@ async def test_unknown_event_type_is_recorded_and_answered_200(
     }
     assert await count(sessions, "stripe_events", f"event_id = '{event['id']}'") == 1
     assert await count(sessions, "billing_state_changes") == 0
+
+
+async def test_a_customer_deleted_before_its_checkout_arrives_stays_deleted_once_linked(
+    client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    # Stripe does not order events: the checkout's delivery can fail and be retried after the
+    # customer was deleted, so `customer.deleted` may come first, when no organization holds it.
+    org_id = await new_organization(sessions)
+    deleted = make_event(
+        "customer.deleted",
+        {"id": "cus_early_gone", "object": "customer", "deleted": True},
+        created=T0 + 10,
+    )
+    checkout = make_event(
+        "checkout.session.completed",
+        {
+            "id": "cs_5",
+            "object": "checkout.session",
+            "customer": "cus_early_gone",
+            "client_reference_id": str(org_id),
+            "metadata": {},
+        },
+        created=T0,
+    )
+    assert (await deliver(client, deleted, secret=SECRET)).status_code == 200
+    assert (await deliver(client, checkout, secret=SECRET)).status_code == 200
+
+    # The same state as when the two arrive in order: linked, and marked deleted.
+    row = await organization(sessions, org_id)
+    assert row.stripe_customer_id == "cus_early_gone"
+    assert row.stripe_customer_deleted_at == datetime.fromtimestamp(T0 + 10, UTC)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -53,6 +54,20 @@ async def organization_id_by_customer(session: AsyncSession, customer_id: str) -
     return await session.scalar(
         select(Organization.id).where(Organization.stripe_customer_id == customer_id)
     )
+
+
+async def customer_deleted_at(session: AsyncSession, customer_id: str) -> datetime | None:
+    """When a `customer.deleted` event said Stripe deleted the customer, if one did."""
+    deleted_at = await session.scalar(
+        select(BillingStateChange.change["stripe_customer_deleted_at"]["to"].astext)
+        .where(
+            BillingStateChange.stripe_object_id == customer_id,
+            BillingStateChange.event_type == "customer.deleted",
+        )
+        .order_by(BillingStateChange.id)
+        .limit(1)
+    )
+    return datetime.fromisoformat(deleted_at) if deleted_at else None
 
 
 def add(session: AsyncSession, row: StripeSubscription | StripeInvoice) -> None:

@@ -178,10 +178,16 @@ async def link_customer(
         return Result(Effect.IGNORED, f"customer {customer_id} belongs to organization {holder}")
     if organization.stripe_customer_id == customer_id and organization.stripe_customer_deleted_at:
         return Result(Effect.IGNORED, f"customer {customer_id} was deleted")
-    change = _diff(organization, {"stripe_customer_id": customer_id})
+    # A `customer.deleted` may arrive before this checkout (Stripe does not order events):
+    # linking a deleted customer as live would meter usage for it.
+    deleted_at = await repository.customer_deleted_at(session, customer_id)
+    change = _diff(
+        organization,
+        {"stripe_customer_id": customer_id, "stripe_customer_deleted_at": deleted_at},
+    )
     organization.stripe_customer_id = customer_id
-    organization.stripe_customer_deleted_at = None
-    organization.stripe_customer_event_created = event.created
+    organization.stripe_customer_deleted_at = deleted_at
+    organization.stripe_customer_event_created = max(event.created, deleted_at or event.created)
     await session.flush()
     if not change:
         return Result(Effect.UNCHANGED)
@@ -202,7 +208,19 @@ async def delete_customer(session: AsyncSession, event: EventContext, customer_i
     await repository.lock_stripe_object(session, customer_id)
     organization = await repository.organization_by_customer_for_update(session, customer_id)
     if organization is None:
-        return Result(Effect.IGNORED, f"no organization has customer {customer_id}")
+        # Kept in the change log, where a checkout that links this customer later finds it.
+        if await repository.customer_deleted_at(session, customer_id) is not None:
+            return Result(Effect.UNCHANGED, f"no organization has customer {customer_id}")
+        await repository.record_change(
+            session,
+            organization_id=None,
+            stripe_object_id=customer_id,
+            event_id=event.id,
+            event_type=event.type,
+            change={"stripe_customer_deleted_at": {"from": None, "to": event.created.isoformat()}},
+            summary=f"customer {customer_id} deleted (no organization holds it yet)",
+        )
+        return Result(Effect.APPLIED, f"no organization has customer {customer_id} yet")
     watermark = organization.stripe_customer_event_created
     if watermark is not None and watermark > event.created:
         return Result(Effect.STALE, f"customer link from {watermark.isoformat()} is newer")

@@ -381,3 +381,19 @@ async def test_a_customer_deleted_before_its_checkout_arrives_stays_deleted_once
     row = await organization(sessions, org_id)
     assert row.stripe_customer_id == "cus_early_gone"
     assert row.stripe_customer_deleted_at == datetime.fromtimestamp(T0 + 10, UTC)
+
+
+async def test_a_canceled_subscription_stays_canceled_when_an_update_of_the_same_second_follows(
+    client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    # `created` has one-second resolution and Stripe does not order events; a canceled
+    # subscription is final in Stripe, so whatever arrives after its deletion is older.
+    canceled = basil_subscription("canceled") | {"ended_at": T0}
+    deleted = make_event("customer.subscription.deleted", canceled, created=T0)
+    updated = make_event("customer.subscription.updated", basil_subscription("active"), created=T0)
+    await deliver(client, deleted, secret=SECRET)
+    await deliver(client, updated, secret=SECRET)
+
+    row = await subscription(sessions, "sub_basil1")
+    assert row.status == "canceled"
+    assert row.ended_at == datetime.fromtimestamp(T0, UTC)

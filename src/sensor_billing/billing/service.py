@@ -99,6 +99,13 @@ async def _set_state(
     return Result(Effect.APPLIED)
 
 
+# Statuses Stripe never leaves (docs: api/subscriptions/object, `status`: incomplete_expired
+# "is a terminal status"; the API refuses "A canceled subscription can only update its
+# cancellation_details"). An event that says otherwise about an ended subscription is older,
+# from the same second as the one that ended it (`created` has one-second resolution).
+TERMINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
+
+
 async def apply_subscription(
     session: AsyncSession, event: EventContext, snapshot: SubscriptionSnapshot
 ) -> Result:
@@ -106,6 +113,12 @@ async def apply_subscription(
     row = await repository.get_subscription(session, snapshot.id)
     if stale := _stale(row, event):
         return stale
+    if (
+        row is not None
+        and row.status in TERMINAL_SUBSCRIPTION_STATUSES
+        and snapshot.status not in TERMINAL_SUBSCRIPTION_STATUSES
+    ):
+        return Result(Effect.STALE, f"subscription is {row.status}, which Stripe never undoes")
     values: dict[str, Any] = {
         "stripe_customer_id": snapshot.customer_id,
         "status": snapshot.status,

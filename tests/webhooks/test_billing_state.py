@@ -397,3 +397,19 @@ async def test_a_canceled_subscription_stays_canceled_when_an_update_of_the_same
     row = await subscription(sessions, "sub_basil1")
     assert row.status == "canceled"
     assert row.ended_at == datetime.fromtimestamp(T0, UTC)
+
+
+async def test_a_paid_invoice_keeps_what_was_paid_when_an_earlier_failure_arrives_after_it(
+    client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    paid = {"id": "in_3", "object": "invoice", "customer": "cus_1", "amount_due": 500}
+    failed_attempt = paid | {"amount_paid": 0, "amount_remaining": 500}
+    paid |= {"amount_paid": 500, "amount_remaining": 0}
+    await deliver(client, make_event("invoice.paid", paid, created=T0), secret=SECRET)
+    late = make_event("invoice.payment_failed", failed_attempt, created=T0)
+    await deliver(client, late, secret=SECRET)
+
+    async with sessions() as session:
+        row = await session.get(StripeInvoice, "in_3")
+    assert row is not None
+    assert (row.payment_status, row.amount_paid) == ("paid", 500)

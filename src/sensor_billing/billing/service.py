@@ -141,7 +141,8 @@ async def apply_subscription(
 
 
 # An invoice that has been paid stays paid: a payment failure reported for it (an earlier
-# attempt, delivered late) must not make a paid customer look delinquent.
+# attempt, delivered late) must not make a paid customer look delinquent, nor carry the failed
+# attempt's amounts (`amount_paid` 0) onto the paid invoice.
 TERMINAL_PAYMENT_STATUSES = frozenset({"paid"})
 
 
@@ -152,8 +153,12 @@ async def apply_invoice_payment(
     row = await repository.get_invoice(session, snapshot.id)
     if stale := _stale(row, event):
         return stale
-    if row is not None and row.payment_status in TERMINAL_PAYMENT_STATUSES:
-        payment_status = row.payment_status
+    if (
+        row is not None
+        and row.payment_status in TERMINAL_PAYMENT_STATUSES
+        and payment_status not in TERMINAL_PAYMENT_STATUSES
+    ):
+        return Result(Effect.STALE, f"invoice is {row.payment_status}; this attempt is older")
     values: dict[str, Any] = {
         "stripe_customer_id": snapshot.customer_id,
         "stripe_subscription_id": snapshot.subscription_id,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import httpx
 import pytest
@@ -21,7 +21,7 @@ BODY = encode(EVENT)
 
 
 def post(
-    headers: dict[str, str], body: bytes = BODY
+    headers: Mapping[str, str] | Mapping[bytes, bytes], body: bytes = BODY
 ) -> Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]:
     def send(client: httpx.AsyncClient) -> Awaitable[httpx.Response]:
         return client.post("/webhooks/stripe", content=body, headers=headers)
@@ -41,6 +41,19 @@ CASES = {
     "missing signature": (post({"Content-Type": "application/json"}), 400, "signature_missing"),
     "malformed signature": (
         post({"Content-Type": "application/json", "Stripe-Signature": "sha256=abc"}),
+        400,
+        "signature_malformed",
+    ),
+    # Headers arrive as bytes read as Latin-1: "\xb2" is "²", which str.isdigit() accepts.
+    "signature timestamp of a superscript digit": (
+        post({b"Content-Type": b"application/json", b"Stripe-Signature": b"t=\xb2,v1=00"}),
+        400,
+        "signature_malformed",
+    ),
+    "signature timestamp of 5000 digits": (
+        post(
+            {"Content-Type": "application/json", "Stripe-Signature": "t=" + "9" * 5000 + ",v1=00"}
+        ),
         400,
         "signature_malformed",
     ),

@@ -24,6 +24,8 @@ from sensor_billing.errors import (
 
 # Stripe's SDKs default to 300 s; a tolerance of 0 would disable replay protection.
 DEFAULT_TOLERANCE_SECONDS = 300
+# Unix seconds have 10 digits until the year 2286; a longer t= is no timestamp Stripe sends.
+MAX_TIMESTAMP_DIGITS = 20
 
 
 def parse_header(header: str) -> tuple[int, list[str]]:
@@ -35,7 +37,9 @@ def parse_header(header: str) -> tuple[int, list[str]]:
         if not sep:
             continue
         if key == "t":
-            if not value.isdigit():
+            # isdigit() alone takes "²" (a header byte read as Latin-1), which int() refuses,
+            # and int() refuses more than 4300 digits: either would answer 500, not 400.
+            if not (value.isascii() and value.isdigit()) or len(value) > MAX_TIMESTAMP_DIGITS:
                 raise SignatureMalformedError("Stripe-Signature timestamp t= is not a number")
             timestamp = int(value)
         elif key == "v1" and value:

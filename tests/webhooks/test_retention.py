@@ -78,3 +78,16 @@ async def test_events_prune_command(
     refused = run_in_thread(CliRunner().invoke, app, ["events", "prune", "--older-than", "1d"])
     assert refused.exit_code == 2
     assert "retry window" in refused.output
+
+
+@pytest.mark.parametrize("age", ["99999999999d", "999999999d"])
+async def test_events_prune_refuses_an_age_too_long_for_a_date_with_a_message(
+    age: str, sessions: SessionFactory, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await add_events(sessions, [400])
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    result = run_in_thread(CliRunner().invoke, app, ["events", "prune", "--older-than", age])
+    assert result.exit_code == 2, result.output
+    assert age in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert await count(sessions, "stripe_events") == 1

@@ -15,6 +15,7 @@ from sensor_billing.webhooks import repository
 
 STRIPE_RETRY_WINDOW = timedelta(days=3)
 DEFAULT_RETENTION = timedelta(days=30)
+MAX_RETENTION = timedelta(days=100 * 365)
 # Deleting in batches, each its own short transaction, keeps locks and WAL bursts small on a
 # large table; a crash between batches leaves only fewer rows to delete next time.
 PRUNE_BATCH_SIZE = 10_000
@@ -27,7 +28,13 @@ def parse_age(text: str) -> timedelta:
     match = re.fullmatch(r"\s*(\d+)\s*([dhm])\s*", text)
     if not match:
         raise InvalidInputError(f"age {text!r} is not like 30d, 72h or 90m")
-    age = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        age = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        age = timedelta.max
+    if age > MAX_RETENTION:
+        # Beyond this, "now minus the age" is no date (OverflowError) long before year 1.
+        raise InvalidInputError(f"age {text!r} is too long: at most {MAX_RETENTION.days}d")
     if age <= STRIPE_RETRY_WINDOW:
         raise InvalidInputError(
             f"age {text!r} is inside Stripe's 3-day retry window: a retried event could be "

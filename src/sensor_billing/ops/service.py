@@ -84,6 +84,17 @@ def _page_key(
         return None
 
 
+# Ledger ids are bigint: a larger cursor (a hand-edited link) would fail the query (500).
+MAX_ROW_ID = 2**63 - 1
+
+
+def _row_id(text: str) -> int:
+    row_id = int(text)
+    if not 0 < row_id <= MAX_ROW_ID:
+        raise ValueError(f"row id {row_id} is out of range")
+    return row_id
+
+
 async def _all_queue_depths(redis: Redis) -> dict[str, dict[str, int]]:
     return {queue.value: await queue_depth(redis, queue) for queue in QueueNames}
 
@@ -288,7 +299,7 @@ async def organization_page(
         session,
         organization.id,
         status=status,
-        before=_page_key(before, datetime.fromisoformat, int),
+        before=_page_key(before, datetime.fromisoformat, _row_id),
         limit=PAGE_SIZE + 1,
     )
     more = len(rows) > PAGE_SIZE
@@ -325,6 +336,8 @@ async def failures_page(
     jobs = await _redis_or_none(
         "failed jobs", admin.failed_jobs(settings.redis_url, FAILED_JOBS_SHOWN)
     )
+    if before is not None and not 0 < before <= MAX_ROW_ID:
+        before = None  # out of range: the first page, as for any malformed cursor
     reports = await repository.failed_reports(session, before=before, limit=PAGE_SIZE + 1)
     more = len(reports) > PAGE_SIZE
     reports = reports[:PAGE_SIZE]
@@ -353,12 +366,17 @@ async def webhook_log(
     session: AsyncSession, event_type: str | None, before: str | None
 ) -> WebhookLog:
     event_type = (event_type or "").strip() or None
-    events = await repository.recent_events(
-        session,
-        event_type=event_type,
-        before=_page_key(before, datetime.fromisoformat, uuid.UUID),
-        handled_types=HANDLED_TYPES,
-        limit=PAGE_SIZE + 1,
+    # PostgreSQL text cannot hold U+0000 (the query would fail), so no recorded type has one.
+    events = (
+        []
+        if event_type is not None and "\x00" in event_type
+        else await repository.recent_events(
+            session,
+            event_type=event_type,
+            before=_page_key(before, datetime.fromisoformat, uuid.UUID),
+            handled_types=HANDLED_TYPES,
+            limit=PAGE_SIZE + 1,
+        )
     )
     more = len(events) > PAGE_SIZE
     events = events[:PAGE_SIZE]

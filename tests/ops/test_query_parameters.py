@@ -1,0 +1,40 @@
+"""Odd query parameters (a hand-edited or truncated link) never make a page fail with 500."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from sensor_billing.db import SessionFactory, unit_of_work
+from sensor_billing.db.schema import Organization
+from tests.ops.conftest import BEARER
+
+BEYOND_BIGINT = str(2**63)
+ODD_QUERIES = [
+    f"/ops/failures?before={BEYOND_BIGINT}",
+    "/ops/failures?before=-1",
+    f"/ops/webhooks?before=2026-01-01T00:00:00|{uuid.uuid4()}",
+    "/ops/webhooks?before=99999-01-01|x",
+    "/ops/webhooks?type=%00",
+    f"/ops/organizations?after=x|{uuid.uuid4()}",
+    "/ops/organizations?q=%00",
+    "/ops/organizations/%00",
+    f"{{org}}?before=2026-01-01T00:00:00|{BEYOND_BIGINT}",
+    "{org}?before=2026-01-01|1",
+    "{org}?status=%00",
+]
+
+
+@pytest.mark.parametrize("path", ODD_QUERIES)
+async def test_odd_query_parameters_never_fail_with_500(
+    path: str, client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    async with unit_of_work(sessions) as session:
+        organization = Organization(name="Acme Cold Chain", stripe_customer_id="cus_odd")
+        session.add(organization)
+        await session.flush()
+        org_page = f"/ops/organizations/{organization.id}"
+    response = await client.get(path.format(org=org_page), headers=BEARER)
+    assert response.status_code < 500, response.text

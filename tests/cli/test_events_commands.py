@@ -65,6 +65,16 @@ def test_events_list_refuses_a_malformed_date_in_one_line() -> None:
     assert len(outcome.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.usefixtures("cli_env")
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00"])
+def test_events_list_refuses_a_date_outside_the_calendar_in_one_line(since: str) -> None:
+    # Both are valid ISO 8601, but in UTC they fall before year 1 or after year 9999.
+    outcome = run_cli("events", "list", "--since", since)
+    assert outcome.exit_code == 2, outcome.stderr
+    assert f"--since {since!r}" in outcome.stderr
+    assert len(outcome.stderr.strip().splitlines()) == 1
+
+
 def test_events_list_exits_3_when_postgresql_does_not_answer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

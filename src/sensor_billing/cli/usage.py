@@ -74,11 +74,15 @@ def parse_date_option(text: str, option: str, *, end_of_day: bool = False) -> da
             moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
             return moment + timedelta(days=1) if end_of_day else moment
         parsed = datetime.fromisoformat(text.strip())
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except ValueError:
         raise InvalidInputError(
             f"{option} {text!r} is not a date like 2026-11-01 or 2026-11-01T06:00:00Z"
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # valid ISO 8601 that in UTC (or a day later) leaves years 1-9999
+        raise InvalidInputError(
+            f"{option} {text!r} is outside the years 1 to 9999 in UTC"
+        ) from None
 
 
 def parse_organization_option(text: str | None) -> uuid.UUID | None:

@@ -71,6 +71,11 @@ class InvalidJobDataError(SensorBillingError):
     """Job data failed validation; nothing was enqueued."""
 
 
+class UnknownOrganizationError(SensorBillingError):
+    """A job names an organization this service does not have (perhaps not yet committed by
+    the producer): the queue retries it, and the sweep revives it once the organization exists."""
+
+
 class WebhookNotConfiguredError(SensorBillingError):
     """STRIPE_WEBHOOK_SECRET is not set, so no delivery can be verified."""
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from bullmq import Job
-from sqlalchemy import select, text
+from sqlalchemy import make_url, select, text
 
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.schema import MeterReport
@@ -27,6 +27,8 @@ from sensor_billing.devtools.stripe_standin import FaultPlan, RunningStandin
 from sensor_billing.jobs import QueueNames
 from sensor_billing.jobs.connection import open_queue
 from sensor_billing.jobs.registry import METER_REPORT_JOB_OPTIONS
+from sensor_billing.settings import Settings
+from tests.faults.servers import TcpProxy
 from tests.metering.conftest import FAST_JOB_OPTIONS, drain
 
 PRODUCER = Path(__file__).resolve().parents[1] / "support" / "node_producer"
@@ -57,8 +59,10 @@ async def add_with_node(redis_url: str, data: dict[str, Any], options: dict[str,
     return str(json.loads(out)["id"])
 
 
-async def organization(sessions: SessionFactory, customer: str | None = "cus_node") -> uuid.UUID:
-    org_id = uuid.uuid4()
+async def organization(
+    sessions: SessionFactory, customer: str = "cus_node", org_id: uuid.UUID | None = None
+) -> uuid.UUID:
+    org_id = org_id or uuid.uuid4()
     async with unit_of_work(sessions) as session:
         await session.execute(
             text(
@@ -175,3 +179,73 @@ async def test_a_node_job_with_bad_data_fails_at_once_and_leaves_no_row(
     assert "value" in job.failedReason
     assert await job_rows(sessions) == []
     assert standin.state.accepted_events() == []
+
+
+async def test_a_node_job_for_an_organization_not_there_yet_is_reported_once_it_is(
+    sessions: SessionFactory, standin: RunningStandin, make_worker: Any, redis_url: str
+) -> None:
+    """A producer may enqueue before the organization's row is committed. The job fails with
+    a reason naming the organization, is left alone while it is missing (no row, nothing
+    billed), and is revived by the sweep once it exists."""
+    org_id = uuid.uuid4()
+    options = {**FAST_JOB_OPTIONS, "attempts": 2}
+    job_id = await add_with_node(redis_url, seed_data(org_id), options)
+    queue = open_queue(redis_url, QueueNames.METER_REPORTING)
+    worker = make_worker()
+    try:
+        await worker.start()
+        await wait_for_state(queue, job_id, "failed")
+        job = await Job.fromId(queue, job_id)
+        assert f"no organization {org_id}" in job.failedReason
+        await worker.run_close_windows()
+        assert await queue.getJobState(job_id) == "failed"  # not revived: still no organization
+        assert await job_rows(sessions) == []
+
+        await organization(sessions, "cus_late", org_id)
+        await worker.run_close_windows()
+        await wait_for_state(queue, job_id, "completed")
+    finally:
+        await queue.close()
+    [row] = await job_rows(sessions)
+    assert row.status == "sent"
+    assert [(e.customer, e.identifier) for e in standin.state.accepted_events()] == [
+        ("cus_late", row.identifier)
+    ]
+
+
+async def test_a_node_job_that_ran_out_of_attempts_while_the_database_was_down_is_revived(
+    sessions: SessionFactory,
+    standin: RunningStandin,
+    make_worker: Any,
+    worker_settings: Settings,
+    database_url: str,
+    redis_url: str,
+) -> None:
+    """With PostgreSQL unreachable through all of a job's attempts, no ledger row could be
+    written: the failed job is the only record of that usage. The sweep revives it once the
+    database is back, and Stripe gets it once."""
+    org_id = await organization(sessions)
+    url = make_url(database_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    queue = open_queue(redis_url, QueueNames.METER_REPORTING)
+    try:
+        worker = make_worker(worker_settings.model_copy(update={"database_url": through_proxy}))
+        await worker.start()
+        await proxy.cut()
+        job_id = await add_with_node(
+            redis_url, seed_data(org_id), {**FAST_JOB_OPTIONS, "attempts": 2}
+        )
+        await wait_for_state(queue, job_id, "failed")
+        assert await job_rows(sessions) == []
+
+        await proxy.restore()
+        await worker.run_close_windows()
+        await wait_for_state(queue, job_id, "completed")
+    finally:
+        await queue.close()
+        await proxy.close()
+    [row] = await job_rows(sessions)
+    assert row.status == "sent"
+    assert [e.identifier for e in standin.state.accepted_events()] == [row.identifier]

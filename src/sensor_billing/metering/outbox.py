@@ -9,6 +9,7 @@ person.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from typing import Any
 
 from sensor_billing.db import SessionFactory
 from sensor_billing.db.schema import ReportSource
+from sensor_billing.errors import InvalidJobDataError
+from sensor_billing.jobs.meter_reports import parse_meter_report_data
 from sensor_billing.jobs.registry import (
     METER_REPORT_JOB_OPTIONS,
     JobNames,
@@ -24,6 +27,11 @@ from sensor_billing.jobs.registry import (
     MeterReportJobData,
 )
 from sensor_billing.metering import repository
+from sensor_billing.metering.reporter import (
+    FOREIGN_IDENTIFIER_PREFIX,
+    WINDOW_IDENTIFIER_PREFIX,
+    foreign_identifier,
+)
 from sensor_billing.metering.repository import PendingReport
 from sensor_billing.metering.windows import event_timestamp
 
@@ -32,6 +40,9 @@ logger = logging.getLogger("sensor_billing.metering")
 # How long a job that used up its attempts waits before the sweep runs it again.
 EXHAUSTED_JOB_COOL_DOWN = timedelta(minutes=10)
 SWEEP_BATCH = 5000
+# Failed jobs looked at per sweep for other producers' reports that never got a ledger row;
+# the seed's options keep the newest 1,000 failed jobs.
+FAILED_JOBS_SCANNED = 2000
 
 
 def job_for(report: PendingReport, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,6 +97,7 @@ async def sweep(
         if len(page) < batch:
             break
         after = (page[-1].created_at, page[-1].id)
+    revived += await _revive_jobs_without_rows(sessions, queue, now, revive_after)
     return SweepResult(enqueued, revived, in_queue)
 
 
@@ -157,3 +169,81 @@ async def _sweep_page(
             except Exception as error:  # removed or taken meanwhile: the next sweep looks again
                 logger.info("sweep could not revive %s: %s", report.identifier, error)
     return SweepResult(len(missing), revived, len(pending) - len(missing) - revived)
+
+
+# Failed jobs that finished before ARGV[2] (ms), other than window and correction jobs (ids
+# starting with ARGV[4]), at most ARGV[3] of them: id, name, data and creation time of each.
+FAILED_JOBS = """
+local prefix = ARGV[1]
+local ids = redis.call('ZRANGEBYSCORE', prefix .. 'failed', '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
+local out = {}
+for _, id in ipairs(ids) do
+    if string.sub(id, 1, #ARGV[4]) ~= ARGV[4] then
+        local job = redis.call('HMGET', prefix .. id, 'name', 'data', 'timestamp')
+        out[#out + 1] = id
+        out[#out + 1] = job[1] or ''
+        out[#out + 1] = job[2] or ''
+        out[#out + 1] = job[3] or '0'
+    end
+end
+return out
+"""
+
+
+async def _revive_jobs_without_rows(
+    sessions: SessionFactory, queue: Any, now: datetime, revive_after: timedelta
+) -> int:
+    """Another producer's job is the only record of its usage until the worker writes its
+    row. One that failed before that (PostgreSQL unreachable through all its attempts, or its
+    organization not there yet) is revived after the cool-down, once its organization exists;
+    one with invalid data stays failed, for a person."""
+    redis = queue.redisConnection.conn
+    cutoff_ms = now.timestamp() * 1000 - revive_after.total_seconds() * 1000
+    flat = await redis.eval(
+        FAILED_JOBS,
+        0,
+        queue.toKey(""),
+        int(cutoff_ms),
+        FAILED_JOBS_SCANNED,
+        WINDOW_IDENTIFIER_PREFIX,
+    )
+    # job id -> (the identifiers its row could have, its organization)
+    candidates: dict[str, tuple[list[str], Any]] = {}
+    for index in range(0, len(flat), 4):
+        job_id, name, raw, created = (_text(value) for value in flat[index : index + 4])
+        if name != JobNames.METER_REPORT.value:
+            continue
+        try:
+            data = parse_meter_report_data(json.loads(raw))
+        except (InvalidJobDataError, ValueError):
+            continue
+        identifiers = [foreign_identifier(job_id, int(created or 0))]
+        if job_id.startswith(FOREIGN_IDENTIFIER_PREFIX):
+            identifiers.append(job_id)  # the sweep's own job for such a row
+        candidates[job_id] = (identifiers, data.organization_id)
+    if not candidates:
+        return 0
+    async with sessions() as session:
+        with_rows = await repository.existing_identifiers(
+            session, [identifier for ids, _ in candidates.values() for identifier in ids]
+        )
+        organizations = await repository.existing_organizations(
+            session, {organization for _, organization in candidates.values()}
+        )
+    revived = 0
+    for job_id, (identifiers, organization) in candidates.items():
+        if organization not in organizations or with_rows.intersection(identifiers):
+            continue
+        try:
+            job = await queue.getJob(job_id)
+            if job is not None:
+                await job.retry("failed", {"resetAttemptsMade": True, "resetAttemptsStarted": True})
+                revived += 1
+                logger.info("revived failed job %s: it has no ledger row yet", job_id)
+        except Exception as error:  # removed or taken meanwhile: the next sweep looks again
+            logger.info("sweep could not revive %s: %s", job_id, error)
+    return revived
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

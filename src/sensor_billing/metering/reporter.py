@@ -17,7 +17,11 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from sensor_billing.db.schema import ReportStatus
-from sensor_billing.errors import StripeRefusedError, StripeUnavailableError
+from sensor_billing.errors import (
+    StripeRefusedError,
+    StripeUnavailableError,
+    UnknownOrganizationError,
+)
 from sensor_billing.jobs.registry import MeterReportJobData
 from sensor_billing.metering import repository
 from sensor_billing.metering.windows import event_timestamp, oldest_sendable_timestamp
@@ -80,7 +84,9 @@ async def ledger_identifier_for_job(
     moment = datetime.fromtimestamp(
         data.timestamp if data.timestamp is not None else job_timestamp_ms // 1000, UTC
     )
-    customer = await repository.customer_of(connection, data.organization_id)
+    found, customer = await repository.organization_customer(connection, data.organization_id)
+    if not found:
+        raise UnknownOrganizationError(f"no organization {data.organization_id}")
     await repository.insert_job_report(
         connection,
         {
@@ -151,6 +157,8 @@ async def report_usage(
 
 
 __all__ = [
+    "FOREIGN_IDENTIFIER_PREFIX",
+    "WINDOW_IDENTIFIER_PREFIX",
     "ReportResult",
     "Verdict",
     "foreign_identifier",

@@ -405,15 +405,37 @@ async def has_report(connection: AsyncSession | AsyncConnection, identifier: str
     return found is not None
 
 
-async def customer_of(
+async def organization_customer(
     connection: AsyncSession | AsyncConnection, organization_id: uuid.UUID
-) -> str | None:
-    return await connection.scalar(
-        select(Organization.stripe_customer_id).where(
-            Organization.id == organization_id,
-            Organization.stripe_customer_deleted_at.is_(None),
+) -> tuple[bool, str | None]:
+    """Whether the organization exists, and its Stripe customer unless it has none or Stripe
+    deleted it."""
+    row = (
+        await connection.execute(
+            select(Organization.stripe_customer_id, Organization.stripe_customer_deleted_at).where(
+                Organization.id == organization_id
+            )
         )
+    ).first()
+    if row is None:
+        return False, None
+    return True, row.stripe_customer_id if row.stripe_customer_deleted_at is None else None
+
+
+async def existing_identifiers(session: AsyncSession, identifiers: list[str]) -> set[str]:
+    rows = await session.scalars(
+        select(MeterReport.identifier).where(MeterReport.identifier.in_(identifiers))
     )
+    return set(rows)
+
+
+async def existing_organizations(
+    session: AsyncSession, organization_ids: set[uuid.UUID]
+) -> set[uuid.UUID]:
+    rows = await session.scalars(
+        select(Organization.id).where(Organization.id.in_(organization_ids))
+    )
+    return set(rows)
 
 
 async def fail_unsendable(session: AsyncSession, sendable_from: datetime) -> int:

@@ -278,7 +278,9 @@ async def test_customer_deleted_marks_the_organization_and_a_late_checkout_does_
     await deliver(client, checkout, secret=SECRET)
     assert (await deliver(client, deleted, secret=SECRET)).json()["effect"] == "applied"
     replayed_checkout = dict(checkout, id="evt_test_redelivered_checkout")
-    assert (await deliver(client, replayed_checkout, secret=SECRET)).json()["effect"] == "stale"
+    # The customer it links was deleted (a deletion no longer moves the link watermark, so the
+    # answer is "ignored", not "stale"; the state is the same).
+    assert (await deliver(client, replayed_checkout, secret=SECRET)).json()["effect"] == "ignored"
 
     row = await organization(sessions, org_id)
     assert row.stripe_customer_id == "cus_gone"
@@ -413,3 +415,55 @@ async def test_a_paid_invoice_keeps_what_was_paid_when_an_earlier_failure_arrive
         row = await session.get(StripeInvoice, "in_3")
     assert row is not None
     assert (row.payment_status, row.amount_paid) == ("paid", 500)
+
+
+def checkout_event(org_id: uuid.UUID, customer: str, created: int) -> dict[str, Any]:
+    return make_event(
+        "checkout.session.completed",
+        {
+            "id": f"cs_{customer}_{created}",
+            "object": "checkout.session",
+            "customer": customer,
+            "client_reference_id": str(org_id),
+            "metadata": {},
+        },
+        created=created,
+    )
+
+
+def customer_deleted_event(customer: str, created: int) -> dict[str, Any]:
+    return make_event(
+        "customer.deleted", {"id": customer, "object": "customer", "deleted": True}, created=created
+    )
+
+
+async def test_a_new_customer_linked_before_the_old_one_was_deleted_stays_live_in_any_order(
+    client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    # In Stripe: the organization moves from cus_old to cus_new (T0 + 10), then cus_old is
+    # deleted (T0 + 20). The deletion arriving before the move must not hold the organization
+    # on the deleted customer: it says nothing about cus_new.
+    org_id = await new_organization(sessions)
+    await deliver(client, checkout_event(org_id, "cus_old", T0), secret=SECRET)
+    await deliver(client, customer_deleted_event("cus_old", T0 + 20), secret=SECRET)
+    answer = await deliver(client, checkout_event(org_id, "cus_new", T0 + 10), secret=SECRET)
+
+    assert answer.json()["effect"] == "applied"
+    row = await organization(sessions, org_id)
+    assert (row.stripe_customer_id, row.stripe_customer_deleted_at) == ("cus_new", None)
+
+
+async def test_an_older_link_arriving_after_the_newer_customer_was_deleted_changes_nothing(
+    client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    # In Stripe: cus_first linked (T0), replaced by cus_second (T0 + 10), which is deleted
+    # (T0 + 20). cus_first's late checkout is older than the link it would undo.
+    org_id = await new_organization(sessions)
+    await deliver(client, checkout_event(org_id, "cus_second", T0 + 10), secret=SECRET)
+    await deliver(client, customer_deleted_event("cus_second", T0 + 20), secret=SECRET)
+    answer = await deliver(client, checkout_event(org_id, "cus_first", T0), secret=SECRET)
+
+    assert answer.json()["effect"] == "stale"
+    row = await organization(sessions, org_id)
+    assert row.stripe_customer_id == "cus_second"
+    assert row.stripe_customer_deleted_at == datetime.fromtimestamp(T0 + 20, UTC)

@@ -205,7 +205,7 @@ async def link_customer(
     )
     organization.stripe_customer_id = customer_id
     organization.stripe_customer_deleted_at = deleted_at
-    organization.stripe_customer_event_created = max(event.created, deleted_at or event.created)
+    organization.stripe_customer_event_created = event.created
     await session.flush()
     if not change:
         return Result(Effect.UNCHANGED)
@@ -239,12 +239,10 @@ async def delete_customer(session: AsyncSession, event: EventContext, customer_i
             summary=f"customer {customer_id} deleted (no organization holds it yet)",
         )
         return Result(Effect.APPLIED, f"no organization has customer {customer_id} yet")
-    watermark = organization.stripe_customer_event_created
-    if watermark is not None and watermark > event.created:
-        return Result(Effect.STALE, f"customer link from {watermark.isoformat()} is newer")
-    organization.stripe_customer_event_created = event.created
+    # The organization holds this customer, and a deletion is final: it applies whenever it
+    # arrives. It leaves the link watermark alone: a link to another customer that Stripe made
+    # before this deletion but that arrives after it is still newer than the link it replaces.
     if organization.stripe_customer_deleted_at is not None:
-        await session.flush()
         return Result(Effect.UNCHANGED)
     organization.stripe_customer_deleted_at = event.created
     await session.flush()

@@ -42,8 +42,9 @@ class Organization(Base):
     name: Mapped[str] = mapped_column(Text)
     # Stripe customer ids are at most 255 characters (docs: api/customers/object).
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    # Created time of the last webhook event that linked or deleted the customer: an older
-    # event (Stripe does not order them) never undoes a newer one.
+    # Created time of the webhook event that linked the customer: an older link (Stripe does
+    # not order events) never undoes a newer one. A deletion does not move it: it is about the
+    # customer it names, not about which customer is linked.
     stripe_customer_event_created: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     stripe_customer_deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -50,6 +50,12 @@ CASES = {
         400,
         "signature_malformed",
     ),
+    # hmac.compare_digest refuses a str with a non-ASCII character (TypeError): "\xe9" is "é".
+    "signature v1 of a non-ASCII byte": (
+        post({b"Content-Type": b"application/json", b"Stripe-Signature": b"t=1,v1=\xe9"}),
+        400,
+        "signature_malformed",
+    ),
     "signature timestamp of 5000 digits": (
         post(
             {"Content-Type": "application/json", "Stripe-Signature": "t=" + "9" * 5000 + ",v1=00"}

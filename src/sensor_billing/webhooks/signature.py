@@ -43,6 +43,10 @@ def parse_header(header: str) -> tuple[int, list[str]]:
                 raise SignatureMalformedError("Stripe-Signature timestamp t= is not a number")
             timestamp = int(value)
         elif key == "v1" and value:
+            # A v1 is hex; hmac.compare_digest raises TypeError for a str with a non-ASCII
+            # character (a header byte read as Latin-1), which would answer 500, not 400.
+            if not value.isascii():
+                raise SignatureMalformedError("Stripe-Signature v1= is not a hex digest")
             signatures.append(value)
     if timestamp is None:
         raise SignatureMalformedError("Stripe-Signature has no timestamp (t=)")

@@ -139,6 +139,15 @@ async def test_signing_out_needs_the_csrf_token_and_ends_the_session(
     assert (await client.get("/ops", headers=HTML)).status_code == 401
 
 
+@pytest.mark.parametrize("path", ["/ops/logout", "/ops/failures/retry"])
+async def test_a_form_with_a_non_ascii_csrf_token_is_refused_with_403(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    await sign_in(client)
+    answer = await client.post(path, data={"csrf_token": "\u00e9", "job_id": "1"}, headers=HTML)
+    assert answer.status_code == 403, answer.text
+
+
 async def test_a_retry_without_the_csrf_token_is_refused_and_changes_nothing(
     client: httpx.AsyncClient, redis_url: str
 ) -> None:

@@ -92,7 +92,10 @@ class OpsAuth:
     def check_csrf(operator: Operator, submitted: str | None) -> None:
         if operator.csrf_token is None:
             return
-        if not submitted or not hmac.compare_digest(submitted, operator.csrf_token):
+        # As bytes: compare_digest raises TypeError for a str with a non-ASCII character.
+        if not submitted or not hmac.compare_digest(
+            submitted.encode(), operator.csrf_token.encode()
+        ):
             raise OpsCsrfError("the form is out of date or not from this site; reload the page")
 
 

@@ -242,3 +242,31 @@ async def test_a_stream_failing_during_a_backlog_leaves_the_rest_to_jobs(
 
     assert standin.state.counters_snapshot().faults_injected.get("server_error", 0) > 0
     assert_stripe_has_exactly_the_usage(orgs, standin)
+
+
+async def test_a_500_that_stripe_keeps_under_the_key_is_retried_under_a_new_one(
+    sessions: SessionFactory, standin: RunningStandin, make_worker: Any
+) -> None:
+    """Stripe keeps a 500 under its idempotency key and answers the same key with it for 24 h,
+    even when the event was recorded. A retry under the old key could only get that 500: the
+    report would wait a day, then be sent when Stripe may no longer know the identifier."""
+    orgs = await month_of_usage(sessions, organizations=2)
+    standin.state.set_faults(FaultPlan(server_error=1.0, recorded_before_server_error=True))
+    worker = make_worker()
+    await worker.start()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while not standin.state.accepted_events():
+        assert loop.time() < deadline, "no call reached the stand-in"
+        await asyncio.sleep(0.05)
+    standin.state.set_faults(FaultPlan())
+    await drain(worker, sessions)
+
+    assert_stripe_has_exactly_the_usage(orgs, standin)
+    # Recorded behind the 500, then refused as a duplicate under the new key: sent once.
+    assert standin.state.counters_snapshot().duplicates_refused > 0
+    async with sessions() as session:
+        moved_on = await session.scalar(
+            select(MeterReport.identifier).where(MeterReport.key_generation > 0).limit(1)
+        )
+    assert moved_on is not None

@@ -360,8 +360,16 @@ def test_a_sample_naming_our_idempotency_key_names_the_row_too() -> None:
             "sample_errors": [
                 {"error_message": "bad", "request": {"identifier": "meter-event-sb.a.b.1"}},
                 {"error_message": "bad", "request": {"identifier": "sb.c.d.2"}},
+                # A retry's key (the third attempt) names the same row.
+                {"error_message": "bad", "request": {"identifier": "meter-event-sb.e.f.3.retry2"}},
             ],
         }
     )
 
-    assert sampled_identifiers(error_type) == {"meter-event-sb.a.b.1", "sb.a.b.1", "sb.c.d.2"}
+    assert sampled_identifiers(error_type) == {
+        "meter-event-sb.a.b.1",
+        "sb.a.b.1",
+        "sb.c.d.2",
+        "meter-event-sb.e.f.3.retry2",
+        "sb.e.f.3",
+    }

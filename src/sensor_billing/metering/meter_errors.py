@@ -14,8 +14,8 @@ docs: api/v2/core/events/object) carries, in `data`:
 Assumed where the documentation is thin:
 - `sample_errors[].request.identifier` is the meter event's `identifier` (the docs' example
   shows a bare UUID, as an identifier would be); the SDK's docstring calls it "the request
-  idempotency key", so a value of the form of our idempotency key (`meter-event-<identifier>`)
-  is matched too.
+  idempotency key", so a value of the form of our idempotency keys (`meter-event-<identifier>`,
+  `...retry<n>` from the second attempt on) is matched too.
 - Only sampled errors name an event: a row Stripe did not sample cannot be marked. Its error is
   still counted, in a report row without an organization.
 - `no_meter_found` has no `related_object` (the SDK's notification class has none).
@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sensor_billing.billing.service import Effect, Result
 from sensor_billing.errors import EventFetchError
 from sensor_billing.metering import meter_errors_repository as repository
-from sensor_billing.stripe_api.meter_events import IDEMPOTENCY_KEY_PREFIX
+from sensor_billing.stripe_api.meter_events import identifier_of_idempotency_key
 
 ERROR_REPORT_TRIGGERED: Final = "v1.billing.meter.error_report_triggered"
 NO_METER_FOUND: Final = "v1.billing.meter.no_meter_found"
@@ -123,7 +123,7 @@ def sampled_identifiers(error_type: ErrorType) -> set[str]:
         if sample.request is None:
             continue
         names.add(sample.request.identifier)
-        names.add(sample.request.identifier.removeprefix(IDEMPOTENCY_KEY_PREFIX))
+        names.add(identifier_of_idempotency_key(sample.request.identifier))
     return names
 
 

@@ -141,10 +141,14 @@ async def report_usage(
         value=row.value,
         identifier=row.identifier,
         timestamp=timestamp,
+        key_generation=row.key_generation,
     )
     try:
         accepted = await send(event)
     except StripeUnavailableError as error:
+        if error.status is not None and error.status >= 500:
+            # Stripe keeps a 5xx under the key and would replay it: the next call needs a new one.
+            attempted["key_generation"] = row.key_generation + 1
         await repository.update_report(connection, row.id, **attempted, last_error=str(error))
         return ReportResult(Verdict.RETRY, str(error))
     except StripeRefusedError as error:

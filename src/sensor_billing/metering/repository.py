@@ -266,6 +266,7 @@ class ReportForSend:
     window_end: datetime
     status: str
     attempts: int
+    key_generation: int
 
 
 # Built once, Core on the table (SQLAlchemy's compiled cache): the meter worker runs these
@@ -287,6 +288,7 @@ _locked = (
         _reports.c.window_end,
         _reports.c.status,
         _reports.c.attempts,
+        _reports.c.key_generation,
     )
     .where(_reports.c.identifier == bindparam("identifier"))
     .with_for_update()
@@ -328,6 +330,7 @@ async def lock_report_for_send(
         window_end=row.window_end,
         status=row.status,
         attempts=row.attempts,
+        key_generation=row.key_generation,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import stripe
@@ -11,8 +12,11 @@ from sensor_billing.errors import StripeRefusedError, StripeUnavailableError
 # Stripe's answer to a second event with the same identifier within its 24 h window
 # (docs: recording-usage-api). It means the event is already recorded: a success for us.
 DUPLICATE_IDENTIFIER_MESSAGE = "An event already exists with identifier"
-# Every meter event call's idempotency key is this prefix and the event's identifier.
+# Every meter event call's idempotency key is this prefix and the event's identifier, and,
+# once Stripe has answered a 5xx for it, RETRY_KEY_MARK and a number (see `idempotency_key`).
 IDEMPOTENCY_KEY_PREFIX = "meter-event-"
+RETRY_KEY_MARK = ".retry"
+_RETRY_SUFFIX = re.compile(re.escape(RETRY_KEY_MARK) + r"\d+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,10 +26,26 @@ class MeterEvent:
     value: int
     identifier: str
     timestamp: int
+    # The ledger row's `key_generation`: which idempotency key the call uses.
+    key_generation: int = 0
 
 
-def idempotency_key(identifier: str) -> str:
-    return f"{IDEMPOTENCY_KEY_PREFIX}{identifier}"
+def idempotency_key(identifier: str, generation: int = 0) -> str:
+    """The event's key for as long as no 5xx answer came back: a retry after a timeout, a cut
+    connection, a 429 or a 409 (none of which Stripe keeps under the key, or whose answer is
+    still to come) reuses it, and Stripe replays what it did. Stripe does keep a 500 under its
+    key and would answer every retry with that same 500 for 24 h (STRIPE.md): after one, the
+    row's key generation moves on and the next call gets a fresh key. The identifier, which
+    never changes, is what keeps that call from recording the event twice."""
+    key = f"{IDEMPOTENCY_KEY_PREFIX}{identifier}"
+    return key if generation == 0 else f"{key}{RETRY_KEY_MARK}{generation}"
+
+
+def identifier_of_idempotency_key(key: str) -> str:
+    """The identifier inside one of our keys (any other string is returned as it is)."""
+    if not key.startswith(IDEMPOTENCY_KEY_PREFIX):
+        return key
+    return _RETRY_SUFFIX.sub("", key.removeprefix(IDEMPOTENCY_KEY_PREFIX))
 
 
 def is_duplicate_identifier(error: stripe.StripeError) -> bool:
@@ -59,7 +79,7 @@ async def send_meter_event(client: stripe.StripeClient, event: MeterEvent) -> bo
                 "identifier": event.identifier,
                 "timestamp": event.timestamp,
             },
-            {"idempotency_key": idempotency_key(event.identifier)},
+            {"idempotency_key": idempotency_key(event.identifier, event.key_generation)},
         )
     except stripe.StripeError as error:
         if is_duplicate_identifier(error):

@@ -104,6 +104,9 @@ class MeterReport(Base):
     status: Mapped[str] = mapped_column(String(16), server_default=ReportStatus.PENDING.value)
     skip_reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    # Which idempotency key the next send uses (stripe_api.meter_events.idempotency_key): moved
+    # on when Stripe answered a 5xx, which it keeps under the key and would replay for 24 h.
+    key_generation: Mapped[int] = mapped_column(server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
     last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

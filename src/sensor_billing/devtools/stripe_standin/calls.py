@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .errors import InvalidRequestError, StripeRefusalError, WireAnswer
-from .fault_delivery import deliver_fault
+from .fault_delivery import deliver_fault, server_error
 from .faults import FaultKind
 from .forms import fingerprint_form
 from .idempotency import MAX_KEY_LENGTH, V1_KEY_LIFETIME_SECONDS, V2_KEY_LIFETIME_SECONDS
@@ -39,14 +39,25 @@ async def serve_call(
             # The fault sits in front of the API: nothing executed, nothing saved.
             return await deliver_fault(request, decision, None)
     body = await request.body()
-    answer = await _run_idempotent(request, state, via, body, work)
+    # A 500 from an endpoint that began executing is what Stripe's idempotency layer saves: a
+    # replay with the same key gets the 500 again, for the key's lifetime (docs:
+    # api/idempotent_requests, "including 500 errors"), whatever the call did before it.
+    saved_instead = (
+        server_error() if decision is not None and decision.kind is FaultKind.SERVER_ERROR else None
+    )
+    answer = await _run_idempotent(request, state, via, body, work, saved_instead)
     if decision is not None:
         return await deliver_fault(request, decision, answer)
     return to_response(answer)
 
 
 async def _run_idempotent(
-    request: Request, state: StandinState, via: Via, body: bytes, work: Work
+    request: Request,
+    state: StandinState,
+    via: Via,
+    body: bytes,
+    work: Work,
+    saved_instead: WireAnswer | None = None,
 ) -> WireAnswer:
     key = request.headers.get("idempotency-key")
     if key is not None and len(key) > MAX_KEY_LENGTH:
@@ -76,7 +87,7 @@ async def _run_idempotent(
             state.idempotency.release(key)
         raise
     if key is not None:
-        state.idempotency.save(key, answer)
+        state.idempotency.save(key, saved_instead or answer)
     return answer
 
 

@@ -143,6 +143,55 @@ async def test_malformed_event_is_refused_naming_the_param(
     assert state.accepted_events() == []
 
 
+@pytest.mark.parametrize(
+    ("path", "form", "param"),
+    [
+        pytest.param(
+            "/v1/billing/meter_events",
+            {
+                "event_name": EVENT_NAME,
+                "payload[stripe_customer_id]": "cus_1",
+                "payload[value]": "1",
+                "value": "1",
+            },
+            "value",
+            id="meter event, value outside payload",
+        ),
+        pytest.param(
+            "/v1/billing/meter_event_adjustments",
+            {"type": "cancel", "event_name": EVENT_NAME, "identifier": "reading-1"},
+            "identifier",
+            id="adjustment, identifier outside cancel",
+        ),
+        pytest.param(
+            "/v1/billing/meter_event_adjustments",
+            {"type": "cancel", "event_name": EVENT_NAME, "cancel[id]": "reading-1"},
+            "cancel[id]",
+            id="adjustment, unknown key inside cancel",
+        ),
+    ],
+)
+async def test_unknown_parameter_is_refused_as_parameter_unknown(
+    raw: httpx.AsyncClient,
+    client: stripe.StripeClient,
+    state: StandinState,
+    path: str,
+    form: dict[str, str],
+    param: str,
+) -> None:
+    # Stripe refuses any parameter an endpoint does not take (error code parameter_unknown),
+    # so a misspelt or misplaced field fails loudly instead of being dropped.
+    await send_event(client, identifier="reading-1")
+
+    answer = await raw.post(path, data=form)
+
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "parameter_unknown"
+    assert answer.json()["error"]["param"] == param
+    assert answer.json()["error"]["message"] == f"Received unknown parameter: {param}"
+    assert [(e.identifier, e.cancelled) for e in state.accepted_events()] == [("reading-1", False)]
+
+
 async def test_payload_keys_follow_the_meter_customer_mapping(
     raw: httpx.AsyncClient, client: stripe.StripeClient
 ) -> None:

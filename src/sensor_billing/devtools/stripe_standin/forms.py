@@ -8,6 +8,7 @@ Stripe's API: the SDK encodes numbers and lists (`expand[0]=...`) the same way.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from urllib.parse import parse_qsl
 
 from .errors import InvalidRequestError, invalid_param, missing_param
@@ -39,6 +40,17 @@ def _insert(form: Form, path: list[str], value: str, raw_key: str) -> None:
     if isinstance(node.get(path[-1]), dict):
         raise InvalidRequestError(f"Invalid parameter: {raw_key}", param=raw_key)
     node[path[-1]] = value
+
+
+def refuse_unknown(form: Form, known: Collection[str], *, within: str | None = None) -> None:
+    """Stripe refuses a parameter the endpoint does not take (`parameter_unknown`) rather than
+    ignoring it, so a misspelt or misplaced field never passes silently (docs: error-codes)."""
+    for name in form:
+        if name not in known:
+            param = name if within is None else f"{within}[{name}]"
+            raise InvalidRequestError(
+                f"Received unknown parameter: {param}", code="parameter_unknown", param=param
+            )
 
 
 def fingerprint_form(encoded: str) -> str:

@@ -13,10 +13,24 @@ from .auth import require_secret_key
 from .calls import serve_call
 from .destinations import dispatch_undelivered
 from .errors import WireAnswer, invalid_param, missing_param
-from .forms import Form, optional_int, optional_str, parse_form, required_str, sub_form
+from .forms import (
+    Form,
+    optional_int,
+    optional_str,
+    parse_form,
+    refuse_unknown,
+    required_str,
+    sub_form,
+)
 from .limits import admit_metering_call, customer_meter_slot
 from .state import StandinState
 from .wire import ok, request_id_of, standin_of
+
+# What each endpoint takes (docs: api/billing/meter-event/create, meter-event-adjustment/create);
+# `expand` is accepted by every endpoint.
+_METER_EVENT_PARAMS = frozenset({"event_name", "payload", "identifier", "timestamp", "expand"})
+_ADJUSTMENT_PARAMS = frozenset({"type", "event_name", "cancel", "expand"})
+_CANCEL_PARAMS = frozenset({"identifier"})
 
 
 async def create_meter_event(request: Request) -> Response:
@@ -47,6 +61,7 @@ async def create_meter_event(request: Request) -> Response:
 def _incoming_event(
     state: StandinState, form: Form, idempotency_key: str | None, request: Request
 ) -> metering.IncomingMeterEvent:
+    refuse_unknown(form, _METER_EVENT_PARAMS)
     event_name = required_str(form, "event_name")
     if len(event_name) > metering.MAX_NAME_LENGTH:
         raise invalid_param("event_name", "event_name must be at most 100 characters.")
@@ -91,6 +106,8 @@ async def create_meter_event_adjustment(request: Request) -> Response:
 
     async def work(body: bytes, idempotency_key: str | None) -> WireAnswer:
         form = parse_form(body.decode())
+        refuse_unknown(form, _ADJUSTMENT_PARAMS)
+        refuse_unknown(sub_form(form, "cancel") or {}, _CANCEL_PARAMS, within="cancel")
         adjustment_type = required_str(form, "type")
         if adjustment_type != "cancel":
             raise invalid_param("type", "type must be cancel.")

@@ -49,3 +49,14 @@ def test_db_upgrade_current_and_downgrade(empty_database_url: str) -> None:
         "SELECT count(*) FROM pg_tables"
         " WHERE schemaname = 'public' AND tablename <> 'alembic_version'",
     ) == [(0,)]
+
+
+@pytest.mark.parametrize("command", ["upgrade", "downgrade"])
+def test_an_unknown_revision_is_refused_in_one_line_and_nothing_is_migrated(
+    empty_database_url: str, command: str
+) -> None:
+    code, output = invoke("db", command, "nosuchrev")
+    assert code == 2
+    assert "nosuchrev" in output
+    assert "Traceback" not in output
+    assert migrate.current_revision(empty_database_url) is None

@@ -8,16 +8,20 @@ functions from synchronous code (the CLI, a thread), never from inside a running
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from sensor_billing.errors import InvalidInputError
 from sensor_billing.settings import to_asyncpg_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -32,11 +36,23 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+    with _revision_named(revision):
+        command.upgrade(alembic_config(database_url), revision)
 
 
 def downgrade(database_url: str, revision: str) -> None:
-    command.downgrade(alembic_config(database_url), revision)
+    with _revision_named(revision):
+        command.downgrade(alembic_config(database_url), revision)
+
+
+@contextmanager
+def _revision_named(revision: str) -> Iterator[None]:
+    """Alembic resolves the target before it runs a migration: a revision it cannot resolve
+    (unknown id, a relative step past either end) leaves the database as it was."""
+    try:
+        yield
+    except CommandError as error:
+        raise InvalidInputError(f"revision {revision!r}: {error}") from None
 
 
 def check(database_url: str) -> None:

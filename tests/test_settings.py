@@ -25,7 +25,12 @@ def test_postgres_urls_of_both_spellings_get_the_asyncpg_driver(
         ("DATABASE_URL", "foo", "expected postgresql://"),
         ("DATABASE_URL", "mysql://root@localhost/db", "got scheme 'mysql'"),
         ("DATABASE_URL", "postgresql://localhost", "names no database"),
+        ("DATABASE_URL", "postgresql://app@db.internal:notaport/billing", "port"),
+        ("DATABASE_URL", "postgresql://app@db.internal:99999/billing", "port"),
         ("REDIS_URL", "localhost:6379", "expected redis://"),
+        ("REDIS_URL", "redis://127.0.0.1:notaport/0", "port"),
+        ("REDIS_URL", "redis://127.0.0.1:6379/abc", "database number"),
+        ("REDIS_URL", "redis://127.0.0.1:6379/1/2", "database number"),
         ("STRIPE_API_BASE", "api.stripe.com", "http(s) base URL"),
         ("STRIPE_WEBHOOK_SECRET", "whsec_a,not-a-secret", "must start with whsec_"),
         ("METER_WINDOW_SECONDS", "7000", "divides a day"),
@@ -41,6 +46,23 @@ def test_malformed_value_is_refused_naming_the_variable(
         load_settings()
     assert f"{variable}: " in str(caught.value)
     assert reason in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379",
+        "redis://127.0.0.1:6379/",
+        "redis://127.0.0.1/3",
+        "rediss://:secret@cache.internal:6380/12",
+        "unix:///run/redis.sock?db=2",
+    ],
+)
+def test_redis_urls_with_or_without_a_database_number_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("REDIS_URL", url)
+    assert load_settings().redis_url == url
 
 
 def test_secret_values_never_appear_in_the_error(monkeypatch: pytest.MonkeyPatch) -> None:

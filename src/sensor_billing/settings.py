@@ -35,6 +35,17 @@ def to_asyncpg_url(url: str) -> str:
     return f"postgresql+asyncpg://{rest}" if scheme.startswith("postgres") else url
 
 
+def _check_port(url: str) -> None:
+    """Raise ValueError when the URL's port is not a number in 1-65535 (the message never
+    repeats the URL: it may carry a password)."""
+    try:
+        port = urlsplit(url).port
+    except ValueError:  # not a number, or outside 0-65535
+        port = 0
+    if port == 0:
+        raise ValueError("the port must be a number from 1 to 65535")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -102,6 +113,7 @@ class Settings(BaseSettings):
             )
         if not parts.path.strip("/") and not parts.query:
             raise ValueError("the URL names no database (…/DBNAME)")
+        _check_port(value)
         return value
 
     @field_validator("redis_url")
@@ -112,6 +124,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"expected redis://host:port/db, got scheme {parts.scheme or 'none'!r}"
             )
+        _check_port(value)
+        # redis-py drops a database part that is not a number (db 0, another tenant's data)
+        # and reads `/1/2` as db 12; only `/N` or nothing is what the operator meant.
+        database = parts.path.removeprefix("/")
+        if parts.scheme != "unix" and database and not database.isdecimal():
+            raise ValueError("the database number after host:port/ must be a whole number")
         return value
 
     @field_validator("stripe_webhook_secret", mode="before")

@@ -27,6 +27,9 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SECONDS_PER_DAY = 86_400
 # OPS_TOKEN and OPS_SESSION_SECRET: at least this many characters (e.g. `openssl rand -hex 32`).
 OPS_SECRET_MIN_LENGTH = 16
+# METER_WORKER_CONCURRENCY and `worker --concurrency`: each job in flight holds a PostgreSQL
+# connection, so the bound keeps one worker well under a server's max_connections.
+MAX_WORKER_CONCURRENCY = 500
 
 
 def to_asyncpg_url(url: str) -> str:
@@ -76,7 +79,7 @@ class Settings(BaseSettings):
     # in live mode (docs: rate-limits); test mode allows far fewer.
     meter_rate_limit_per_second: float = 100.0
     meter_close_interval_seconds: int = Field(default=300, ge=10, le=86_400)
-    meter_worker_concurrency: int = Field(default=20, ge=1, le=500)
+    meter_worker_concurrency: int = Field(default=20, ge=1, le=MAX_WORKER_CONCURRENCY)
     # bullmq job lock: a worker that dies mid-job leaves its jobs locked this long before
     # another worker takes them over (bullmq lockDuration and stalledInterval).
     meter_job_lock_seconds: int = Field(default=30, ge=1, le=600)

@@ -13,13 +13,16 @@ from sensor_billing.errors import QueueUnavailableError
 from sensor_billing.jobs.health import redis_problem
 from sensor_billing.jobs.worker import run_worker
 from sensor_billing.logs import configure_logging
-from sensor_billing.settings import get_settings
+from sensor_billing.settings import MAX_WORKER_CONCURRENCY, get_settings
 
 
 @reports_errors
 def worker(
     concurrency: int = typer.Option(
-        0, min=0, help="Jobs in flight at once (default METER_WORKER_CONCURRENCY)."
+        0,
+        min=0,
+        max=MAX_WORKER_CONCURRENCY,
+        help="Jobs in flight at once (0: METER_WORKER_CONCURRENCY).",
     ),
 ) -> None:
     """Run the meter-reporting worker until SIGTERM or Ctrl-C (running sends finish first)."""

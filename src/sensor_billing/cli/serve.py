@@ -34,7 +34,7 @@ def serve(
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
     workers: int = typer.Option(1, min=1, help="Worker processes (each a full API replica)."),
 ) -> None:
-    """Run the API: POST /webhooks/stripe, GET /healthz, GET /readyz."""
+    """Run the API: POST /webhooks/stripe, GET /healthz, /readyz, /metrics (and /ops)."""
     settings = get_settings()  # a malformed setting stops here, before the port is taken
     configure_logging(settings.log_level, settings.log_format)
     if workers > 1:

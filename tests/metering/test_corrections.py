@@ -13,6 +13,9 @@ from sqlalchemy import text
 from sensor_billing.cli import reconcile as reconcile_cli
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.devtools.stripe_standin import RunningStandin
+from sensor_billing.devtools.stripe_standin import metering as standin_metering
+from sensor_billing.devtools.stripe_standin.errors import ApiFailureError
+from sensor_billing.devtools.stripe_standin.state import StandinState
 from sensor_billing.metering.corrections import CorrectionKind, CorrectionRequest, correct_usage
 from sensor_billing.metering.reporter import Verdict, report_usage
 from sensor_billing.metering.windows import event_timestamp, floor_to_window
@@ -338,3 +341,38 @@ async def test_a_window_stripe_can_no_longer_take_is_compensated_not_cancelled(
     totals = standin.state.accepted_totals()
     assert totals.get((str(org.customer_id), "temperature_readings"), Decimal(0)) == 35
     assert "failed" not in await ledger_counts(sessions)
+
+
+@pytest.mark.parametrize("cancelled_before_the_500", [False, True])
+async def test_a_cancel_that_stripe_answered_500_can_be_run_again_at_once(
+    sessions: SessionFactory,
+    standin: RunningStandin,
+    sent: tuple[GeneratedOrganization, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    cancelled_before_the_500: bool,
+) -> None:
+    org, worker = sent
+    window = today() - 2 * DAY
+    original = window_row(await rows(sessions), "temperature_readings", window)
+    total_before = readings_total(standin, org)
+    real_cancel = standin_metering.cancel
+
+    def cancel_then_fail(state: StandinState, event_name: str, identifier: str) -> None:
+        if cancelled_before_the_500:
+            real_cancel(state, event_name, identifier)
+        # The endpoint began executing: Stripe keeps this 500 under the key for 24 h.
+        raise ApiFailureError("Sorry, something went wrong.", saved_by_idempotency=True)
+
+    monkeypatch.setattr(standin_metering, "cancel", cancel_then_fail)
+    failed = correct(org, "temperature_readings", window, original["value"] + 5)
+    monkeypatch.setattr(standin_metering, "cancel", real_cancel)
+    assert failed.exit_code == 1
+    assert await ledger_counts(sessions) == {"sent": len(await rows(sessions))}
+
+    again = correct(org, "temperature_readings", window, original["value"] + 5)
+    assert again.exit_code == 0, again.stderr
+    await drain(worker, sessions)
+
+    assert json.loads(again.stdout)["kind"] == "replacement"
+    assert readings_total(standin, org) == total_before + 5
+    assert_reconciles()

@@ -11,6 +11,7 @@ over the events whose timestamp lies in that hour. The list pages with `limit` (
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from decimal import Decimal
 
 import stripe
 
-from sensor_billing.errors import ConfigurationError
+from sensor_billing.errors import ConfigurationError, StripeUnavailableError
 from sensor_billing.stripe_api.meter_events import map_stripe_error
 
 Throttle = Callable[[], Awaitable[None]]
@@ -133,13 +134,30 @@ async def cancel_meter_event(
     client: stripe.StripeClient, throttle: Throttle, *, event_name: str, identifier: str
 ) -> None:
     """Withdraw a recorded event. Raises `StripeRefusedError` (e.g. older than 24 h, unknown
-    identifier) or `StripeUnavailableError`."""
+    identifier) or `StripeUnavailableError`.
+
+    The first call uses the identifier's own key, so a command retried after a crash gets
+    Stripe's saved success back (docs: api/idempotent_requests). Stripe also keeps a 5xx under
+    its key and answers every later call with that key with it for 24 h (STRIPE.md), which
+    would block the correction for a day: after a 5xx the cancel is sent once more under a key
+    of its own. Cancelling an event twice leaves it cancelled (the second cancel succeeds)."""
+    key = f"meter-event-cancel-{identifier}"
+    try:
+        await _cancel(client, throttle, event_name, identifier, key)
+    except StripeUnavailableError as error:
+        if error.status is None or error.status < 500:
+            raise
+        await _cancel(client, throttle, event_name, identifier, f"{key}.{uuid.uuid4().hex}")
+
+
+async def _cancel(
+    client: stripe.StripeClient, throttle: Throttle, event_name: str, identifier: str, key: str
+) -> None:
     await throttle()
     try:
         await client.v1.billing.meter_event_adjustments.create_async(
             {"type": "cancel", "event_name": event_name, "cancel": {"identifier": identifier}},
-            # A retried command cancels once (docs: api/idempotent_requests).
-            {"idempotency_key": f"meter-event-cancel-{identifier}"},
+            {"idempotency_key": key},
         )
     except stripe.StripeError as error:
         raise map_stripe_error(error) from error

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import stripe
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from sensor_billing.billing.customers import customer_idempotency_key, sync_customers
+from sensor_billing.billing import customers_repository
+from sensor_billing.billing.customers import sync_customers
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.schema import Organization
 from sensor_billing.devtools.stripe_standin import DEFAULT_API_KEY, RunningStandin, run_in_thread
@@ -90,13 +91,51 @@ async def test_a_rerun_after_a_crash_gets_the_same_customer_through_the_idempote
 ) -> None:
     (acme,) = await add_organizations(sessions, "Acme")
     # A run that created the customer and died before committing its id.
-    crashed = await client.v1.customers.create_async(
-        {"name": "Acme", "metadata": {"organization_id": str(acme)}},
-        {"idempotency_key": customer_idempotency_key(acme)},
-    )
+    crashed = await sync_customer_and_crash(sessions, client, acme)
 
     await sync_customers(sessions, client)
 
-    assert (await stored_customers(sessions))[acme] == crashed.id
-    assert list(standin.state.customers) == [crashed.id]
+    assert (await stored_customers(sessions))[acme] == crashed
+    assert list(standin.state.customers) == [crashed]
     assert standin.state.counters_snapshot().idempotent_replays == 1
+
+
+async def test_a_rerun_after_a_crash_and_a_rename_gets_the_same_customer(
+    sessions: SessionFactory, client: stripe.StripeClient, standin: RunningStandin
+) -> None:
+    (acme,) = await add_organizations(sessions, "Acme")
+    # A run that created the customer and died before committing its id...
+    crashed = await sync_customer_and_crash(sessions, client, acme)
+    # ...and the organization was renamed before the next run.
+    async with unit_of_work(sessions) as session:
+        await session.execute(
+            update(Organization).where(Organization.id == acme).values(name="Acme Industries")
+        )
+
+    summary = await sync_customers(sessions, client)
+
+    assert (await stored_customers(sessions))[acme] == crashed
+    assert [c.customer_id for c in summary.created] == [crashed]
+    assert list(standin.state.customers) == [crashed]
+    assert standin.state.customers[crashed].name == "Acme Industries"
+
+
+async def sync_customer_and_crash(
+    sessions: SessionFactory, client: stripe.StripeClient, organization_id: uuid.UUID
+) -> str:
+    """What `sync_customers` sends for the organization, with the commit that never came."""
+    created: list[str] = []
+
+    class CrashBeforeCommitError(Exception):
+        pass
+
+    async def store_then_crash(session: object, organization: uuid.UUID, customer: str) -> None:
+        created.append(customer)
+        raise CrashBeforeCommitError
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(customers_repository, "store_customer_id", store_then_crash)
+        with pytest.raises(CrashBeforeCommitError):
+            await sync_customers(sessions, client)
+    assert (await stored_customers(sessions))[organization_id] is None
+    return created[0]

@@ -121,6 +121,29 @@ async def test_customer_keeps_name_email_and_metadata(client: stripe.StripeClien
     assert fetched.metadata.to_dict() == {"tenant": "t_1"}
 
 
+async def test_customer_update_sets_the_fields_given(client: stripe.StripeClient) -> None:
+    created = await client.v1.customers.create_async(
+        {"email": "ops@example.com", "metadata": {"tenant": "t_1"}}
+    )
+
+    await client.v1.customers.update_async(created.id, {"name": "Cold Chain"})
+
+    fetched = await client.v1.customers.retrieve_async(created.id)
+    assert (fetched.name, fetched.email) == ("Cold Chain", "ops@example.com")
+    assert fetched.metadata is not None
+    assert fetched.metadata.to_dict() == {"tenant": "t_1"}
+
+
+async def test_updating_a_deleted_customer_is_not_found(client: stripe.StripeClient) -> None:
+    customer = await client.v1.customers.create_async({"name": "Gone"})
+    await client.v1.customers.delete_async(customer.id)
+
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        await client.v1.customers.update_async(customer.id, {"name": "Back"})
+
+    assert refused.value.http_status == 404
+
+
 async def test_deleted_customer_leaves_the_list_and_reads_as_deleted(
     client: stripe.StripeClient,
 ) -> None:

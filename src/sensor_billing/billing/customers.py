@@ -4,7 +4,9 @@ Each organization is its own transaction: the customer is created while the orga
 is locked, and its id is committed before the next one starts, so a crash half-way keeps
 everything stored so far. The idempotency key `customer-for-org-<uuid>` makes a rerun after a
 crash between Stripe's answer and the commit get the same customer back instead of a second one
-(Stripe keeps keys at least 24 h: docs: api/idempotent_requests).
+(Stripe keeps keys at least 24 h: docs: api/idempotent_requests). The create carries only the
+organization id; the name is set by an update after it, so a rename in between does not change
+the create's parameters.
 """
 
 from __future__ import annotations
@@ -65,13 +67,15 @@ async def sync_customers(
             if organization is None:
                 continue  # linked meanwhile (a checkout webhook or another sync)
             try:
+                # Only what never changes goes under the key: Stripe refuses the same key with
+                # other parameters (400 idempotency_error), so a name sent with it would turn a
+                # rerun after a rename into an error for 24 h and a second customer after.
                 customer = await client.v1.customers.create_async(
-                    {
-                        "name": organization.name,
-                        "metadata": {"organization_id": str(organization.id)},
-                    },
+                    {"metadata": {"organization_id": str(organization.id)}},
                     {"idempotency_key": customer_idempotency_key(organization.id)},
                 )
+                # The current name, also on a customer the key gave back from an earlier run.
+                await client.v1.customers.update_async(customer.id, {"name": organization.name})
             except stripe.StripeError as error:
                 raise map_stripe_error(error) from error
             await repository.store_customer_id(session, organization.id, customer.id)

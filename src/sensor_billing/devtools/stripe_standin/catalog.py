@@ -109,6 +109,21 @@ def create_customer(state: StandinState, form: Form) -> Customer:
         return customer
 
 
+def update_customer(state: StandinState, customer_id: str, form: Form) -> Customer:
+    """`POST /v1/customers/{id}`: the fields given are set, metadata keys merged; a deleted
+    customer is not found."""
+    with state.lock:
+        customer = get_customer(state, customer_id)
+        if customer.deleted:
+            raise no_such("customer", customer_id)
+        if "name" in form:
+            customer.name = optional_str(form, "name")
+        if "email" in form:
+            customer.email = optional_str(form, "email")
+        customer.metadata.update(optional_map(form, "metadata") or {})
+        return customer
+
+
 def get_customer(state: StandinState, customer_id: str) -> Customer:
     with state.lock:
         customer = state.customers.get(customer_id)

@@ -68,6 +68,9 @@ async def list_event_summaries(request: Request) -> Response:
 
 
 create_customer = catalog_write(lambda state, _, form: catalog.create_customer(state, form))
+update_customer = catalog_write(
+    lambda state, request, form: catalog.update_customer(state, path_id(request), form)
+)
 
 
 async def retrieve_customer(request: Request) -> Response:
@@ -113,5 +116,6 @@ routes = [
     Route("/v1/customers", create_customer, methods=["POST"]),
     Route("/v1/customers", list_customers, methods=["GET"]),
     Route("/v1/customers/{object_id}", retrieve_customer, methods=["GET"]),
+    Route("/v1/customers/{object_id}", update_customer, methods=["POST"]),
     Route("/v1/customers/{object_id}", delete_customer, methods=["DELETE"]),
 ]

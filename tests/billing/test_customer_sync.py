@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 
 import pytest
 import stripe
@@ -14,6 +15,7 @@ from sensor_billing.billing.customers import sync_customers
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.schema import Organization
 from sensor_billing.devtools.stripe_standin import DEFAULT_API_KEY, RunningStandin, run_in_thread
+from sensor_billing.metering import repository as metering_repository
 from sensor_billing.settings import load_settings
 from sensor_billing.stripe_api.client import create_stripe_client
 
@@ -139,3 +141,22 @@ async def sync_customer_and_crash(
             await sync_customers(sessions, client)
     assert (await stored_customers(sessions))[organization_id] is None
     return created[0]
+
+
+async def test_an_organization_given_a_new_customer_after_a_deletion_is_metered_again(
+    sessions: SessionFactory, client: stripe.StripeClient, standin: RunningStandin
+) -> None:
+    (acme,) = await add_organizations(sessions, "Acme", customer_id="cus_deleted")
+    # customer.deleted marked it; the operator cleared the id, as the README says.
+    async with unit_of_work(sessions) as session:
+        await session.execute(
+            update(Organization)
+            .where(Organization.id == acme)
+            .values(stripe_customer_id=None, stripe_customer_deleted_at=datetime.now(UTC))
+        )
+
+    summary = await sync_customers(sessions, client)
+
+    assert [c.organization_id for c in summary.created] == [acme]
+    async with sessions() as session:
+        assert acme not in await metering_repository.organizations_without_customer(session, 10)

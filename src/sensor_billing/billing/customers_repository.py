@@ -47,8 +47,11 @@ async def lock_organization_without_customer(
 async def store_customer_id(
     session: AsyncSession, organization_id: uuid.UUID, customer_id: str
 ) -> None:
+    # The deletion mark belongs to the customer being replaced (README: an organization whose
+    # customer was deleted gets a new one once its id is cleared); kept, the organization would
+    # stay unmetered with its new, live customer.
     await session.execute(
         update(Organization)
         .where(Organization.id == organization_id)
-        .values(stripe_customer_id=customer_id)
+        .values(stripe_customer_id=customer_id, stripe_customer_deleted_at=None)
     )

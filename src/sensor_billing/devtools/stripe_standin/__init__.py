@@ -17,8 +17,10 @@ Where Stripe's documentation is silent, the stand-in assumes:
 - Strict customers mode is on once any customer has been created, unless configured.
 - Parameter validation failures, 401s and 429s are not saved by the idempotency layer; the
   duplicate-identifier refusal is (the endpoint began executing).
-- Injected faults are infrastructure: never saved. With `recorded_before_*` the request ran and
-  its real answer is saved, so a retry with the same key replays it.
+- Injected faults without `recorded_before_*` sit in front of the API: nothing runs, nothing is
+  saved. With `recorded_before_*` the request ran: after a timeout or a cut connection its real
+  answer is saved, so a retry with the same key replays it; after a 500 the 500 is saved, as
+  Stripe keeps it (docs: api/idempotent_requests), so the same key gets the 500 again.
 - Every error report becomes one v2 thin event (error_count 1), sent once to the event
   destination if one is set (control API), fetchable at `GET /v2/core/events/{id}`.
 - Summaries: every window in [start, end) gets one (0 if empty), newest first; start < end; an

@@ -210,3 +210,110 @@ async def test_a_reading_for_another_organizations_sensor_cannot_be_stored(
     closed_through = floor_to_window(NOW - GRACE, HOUR)
     for org in orgs:
         assert totals[org.id] == org.readings_between(NOW - timedelta(days=1), closed_through)
+
+
+# --- Edge cases built by hand, with the expected values written out (not computed by the
+# generator's oracle, which shares the SQL's boundary choices and never lands on a boundary).
+
+# A whole hour two hours before the test's hour: every window below has ended long ago.
+EDGE = floor_to_window(NOW, HOUR) - 2 * HOUR
+
+
+async def add_organization(sessions: SessionFactory, customer: str) -> uuid.UUID:
+    organization_id = uuid.uuid4()
+    async with unit_of_work(sessions) as session:
+        await session.execute(
+            text("INSERT INTO organizations (id, name, stripe_customer_id) VALUES (:id, :n, :c)"),
+            {"id": organization_id, "n": customer, "c": customer},
+        )
+    return organization_id
+
+
+async def add_sensor(
+    sessions: SessionFactory,
+    organization_id: uuid.UUID,
+    history: list[tuple[str, datetime]],
+) -> uuid.UUID:
+    """A sensor created with the first (status, since) of `history`, then changed to each next."""
+    sensor_id = uuid.uuid4()
+    (status, since), *changes = history
+    async with unit_of_work(sessions) as session:
+        await session.execute(
+            text(
+                "INSERT INTO sensors (id, organization_id, serial, status, status_changed_at,"
+                " created_at) VALUES (:id, :org, :serial, :status, :at, :at)"
+            ),
+            {
+                "id": sensor_id,
+                "org": organization_id,
+                "serial": str(sensor_id),
+                "status": status,
+                "at": since,
+            },
+        )
+        for status, since in changes:
+            await session.execute(
+                text("UPDATE sensors SET status = :status, status_changed_at = :at WHERE id = :id"),
+                {"status": status, "at": since, "id": sensor_id},
+            )
+    return sensor_id
+
+
+async def add_readings(
+    sessions: SessionFactory, organization_id: uuid.UUID, sensor_id: uuid.UUID, *at: datetime
+) -> None:
+    async with unit_of_work(sessions) as session:
+        await session.execute(
+            text(
+                "INSERT INTO temperature_readings (organization_id, sensor_id, value_celsius,"
+                " recorded_at, received_at) VALUES (:org, :sensor, 4.5, :at, :at)"
+            ),
+            [{"org": organization_id, "sensor": sensor_id, "at": moment} for moment in at],
+        )
+
+
+async def values(
+    sessions: SessionFactory, organization_id: uuid.UUID
+) -> dict[tuple[str, datetime], int]:
+    return {
+        (row.event_name, row.window_start): row.value
+        for row in await ledger(sessions)
+        if row.organization_id == organization_id
+    }
+
+
+async def test_a_reading_received_exactly_at_a_window_boundary_counts_in_the_window_it_starts(
+    sessions: SessionFactory,
+) -> None:
+    org = await add_organization(sessions, "cus_boundary_reading")
+    sensor = await add_sensor(sessions, org, [("active", EDGE - 5 * HOUR)])
+    await add_readings(sessions, org, sensor, EDGE - HOUR, EDGE - timedelta(microseconds=1), EDGE)
+    await close(sessions, EDGE + HOUR + GRACE)
+    measured = await values(sessions, org)
+    assert measured[("temperature_readings", EDGE - HOUR)] == 2
+    assert measured[("temperature_readings", EDGE)] == 1
+
+
+async def test_a_sensor_status_change_exactly_at_a_window_end_belongs_to_the_next_window(
+    sessions: SessionFactory,
+) -> None:
+    # Windows are [start, end), like a reading received at EDGE, a status change at EDGE is
+    # part of the window that starts there. The window ending at EDGE reports (at its last
+    # second) the sensors active through its end: the one switched on at EDGE was not yet,
+    # the one switched off at EDGE still was.
+    switched_on = await add_organization(sessions, "cus_switched_on")
+    sensor = await add_sensor(
+        sessions, switched_on, [("inactive", EDGE - 5 * HOUR), ("active", EDGE)]
+    )
+    await add_readings(sessions, switched_on, sensor, EDGE - HOUR)
+    switched_off = await add_organization(sessions, "cus_switched_off")
+    sensor = await add_sensor(
+        sessions, switched_off, [("active", EDGE - 5 * HOUR), ("inactive", EDGE)]
+    )
+    await add_readings(sessions, switched_off, sensor, EDGE - HOUR)
+
+    await close(sessions, EDGE + HOUR + GRACE)
+
+    on, off = await values(sessions, switched_on), await values(sessions, switched_off)
+    assert (on[("active_sensors", EDGE - HOUR)], on[("active_sensors", EDGE)]) == (0, 1)
+    assert (off[("active_sensors", EDGE - HOUR)], off[("active_sensors", EDGE)]) == (1, 0)

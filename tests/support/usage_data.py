@@ -26,11 +26,13 @@ class GeneratedOrganization:
     readings: list[datetime] = field(default_factory=list)  # received_at
 
     def active_sensors_at(self, moment: datetime) -> int:
+        """Sensors active at the close of a window ending at `moment`: windows are
+        [start, end), so a change at `moment` itself belongs to the next window."""
         active = 0
         for _, history in self.sensors:
             status = None
             for value, since in history:
-                if since <= moment:
+                if since < moment:
                     status = value
             active += status == "active"
         return active

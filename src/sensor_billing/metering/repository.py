@@ -65,7 +65,9 @@ ON CONFLICT (organization_id) DO NOTHING
 
 # Every window of every eligible organization between its cursor and `last_end`, measured in
 # one statement: readings received in the window, and sensors active at its end (from the
-# status history, so a window caught up late counts the sensors of its own time).
+# status history, so a window caught up late counts the sensors of its own time). "At its end"
+# is the window's last instant: windows are [start, end), so a status change at `end` belongs
+# to the next window, as a reading received at `end` does.
 CLOSE_WINDOWS = text("""
 WITH windows AS (
     SELECT c.organization_id, o.stripe_customer_id, ws AS window_start,
@@ -94,8 +96,8 @@ WITH windows AS (
       JOIN sensor_status_periods p
         ON p.organization_id = w.organization_id
        AND p.status = 'active'
-       AND p.valid_from <= w.window_end
-       AND (p.valid_to IS NULL OR p.valid_to > w.window_end)
+       AND p.valid_from < w.window_end
+       AND (p.valid_to IS NULL OR p.valid_to >= w.window_end)
      GROUP BY 1, 2
 ), measured AS (
     SELECT w.*, m.event_name,

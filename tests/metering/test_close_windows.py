@@ -151,8 +151,14 @@ async def test_first_run_starts_at_the_earliest_reading_inside_stripes_limit(
     await close(sessions, window=timedelta(days=1))
     rows = await ledger(sessions)
     first = min(r.window_start for r in rows)
-    inside = [m for m in orgs[0].readings if m >= NOW - timedelta(days=35) + HOUR]
-    assert first == floor_to_window(min(inside), timedelta(days=1))
+    # Inside the limit: the reading's window ends (its last second, the event timestamp) at or
+    # after now - 35 days + the hour's margin, even when the reading itself is older.
+    day = timedelta(days=1)
+    limit = NOW - timedelta(days=35) + HOUR
+    inside = [
+        m for m in orgs[0].readings if floor_to_window(m, day) + day - timedelta(seconds=1) >= limit
+    ]
+    assert first == floor_to_window(min(inside), day)
     assert {r.status for r in rows} <= {"pending", "skipped"}
     assert all(
         r.skip_reason != "beyond Stripe's 35-day limit for meter event timestamps" for r in rows
@@ -317,3 +323,24 @@ async def test_a_sensor_status_change_exactly_at_a_window_end_belongs_to_the_nex
     on, off = await values(sessions, switched_on), await values(sessions, switched_off)
     assert (on[("active_sensors", EDGE - HOUR)], on[("active_sensors", EDGE)]) == (0, 1)
     assert (off[("active_sensors", EDGE - HOUR)], off[("active_sensors", EDGE)]) == (1, 0)
+
+
+async def test_first_close_measures_a_sendable_window_whose_readings_came_before_the_limit(
+    sessions: SessionFactory,
+) -> None:
+    # Stripe takes timestamps back to now - 35 days; rows keep an hour's margin. At `now` below
+    # that edge is 20 minutes into the window `edge_window`, whose event timestamp (its last
+    # second) is still sendable: its reading, 10 minutes into it, must be billed.
+    now = EDGE + timedelta(minutes=30)
+    edge_window = EDGE - timedelta(days=35) + HOUR
+    org = await add_organization(sessions, "cus_edge")
+    sensor = await add_sensor(sessions, org, [("active", edge_window - HOUR)])
+    await add_readings(sessions, org, sensor, edge_window + timedelta(minutes=10), EDGE - HOUR)
+
+    await close(sessions, now)
+
+    rows = {(r.event_name, r.window_start): r for r in await ledger(sessions)}
+    row = rows.get(("temperature_readings", edge_window))
+    assert row is not None, "the window was never closed: its reading is billed nowhere"
+    assert (row.value, row.status) == (1, "pending")
+    assert min(start for _, start in rows) == edge_window

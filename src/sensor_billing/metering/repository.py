@@ -36,6 +36,10 @@ from sensor_billing.db.schema import (
 CLOSE_WINDOWS_LOCK = 0x5B_C105E
 
 # Metered organizations, in every statement below: a Stripe customer that is not deleted.
+# A new organization starts at its earliest reading in a window Stripe still accepts: one whose
+# last second (the event timestamp) is at or after `sendable_from`, which is the window holding
+# the instant just before `sendable_from` + 1 s. Readings of that window received before
+# `sendable_from` itself are billed with it, not dropped.
 START_NEW_CURSORS = text("""
 WITH new_orgs AS (
     SELECT o.id
@@ -47,7 +51,11 @@ WITH new_orgs AS (
     SELECT t.organization_id, min(t.received_at) AS first_at
       FROM temperature_readings t
       JOIN new_orgs n ON n.id = t.organization_id
-     WHERE t.received_at >= :sendable_from AND t.received_at < :last_end
+     WHERE t.received_at >= date_bin(
+               make_interval(secs => :window_seconds),
+               CAST(:sendable_from AS timestamptz) + interval '1 second' - interval '1 microsecond',
+               TIMESTAMPTZ '1970-01-01 00:00:00+00')
+       AND t.received_at < :last_end
      GROUP BY t.organization_id
 )
 INSERT INTO metering_cursors (organization_id, closed_through)

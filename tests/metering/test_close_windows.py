@@ -344,3 +344,33 @@ async def test_first_close_measures_a_sendable_window_whose_readings_came_before
     assert row is not None, "the window was never closed: its reading is billed nowhere"
     assert (row.value, row.status) == (1, "pending")
     assert min(start for _, start in rows) == edge_window
+
+
+async def test_a_sensor_moved_to_another_organization_is_counted_for_its_new_owner(
+    sessions: SessionFactory,
+) -> None:
+    # A sensor without readings can change organization (with readings, their composite key
+    # to the sensor refuses it). From the move on it is the new owner's active sensor.
+    old_owner = await add_organization(sessions, "cus_old_owner")
+    new_owner = await add_organization(sessions, "cus_new_owner")
+    since = floor_to_window(NOW, HOUR) - 3 * HOUR
+    moved = await add_sensor(sessions, old_owner, [("active", since)])
+    for org in (old_owner, new_owner):
+        reader = await add_sensor(sessions, org, [("inactive", since)])
+        await add_readings(sessions, org, reader, since)
+    async with unit_of_work(sessions) as session:
+        moved_at = await session.scalar(
+            text("UPDATE sensors SET organization_id = :org WHERE id = :id RETURNING now()"),
+            {"org": new_owner, "id": moved},
+        )
+    assert moved_at is not None
+
+    # Closed through the end of the hour the move happened in.
+    after_move = floor_to_window(moved_at, HOUR)
+    await close(sessions, after_move + HOUR + GRACE)
+
+    assert (await values(sessions, old_owner))[("active_sensors", after_move)] == 0
+    assert (await values(sessions, new_owner))[("active_sensors", after_move)] == 1
+    # Before the move, it was the old owner's.
+    assert (await values(sessions, old_owner))[("active_sensors", since)] == 1
+    assert (await values(sessions, new_owner))[("active_sensors", since)] == 0

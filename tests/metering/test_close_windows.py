@@ -374,3 +374,38 @@ async def test_a_sensor_moved_to_another_organization_is_counted_for_its_new_own
     # Before the move, it was the old owner's.
     assert (await values(sessions, old_owner))[("active_sensors", since)] == 1
     assert (await values(sessions, new_owner))[("active_sensors", since)] == 0
+
+
+async def test_a_longer_window_after_a_change_of_window_length_bills_every_reading_once(
+    sessions: SessionFactory,
+) -> None:
+    # Closed in hours through 11:00, then METER_WINDOW_SECONDS becomes a day: the cursor is not
+    # on a day boundary. The rest of that day is one short window [11:00, 24:00), then days.
+    day = timedelta(days=1)
+    ten = floor_to_window(EDGE, day) - day + 10 * HOUR
+    org = await add_organization(sessions, "cus_window_change")
+    sensor = await add_sensor(sessions, org, [("active", ten - day)])
+    await add_readings(sessions, org, sensor, ten, ten + 30 * timedelta(minutes=1))
+    await close(sessions, ten + HOUR + GRACE)
+    await add_readings(
+        sessions,
+        org,
+        sensor,
+        ten + 3 * HOUR,
+        ten + 14 * HOUR - timedelta(seconds=1),
+        ten + 20 * HOUR,
+    )
+
+    await close(sessions, ten + 2 * day + GRACE, window=day)
+
+    readings = {
+        (row.window_start, row.window_end): row.value
+        for row in await ledger(sessions)
+        if row.event_name == "temperature_readings"
+    }
+    midnight = ten + 14 * HOUR
+    assert readings == {
+        (ten, ten + HOUR): 2,
+        (ten + HOUR, midnight): 2,
+        (midnight, midnight + day): 1,
+    }

@@ -76,14 +76,21 @@ ON CONFLICT (organization_id) DO NOTHING
 # status history, so a window caught up late counts the sensors of its own time). "At its end"
 # is the window's last instant: windows are [start, end), so a status change at `end` belongs
 # to the next window, as a reading received at `end` does.
+# A cursor off the window grid (METER_WINDOW_SECONDS was changed: closed in hours through
+# 11:00, now in days) first gets a short window up to the next boundary, [11:00, 24:00), counted
+# on its own (`partial_readings`, empty otherwise): the aligned count would include readings
+# before the cursor, already billed, and a window starting at the cursor would never match it.
 CLOSE_WINDOWS = text("""
 WITH windows AS (
-    SELECT c.organization_id, o.stripe_customer_id, ws AS window_start,
-           ws + make_interval(secs => :window_seconds) AS window_end
+    SELECT c.organization_id, o.stripe_customer_id,
+           greatest(ws, c.closed_through) AS window_start,
+           ws + make_interval(secs => :window_seconds) AS window_end,
+           ws AS aligned_start
       FROM metering_cursors c
       JOIN organizations o ON o.id = c.organization_id
      CROSS JOIN LATERAL generate_series(
-           c.closed_through,
+           date_bin(make_interval(secs => :window_seconds), c.closed_through,
+                    TIMESTAMPTZ '1970-01-01 00:00:00+00'),
            CAST(:last_end AS timestamptz) - make_interval(secs => :window_seconds),
            make_interval(secs => :window_seconds)) AS ws
      WHERE c.closed_through < :last_end
@@ -98,6 +105,14 @@ WITH windows AS (
       FROM temperature_readings t, bounds b
      WHERE t.received_at >= b.low AND t.received_at < b.high
      GROUP BY 1, 2
+), partial_readings AS (
+    SELECT w.organization_id, w.window_start, count(*) AS value
+      FROM windows w
+      JOIN temperature_readings t
+        ON t.organization_id = w.organization_id
+       AND t.received_at >= w.window_start AND t.received_at < w.window_end
+     WHERE w.window_start <> w.aligned_start
+     GROUP BY 1, 2
 ), sensors AS (
     SELECT w.organization_id, w.window_start, count(*) AS value
       FROM windows w
@@ -108,13 +123,15 @@ WITH windows AS (
        AND (p.valid_to IS NULL OR p.valid_to >= w.window_end)
      GROUP BY 1, 2
 ), measured AS (
-    SELECT w.*, m.event_name,
-           CASE m.event_name WHEN 'temperature_readings' THEN coalesce(r.value, 0)
+    SELECT w.organization_id, w.stripe_customer_id, w.window_start, w.window_end, m.event_name,
+           CASE m.event_name WHEN 'temperature_readings' THEN coalesce(r.value, p.value, 0)
                              ELSE coalesce(s.value, 0) END AS value
       FROM windows w
      CROSS JOIN (VALUES ('active_sensors'), ('temperature_readings')) AS m(event_name)
       LEFT JOIN readings r
         ON r.organization_id = w.organization_id AND r.window_start = w.window_start
+      LEFT JOIN partial_readings p
+        ON p.organization_id = w.organization_id AND p.window_start = w.window_start
       LEFT JOIN sensors s
         ON s.organization_id = w.organization_id AND s.window_start = w.window_start
 )

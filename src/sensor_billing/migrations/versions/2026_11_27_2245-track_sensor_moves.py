@@ -9,7 +9,7 @@ they are (no past move can be dated).
 
 Revision ID: 3d8a6f2c1e07
 Revises: 7b3e51d09a2c
-Create Date: 2026-11-28 09:00:00.000000
+Create Date: 2026-11-27 22:45:00.000000
 """
 
 from __future__ import annotations

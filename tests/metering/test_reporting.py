@@ -7,16 +7,22 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
+import pytest
+import stripe
 from pydantic import SecretStr
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.schema import MeterReport
 from sensor_billing.devtools.stripe_standin import FaultPlan, RunningStandin
+from sensor_billing.errors import StripeUnavailableError
 from sensor_billing.jobs import MeterReportJobData, QueueNames, enqueue_meter_report
 from sensor_billing.jobs.connection import open_queue
+from sensor_billing.metering import stream as stream_module
+from sensor_billing.metering.service import ClosePolicy, close_windows
+from sensor_billing.metering.stream import MeterEventStream, stream_backlog
 from sensor_billing.metering.windows import floor_to_window
 from sensor_billing.settings import Settings
 from tests.metering.conftest import DAY, FAST_JOB_OPTIONS, drain, ledger_counts
@@ -270,3 +276,46 @@ async def test_a_500_that_stripe_keeps_under_the_key_is_retried_under_a_new_one(
             select(MeterReport.identifier).where(MeterReport.key_generation > 0).limit(1)
         )
     assert moved_on is not None
+
+
+class FailingFirstStream:
+    """A stream whose first request fails while the others take a while to be answered."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.in_flight = 0
+
+    async def send(self, events: list[dict[str, object]]) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise stripe.APIConnectionError("connection reset")  # type: ignore[no-untyped-call]
+        self.in_flight += 1
+        try:
+            await asyncio.sleep(0.2)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_a_failed_stream_batch_stops_the_other_senders_before_the_stream_returns(
+    sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The jobs take over the backlog when the stream raises: a sender still streaming after
+    that is work nobody waits for (stop() does not, nor the job's log and result)."""
+    await month_of_usage(sessions, organizations=4)
+    async with unit_of_work(sessions) as session:
+        await close_windows(session, ClosePolicy(window=DAY, grace=timedelta(0)), NOW)
+    monkeypatch.setattr(stream_module, "STREAM_BATCH", 5)
+    stream = FailingFirstStream()
+
+    with pytest.raises(StripeUnavailableError):
+        await stream_backlog(sessions, cast(MeterEventStream, stream), now=NOW, limit=10_000)
+    calls_at_return = stream.calls
+    assert stream.in_flight == 0
+    await asyncio.sleep(0.5)
+    assert stream.calls == calls_at_return, "senders kept streaming after the stream returned"
+    async with sessions() as session:
+        sent = await session.scalar(
+            select(func.count()).select_from(MeterReport).where(MeterReport.status == "sent")
+        )
+    # The batches answered alongside the failed one are recorded; nothing after them.
+    assert sent == 5 * (calls_at_return - 1)

@@ -66,18 +66,35 @@ async def stream_backlog(
     `StripeUnavailableError`/`StripeRefusedError` when Stripe fails a batch: that batch stays
     pending (its jobs and the sweep take over), batches already sent stay sent.
     """
-    counts = await asyncio.gather(
-        *(_send_batches(sessions, stream, now, limit // senders + 1) for _ in range(senders))
-    )
-    return sum(counts)
+    # A failed batch stops every sender, and the stream returns once the batches in flight
+    # are answered and recorded: the caller hands the rest to jobs and nobody waits for a
+    # sender still streaming after that.
+    stop = asyncio.Event()
+
+    async def sender() -> int:
+        try:
+            return await _send_batches(sessions, stream, now, limit // senders + 1, stop)
+        except BaseException:
+            stop.set()
+            raise
+
+    results = await asyncio.gather(*(sender() for _ in range(senders)), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return sum(result for result in results if isinstance(result, int))
 
 
 async def _send_batches(
-    sessions: SessionFactory, stream: MeterEventStream, now: datetime, limit: int
+    sessions: SessionFactory,
+    stream: MeterEventStream,
+    now: datetime,
+    limit: int,
+    stop: asyncio.Event,
 ) -> int:
     sent = 0
     sendable_from = oldest_sendable_timestamp(now).timestamp()
-    while sent < limit:
+    while sent < limit and not stop.is_set():
         async with unit_of_work(sessions) as session:
             rows = await repository.lock_stream_batch(session, min(STREAM_BATCH, limit - sent))
             rows = [row for row in rows if event_timestamp(row.window_end) >= sendable_from]

@@ -20,6 +20,7 @@ from sensor_billing.devtools.stripe_standin import FaultPlan, RunningStandin
 from sensor_billing.errors import StripeUnavailableError
 from sensor_billing.jobs import MeterReportJobData, QueueNames, enqueue_meter_report
 from sensor_billing.jobs.connection import open_queue
+from sensor_billing.jobs.worker import run_worker
 from sensor_billing.metering import stream as stream_module
 from sensor_billing.metering.service import ClosePolicy, close_windows
 from sensor_billing.metering.stream import MeterEventStream, stream_backlog
@@ -319,3 +320,41 @@ async def test_a_failed_stream_batch_stops_the_other_senders_before_the_stream_r
         )
     # The batches answered alongside the failed one are recorded; nothing after them.
     assert sent == 5 * (calls_at_return - 1)
+
+
+async def test_a_stop_during_the_start_up_stream_ends_it_after_the_batches_in_flight(
+    sessions: SessionFactory,
+    standin: RunningStandin,
+    worker_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After an outage the start-up close streams the backlog: a SIGTERM then must not wait
+    for all of it (nor start taking jobs), and what Stripe accepted is recorded as sent."""
+    await month_of_usage(sessions, organizations=6)
+    monkeypatch.setattr(stream_module, "STREAM_BATCH", 5)
+    send = MeterEventStream.send
+
+    async def slow_send(self: MeterEventStream, events: list[dict[str, object]]) -> None:
+        await asyncio.sleep(0.2)
+        await send(self, events)
+
+    monkeypatch.setattr(MeterEventStream, "send", slow_send)
+    stop = asyncio.Event()
+    settings = worker_settings.model_copy(update={"meter_stream_threshold": 10})
+    running = asyncio.create_task(run_worker(settings, stop))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while not standin.state.accepted_events():
+        assert loop.time() < deadline, "the stream did not start"
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(running, 10)
+
+    async with sessions() as session:
+        sent = set(
+            await session.scalars(
+                select(MeterReport.identifier).where(MeterReport.status == "sent")
+            )
+        )
+    assert {event.identifier for event in standin.state.accepted_events()} == sent
+    assert (await ledger_counts(sessions)).get("pending", 0) > 0  # it stopped, not drained

@@ -89,6 +89,8 @@ class MeteringWorker:
         self.revive_after = revive_after
         self.queue: Any = None
         self.worker: Any = None
+        # Set by `request_stop`: a stream backlog takes no new batch, the start-up takes no job.
+        self.stopping = asyncio.Event()
 
     def _session_client(self, token: str) -> stripe.StripeClient:
         return create_stripe_client(self.settings, api_key=token, http_client=self._http)
@@ -99,6 +101,8 @@ class MeteringWorker:
         await self.run_close_windows()
         await self._schedule_close_windows()
         self._schedule_watch = asyncio.create_task(self._keep_schedule())
+        if self.stopping.is_set():
+            return
         self.worker = Worker(
             QueueNames.METER_REPORTING.value,
             self.process,
@@ -130,9 +134,15 @@ class MeteringWorker:
             except Exception as error:  # Redis away: try again next time
                 logger.warning("cannot check the close-windows schedule: %s", error)
 
+    def request_stop(self) -> None:
+        """Begin stopping, even while `start` runs: a stream backlog ends after the batches
+        in flight (which are recorded), instead of sending the rest first."""
+        self.stopping.set()
+
     async def stop(self) -> None:
         """Let running jobs finish (bullmq waits for them), then release everything, each
         resource even if closing another failed."""
+        self.request_stop()
         if self._schedule_watch is not None:
             self._schedule_watch.cancel()
         try:
@@ -215,7 +225,9 @@ class MeteringWorker:
         streamed = 0
         if pending > self.settings.meter_stream_threshold:
             try:
-                streamed = await stream_backlog(self.sessions, self.stream, now=now, limit=pending)
+                streamed = await stream_backlog(
+                    self.sessions, self.stream, now=now, limit=pending, stopping=self.stopping
+                )
             except Exception as error:  # the jobs below carry whatever the stream did not
                 logger.warning("stream backlog stopped: %s", error)
         swept = await sweep(
@@ -243,17 +255,26 @@ class MeteringWorker:
         }
 
 
+async def _relay_stop(stop: asyncio.Event, worker: MeteringWorker) -> None:
+    await stop.wait()
+    worker.request_stop()
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     stop_metrics = (
         serve_metrics(settings.worker_metrics_port) if settings.worker_metrics_port else None
     )
     try:
         worker = MeteringWorker(settings)
-        await worker.start()
-        logger.info("worker started (concurrency %d)", worker.concurrency)
+        # A SIGTERM during the start-up close (a backlog streamed after an outage) stops it.
+        relay = asyncio.create_task(_relay_stop(stop, worker))
         try:
+            await worker.start()
+            if not stop.is_set():
+                logger.info("worker started (concurrency %d)", worker.concurrency)
             await stop.wait()
         finally:
+            relay.cancel()
             logger.info("stopping: letting running sends finish")
             await worker.stop()
     finally:

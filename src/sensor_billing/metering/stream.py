@@ -59,23 +59,28 @@ async def stream_backlog(
     now: datetime,
     limit: int,
     senders: int = STREAM_SENDERS,
+    stopping: asyncio.Event | None = None,
 ) -> int:
     """Send up to `limit` pending window rows through the stream; return how many were sent.
 
     `senders` batches are in flight at once; SKIP LOCKED gives each its own rows. Raises
     `StripeUnavailableError`/`StripeRefusedError` when Stripe fails a batch: that batch stays
-    pending (its jobs and the sweep take over), batches already sent stay sent.
+    pending (its jobs and the sweep take over), batches already sent stay sent. Once
+    `stopping` is set (the worker is stopping), no new batch is taken.
     """
     # A failed batch stops every sender, and the stream returns once the batches in flight
     # are answered and recorded: the caller hands the rest to jobs and nobody waits for a
     # sender still streaming after that.
-    stop = asyncio.Event()
+    failed = asyncio.Event()
+
+    def halted() -> bool:
+        return failed.is_set() or (stopping is not None and stopping.is_set())
 
     async def sender() -> int:
         try:
-            return await _send_batches(sessions, stream, now, limit // senders + 1, stop)
+            return await _send_batches(sessions, stream, now, limit // senders + 1, halted)
         except BaseException:
-            stop.set()
+            failed.set()
             raise
 
     results = await asyncio.gather(*(sender() for _ in range(senders)), return_exceptions=True)
@@ -90,11 +95,11 @@ async def _send_batches(
     stream: MeterEventStream,
     now: datetime,
     limit: int,
-    stop: asyncio.Event,
+    halted: Callable[[], bool],
 ) -> int:
     sent = 0
     sendable_from = oldest_sendable_timestamp(now).timestamp()
-    while sent < limit and not stop.is_set():
+    while sent < limit and not halted():
         async with unit_of_work(sessions) as session:
             rows = await repository.lock_stream_batch(session, min(STREAM_BATCH, limit - sent))
             rows = [row for row in rows if event_timestamp(row.window_end) >= sendable_from]

@@ -74,6 +74,10 @@ def test_timestamp_is_optional_and_left_out_of_the_wire_when_absent() -> None:
         ({"value": 2**63}, "value"),
         ({"value": -(2**63) - 1, "correction": True}, "value"),
         ({"timestamp": 253_402_300_800}, "timestamp"),
+        # 9999-12-31T23:59:59Z itself: its ledger row's window ends a second later, in year
+        # 10000, so the job would fail on every attempt with no row, and the sweep would
+        # revive it every cool-down forever.
+        ({"timestamp": 253_402_300_799}, "timestamp"),
         ({"timestamp": 1700000000.5}, "timestamp"),
         ({"timestamp": "1700000000"}, "timestamp"),
         ({"organizationId": "not-a-uuid"}, "organizationId"),

@@ -36,8 +36,9 @@ class JobNames(enum.StrEnum):
 
 # The ledger keeps values in a PostgreSQL BIGINT column.
 BIGINT_MAX: Final = 2**63 - 1
-# 9999-12-31T23:59:59Z: the last moment a date can hold.
-LAST_TIMESTAMP: Final = 253_402_300_799
+# 9999-12-31T23:59:58Z: a job's ledger row is the one second from its timestamp, so its end,
+# a second later, must still be a date (9999-12-31T23:59:59Z is the last one a date holds).
+LAST_TIMESTAMP: Final = 253_402_300_798
 
 MeterEventName: TypeAlias = Literal["active_sensors", "temperature_readings"]
 METER_EVENT_NAMES: Final[tuple[MeterEventName, ...]] = ("active_sensors", "temperature_readings")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.schema import MeterReport
@@ -16,7 +17,7 @@ from sensor_billing.devtools.stripe_standin import FaultPlan, RunningStandin, St
 from sensor_billing.errors import ConfigurationError
 from sensor_billing.jobs import QueueNames
 from sensor_billing.jobs.connection import open_queue
-from sensor_billing.metering.outbox import sweep
+from sensor_billing.metering.outbox import FAILED_JOBS_SCANNED, sweep
 from sensor_billing.metering.service import ClosePolicy, close_windows
 from sensor_billing.settings import Settings, load_settings
 from tests.metering.conftest import drain, ledger_counts
@@ -142,3 +143,45 @@ async def test_worker_recreates_the_close_schedule_after_redis_lost_its_data(
         assert await worker.queue.isJobScheduler("meter-close-windows")
     finally:
         await redis.aclose()
+
+
+async def test_a_failed_job_of_another_producer_is_revived_behind_many_that_stay_failed(
+    sessions: SessionFactory, redis_url: str
+) -> None:
+    """A producer's failed jobs with data no worker can use stay failed for good (Node BullMQ
+    keeps failed jobs unless told otherwise). However many there are, a newer job of that
+    producer that failed only because the database was unreachable is revived."""
+    org_id = uuid.uuid4()
+    async with unit_of_work(sessions) as session:
+        await session.execute(
+            text(
+                "INSERT INTO organizations (id, name, stripe_customer_id)"
+                " VALUES (:id, 'Other producer org', 'cus_other')"
+            ),
+            {"id": org_id},
+        )
+    queue = open_queue(redis_url, QueueNames.METER_REPORTING)
+    try:
+        redis = queue.redisConnection.conn
+        prefix = queue.toKey("")
+        finished_ms = int((NOW - timedelta(hours=1)).timestamp() * 1000)
+        async with redis.pipeline(transaction=False) as pipe:
+            for index in range(FAILED_JOBS_SCANNED):
+                pipe.hset(
+                    f"{prefix}bad-{index}",
+                    mapping={"name": "meter:report", "data": '{"value": 2.5}', "timestamp": 1},
+                )
+                pipe.zadd(f"{prefix}failed", {f"bad-{index}": finished_ms + index})
+            await pipe.execute()
+        data = {"organizationId": str(org_id), "eventName": "temperature_readings", "value": 7}
+        await queue.add("meter:report", data, {"jobId": "node-7"})
+        # Failed as the worker fails it with PostgreSQL unreachable: after the bad ones.
+        await redis.lrem(f"{prefix}wait", 0, "node-7")
+        await redis.zadd(f"{prefix}failed", {"node-7": finished_ms + FAILED_JOBS_SCANNED})
+        await redis.hset(f"{prefix}node-7", mapping={"finishedOn": finished_ms, "attemptsMade": 5})
+
+        await sweep(sessions, queue, now=datetime.now(UTC), revive_after=timedelta(minutes=10))
+
+        assert await queue.getJobState("node-7") == "waiting"
+    finally:
+        await queue.close()

@@ -40,8 +40,9 @@ logger = logging.getLogger("sensor_billing.metering")
 # How long a job that used up its attempts waits before the sweep runs it again.
 EXHAUSTED_JOB_COOL_DOWN = timedelta(minutes=10)
 SWEEP_BATCH = 5000
-# Failed jobs looked at per sweep for other producers' reports that never got a ledger row;
-# the seed's options keep the newest 1,000 failed jobs.
+# Failed jobs read per Redis call when the sweep looks for other producers' reports that never
+# got a ledger row; the sweep reads them all, page by page (the seed's options keep the newest
+# 1,000 failed jobs, another producer's may keep every one).
 FAILED_JOBS_SCANNED = 2000
 
 
@@ -171,12 +172,14 @@ async def _sweep_page(
     return SweepResult(len(missing), revived, len(pending) - len(missing) - revived)
 
 
-# Failed jobs that finished before ARGV[2] (ms), other than window and correction jobs (ids
-# starting with ARGV[4]), at most ARGV[3] of them: id, name, data and creation time of each.
+# One page of the failed jobs that finished before ARGV[2] (ms), ARGV[3] of them from offset
+# ARGV[5]: how many ids the page held, then, for each job other than window and correction jobs
+# (ids starting with ARGV[4]), its id, name, data and creation time.
 FAILED_JOBS = """
 local prefix = ARGV[1]
-local ids = redis.call('ZRANGEBYSCORE', prefix .. 'failed', '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
-local out = {}
+local ids = redis.call(
+    'ZRANGEBYSCORE', prefix .. 'failed', '-inf', ARGV[2], 'LIMIT', ARGV[5], ARGV[3])
+local out = {#ids}
 for _, id in ipairs(ids) do
     if string.sub(id, 1, #ARGV[4]) ~= ARGV[4] then
         local job = redis.call('HMGET', prefix .. id, 'name', 'data', 'timestamp')
@@ -199,14 +202,24 @@ async def _revive_jobs_without_rows(
     one with invalid data stays failed, for a person."""
     redis = queue.redisConnection.conn
     cutoff_ms = now.timestamp() * 1000 - revive_after.total_seconds() * 1000
-    flat = await redis.eval(
-        FAILED_JOBS,
-        0,
-        queue.toKey(""),
-        int(cutoff_ms),
-        FAILED_JOBS_SCANNED,
-        WINDOW_IDENTIFIER_PREFIX,
-    )
+    # Every page: jobs that stay failed for good (bad data, refused by Stripe) are the oldest
+    # and never leave, so a scan of the first page only would never reach the newer ones.
+    flat: list[Any] = []
+    offset = 0
+    while True:
+        scanned, *page = await redis.eval(
+            FAILED_JOBS,
+            0,
+            queue.toKey(""),
+            int(cutoff_ms),
+            FAILED_JOBS_SCANNED,
+            WINDOW_IDENTIFIER_PREFIX,
+            offset,
+        )
+        flat.extend(page)
+        if scanned < FAILED_JOBS_SCANNED:
+            break
+        offset += FAILED_JOBS_SCANNED
     # job id -> (the identifiers its row could have, its organization)
     candidates: dict[str, tuple[list[str], Any]] = {}
     for index in range(0, len(flat), 4):

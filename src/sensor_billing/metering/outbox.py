@@ -203,8 +203,10 @@ async def _revive_jobs_without_rows(
     redis = queue.redisConnection.conn
     cutoff_ms = now.timestamp() * 1000 - revive_after.total_seconds() * 1000
     # Every page: jobs that stay failed for good (bad data, refused by Stripe) are the oldest
-    # and never leave, so a scan of the first page only would never reach the newer ones.
-    flat: list[Any] = []
+    # and never leave, so a scan of the first page only would never reach the newer ones. Each
+    # page is checked against PostgreSQL on its own (memory and query size stay one page's);
+    # jobs are revived after the scan, since a revival takes its job out of the set it pages.
+    due: list[str] = []
     offset = 0
     while True:
         scanned, *page = await redis.eval(
@@ -216,14 +218,30 @@ async def _revive_jobs_without_rows(
             WINDOW_IDENTIFIER_PREFIX,
             offset,
         )
-        flat.extend(page)
+        due.extend(await _jobs_without_rows(sessions, page))
         if scanned < FAILED_JOBS_SCANNED:
             break
         offset += FAILED_JOBS_SCANNED
+    revived = 0
+    for job_id in due:
+        try:
+            job = await queue.getJob(job_id)
+            if job is not None:
+                await job.retry("failed", {"resetAttemptsMade": True, "resetAttemptsStarted": True})
+                revived += 1
+                logger.info("revived failed job %s: it has no ledger row yet", job_id)
+        except Exception as error:  # removed or taken meanwhile: the next sweep looks again
+            logger.info("sweep could not revive %s: %s", job_id, error)
+    return revived
+
+
+async def _jobs_without_rows(sessions: SessionFactory, page: list[Any]) -> list[str]:
+    """Of one page of failed jobs (id, name, data, creation time, flat), the `meter:report`
+    jobs with valid data, an existing organization and no ledger row."""
     # job id -> (the identifiers its row could have, its organization)
     candidates: dict[str, tuple[list[str], Any]] = {}
-    for index in range(0, len(flat), 4):
-        job_id, name, raw, created = (_text(value) for value in flat[index : index + 4])
+    for index in range(0, len(page), 4):
+        job_id, name, raw, created = (_text(value) for value in page[index : index + 4])
         if name != JobNames.METER_REPORT.value:
             continue
         try:
@@ -235,7 +253,7 @@ async def _revive_jobs_without_rows(
             identifiers.append(job_id)  # the sweep's own job for such a row
         candidates[job_id] = (identifiers, data.organization_id)
     if not candidates:
-        return 0
+        return []
     async with sessions() as session:
         with_rows = await repository.existing_identifiers(
             session, [identifier for ids, _ in candidates.values() for identifier in ids]
@@ -243,19 +261,11 @@ async def _revive_jobs_without_rows(
         organizations = await repository.existing_organizations(
             session, {organization for _, organization in candidates.values()}
         )
-    revived = 0
-    for job_id, (identifiers, organization) in candidates.items():
-        if organization not in organizations or with_rows.intersection(identifiers):
-            continue
-        try:
-            job = await queue.getJob(job_id)
-            if job is not None:
-                await job.retry("failed", {"resetAttemptsMade": True, "resetAttemptsStarted": True})
-                revived += 1
-                logger.info("revived failed job %s: it has no ledger row yet", job_id)
-        except Exception as error:  # removed or taken meanwhile: the next sweep looks again
-            logger.info("sweep could not revive %s: %s", job_id, error)
-    return revived
+    return [
+        job_id
+        for job_id, (identifiers, organization) in candidates.items()
+        if organization in organizations and not with_rows.intersection(identifiers)
+    ]
 
 
 def _text(value: bytes | str) -> str:

@@ -2,7 +2,7 @@
 
     SensorBillingError                 base; everything the service raises on purpose
     ├── ConfigurationError             a setting is missing or malformed (start-up stops)
-    │   └── PortInUseError             `dev`: the API port is taken
+    │   └── PortInUseError             `dev`, `serve`: the API port is taken
     ├── InvalidInputError              a command's argument is malformed or names nothing
     ├── DataDirInUseError              `dev`: another instance holds the data folder
     ├── DatabaseUnavailableError       PostgreSQL does not answer

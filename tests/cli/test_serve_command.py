@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -98,3 +99,22 @@ def rejected_deliveries(port: int) -> float:
         for line in metrics.splitlines()
         if line.startswith('sensor_billing_webhook_deliveries_total{outcome="rejected"')
     )
+
+
+def test_a_busy_port_is_refused_in_one_line_with_exit_2() -> None:
+    """uvicorn alone exits 3 on a busy port, the code the CLI keeps for PostgreSQL or Redis
+    being unavailable."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [COMMAND, "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "LOG_FORMAT": "text"},
+        )
+    assert result.returncode == 2, result.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert "Traceback" not in result.stderr

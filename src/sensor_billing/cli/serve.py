@@ -10,6 +10,7 @@ import typer
 import uvicorn
 
 from sensor_billing.cli.errors import reports_errors
+from sensor_billing.listen import bind_api_socket
 from sensor_billing.logs import configure_logging
 from sensor_billing.observability.scrape import MULTIPROC_DIR_VARIABLE
 from sensor_billing.settings import get_settings
@@ -36,6 +37,9 @@ def serve(
 ) -> None:
     """Run the API: POST /webhooks/stripe, GET /healthz, /readyz, /metrics (and /ops)."""
     settings = get_settings()  # a malformed setting stops here, before the port is taken
+    # uvicorn exits 3 on a busy port, the code this CLI keeps for PostgreSQL or Redis being
+    # unavailable: refuse it here first, as `dev` does (exit 2). uvicorn binds it right after.
+    bind_api_socket(host, port).close()
     configure_logging(settings.log_level, settings.log_format)
     if workers > 1:
         share_metrics_between_workers()

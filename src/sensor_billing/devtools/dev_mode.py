@@ -40,7 +40,6 @@ from sensor_billing.devtools.embedded import (
     DataDirLock,
     EmbeddedPostgres,
     EmbeddedRedis,
-    bind_api_socket,
     check_data_dir,
     read_or_create_secret,
 )
@@ -53,6 +52,7 @@ from sensor_billing.devtools.stripe_standin import (
 from sensor_billing.devtools.stripe_standin.catalog import create_meter
 from sensor_billing.devtools.stripe_standin.records import Customer
 from sensor_billing.jobs.worker import MeteringWorker
+from sensor_billing.listen import bind_api_socket
 from sensor_billing.logs import configure_logging
 from sensor_billing.settings import load_settings
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import errno
 import fcntl
 import json
 import os
@@ -37,7 +36,6 @@ import asyncpg
 from sensor_billing.errors import (
     ConfigurationError,
     DataDirInUseError,
-    PortInUseError,
     SensorBillingError,
 )
 
@@ -50,23 +48,6 @@ _PR_SET_PDEATHSIG = 1
 def die_with_parent() -> None:
     """preexec_fn: the child gets SIGTERM when this process dies, however it dies (Linux)."""
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def bind_api_socket(host: str, port: int) -> socket.socket:
-    """Take the API port now, before anything starts, so a busy port costs nothing."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as error:
-        sock.close()
-        if error.errno == errno.EADDRINUSE:
-            raise PortInUseError(
-                f"port {port} on {host} is already in use (choose another with --port)"
-            ) from None
-        raise ConfigurationError(f"cannot listen on {host}:{port}: {error.strerror}") from None
-    sock.listen(2048)
-    return sock
 
 
 def free_loopback_port() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import httpx
@@ -93,11 +94,20 @@ async def test_signing_in_sets_a_signed_http_only_cookie_for_ops_only(
     assert (await client.get("/ops", headers=HTML)).status_code == 200
 
 
-async def test_a_wrong_token_in_the_form_is_refused_with_401(client: httpx.AsyncClient) -> None:
-    answer = await client.post("/ops/login", data={"token": "guess-guess-guess-guess"})
+async def test_a_wrong_token_in_the_form_is_refused_with_401(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="sensor_billing.ops"):
+        answer = await client.post("/ops/login", data={"token": "guess-guess-guess-guess"})
+        wrong_bearer = await client.get("/ops", headers={"Authorization": "Bearer guess"})
     assert answer.status_code == 401
     assert "That is not the token." in answer.text
     assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
+    assert wrong_bearer.status_code == 401
+    # Sign-in is not rate-limited: each refusal is logged, so guessing shows (never the guess).
+    refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 2, refusals
+    assert not any("guess" in message for message in refusals)
 
 
 async def test_sign_in_only_redirects_within_ops(client: httpx.AsyncClient) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from typing import Final
@@ -27,6 +28,8 @@ SESSION_MAX_AGE_SECONDS: Final = 12 * 3600
 SESSION_SALT: Final = "sensor-billing.ops.session.v1"
 # The cookie is only sent to the pages that read it.
 COOKIE_PATH: Final = "/ops"
+
+logger = logging.getLogger("sensor_billing.ops")
 
 
 def _digest(value: str) -> bytes:
@@ -81,6 +84,10 @@ class OpsAuth:
             scheme, _, credentials = authorization.partition(" ")
             if scheme.lower() == "bearer" and self.token_matches(credentials.strip()):
                 return Operator(csrf_token=None)
+            logger.warning(
+                "ops request refused: wrong bearer token (client %s)",
+                request.client.host if request.client else "-",
+            )
             raise OpsNotSignedInError("the bearer token is not OPS_TOKEN")
         cookie = request.cookies.get(SESSION_COOKIE)
         csrf = self.session_csrf(cookie) if cookie else None

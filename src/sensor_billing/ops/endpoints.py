@@ -7,6 +7,7 @@ JSON for a script). Each page reads in one unit of work; nothing here writes to 
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -29,6 +30,7 @@ from sensor_billing.ops.pages import login_page, render
 from sensor_billing.settings import Settings
 
 router = APIRouter(prefix="/ops", include_in_schema=False)
+logger = logging.getLogger("sensor_billing.ops")
 
 OperatorDep = Annotated[Operator, Depends(current_operator)]
 
@@ -56,6 +58,11 @@ async def login(
 ) -> Response:
     auth = ops_auth(request)
     if not auth.token_matches(token):
+        # Sign-in is not rate-limited: a run of these lines is what shows someone guessing.
+        logger.warning(
+            "ops sign-in refused: wrong token (client %s)",
+            request.client.host if request.client else "-",
+        )
         return login_page(
             request, next_path=safe_next(next), message="That is not the token.", status_code=401
         )

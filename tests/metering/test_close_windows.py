@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.schema import MeterReport
 from sensor_billing.metering.service import ClosePolicy, CloseSummary, close_windows
-from sensor_billing.metering.windows import floor_to_window
+from sensor_billing.metering.windows import floor_to_window, oldest_sendable_timestamp
 from tests.support.usage_data import expected_readings_by_window, generate_usage
 
 HOUR = timedelta(hours=1)
@@ -173,7 +173,11 @@ async def test_backfill_older_than_35_days_marks_those_windows_not_sent(
     )
     await close(sessions, window=timedelta(days=1), backfill_start=NOW - timedelta(days=40))
     rows = await ledger(sessions)
-    too_old = [r for r in rows if r.window_end - timedelta(seconds=1) < NOW - timedelta(days=35)]
+    # Stripe's 35 days less the ledger's one-hour margin (oldest_sendable_timestamp). Without the
+    # margin this test failed from 23:00 to 24:00 UTC, when a day window's last second falls
+    # inside that hour.
+    limit = oldest_sendable_timestamp(NOW)
+    too_old = [r for r in rows if r.window_end - timedelta(seconds=1) < limit]
     assert too_old
     assert {r.status for r in too_old} == {"skipped"}
     assert {r.skip_reason for r in too_old} == {

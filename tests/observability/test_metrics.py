@@ -97,8 +97,10 @@ async def test_stripe_errors_are_counted_by_status_and_the_reports_as_retried(
     make_worker: Any,
 ) -> None:
     now = datetime.now(UTC)
+    # Three days of readings: the worker closes day windows, and with one day of 5 readings the
+    # closable part (before today's midnight) held none late in the UTC day: nothing was sent.
     await generate_usage(
-        sessions, organizations=1, start=now - timedelta(days=1), end=now, readings_per_org=5
+        sessions, organizations=1, start=now - timedelta(days=3), end=now, readings_per_org=20
     )
     standin.state.set_faults(FaultPlan(server_error=1.0))
     before = await scrape(client)

@@ -225,6 +225,7 @@ async def delete_customer(session: AsyncSession, event: EventContext, customer_i
     """Mark the organization's customer deleted; usage is no longer reported for it."""
     await repository.lock_stripe_object(session, customer_id)
     organization = await repository.organization_by_customer_for_update(session, customer_id)
+    deleted = {"stripe_customer_deleted_at": {"from": None, "to": event.created.isoformat()}}
     if organization is None:
         # Kept in the change log, where a checkout that links this customer later finds it.
         if await repository.customer_deleted_at(session, customer_id) is not None:
@@ -235,7 +236,7 @@ async def delete_customer(session: AsyncSession, event: EventContext, customer_i
             stripe_object_id=customer_id,
             event_id=event.id,
             event_type=event.type,
-            change={"stripe_customer_deleted_at": {"from": None, "to": event.created.isoformat()}},
+            change=deleted,
             summary=f"customer {customer_id} deleted (no organization holds it yet)",
         )
         return Result(Effect.APPLIED, f"no organization has customer {customer_id} yet")
@@ -252,7 +253,7 @@ async def delete_customer(session: AsyncSession, event: EventContext, customer_i
         stripe_object_id=customer_id,
         event_id=event.id,
         event_type=event.type,
-        change={"stripe_customer_deleted_at": {"from": None, "to": event.created.isoformat()}},
+        change=deleted,
         summary=f"customer {customer_id} deleted",
     )
     return Result(Effect.APPLIED)

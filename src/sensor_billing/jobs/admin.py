@@ -57,7 +57,8 @@ async def opened_queue(redis_url: str, name: QueueNames) -> AsyncIterator[Any]:
         await queue.close()
 
 
-def _text(value: object) -> str:
+def redis_text(value: object) -> str:
+    """A Redis reply as text (redis-py gives bytes unless decoding is on)."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -84,10 +85,10 @@ async def failed_jobs(redis_url: str, limit: int = FAILED_JOBS_LIMIT) -> list[Fa
             found.append(
                 FailedJob(
                     queue=name.value,
-                    id=_text(job.id),
-                    name=_text(job.name),
+                    id=redis_text(job.id),
+                    name=redis_text(job.name),
                     attempts_made=int(job.attemptsMade),
-                    failed_reason=_text(getattr(job, "failedReason", None) or ""),
+                    failed_reason=redis_text(getattr(job, "failedReason", None) or ""),
                     failed_at=datetime.fromtimestamp(int(finished) / 1000, UTC)
                     if finished
                     else None,
@@ -104,14 +105,14 @@ async def retry_job(redis_url: str, job_id: str) -> RetryResult:
             job = await queue.getJob(job_id)
             if job is None:
                 continue
-            state = _text(await queue.getJobState(job_id))
+            state = redis_text(await queue.getJobState(job_id))
             if state != "failed":
                 return RetryResult(job_id, RetryOutcome.NOT_FAILED, name.value, state)
             try:
                 # A fresh set of attempts: the job ran out of them, which is why it failed.
                 await job.retry("failed", {"resetAttemptsMade": True})
             except Exception:  # bullmq raises TypeError for a job that left `failed` meanwhile
-                state = _text(await queue.getJobState(job_id))
+                state = redis_text(await queue.getJobState(job_id))
                 if state == "unknown":
                     return RetryResult(job_id, RetryOutcome.NOT_FOUND, name.value)
                 return RetryResult(job_id, RetryOutcome.NOT_FAILED, name.value, state)

@@ -19,6 +19,7 @@ from typing import Any
 from sensor_billing.db import SessionFactory
 from sensor_billing.db.schema import ReportSource
 from sensor_billing.errors import InvalidJobDataError
+from sensor_billing.jobs.admin import redis_text
 from sensor_billing.jobs.meter_reports import parse_meter_report_data
 from sensor_billing.jobs.registry import (
     METER_REPORT_JOB_OPTIONS,
@@ -158,17 +159,8 @@ async def _sweep_page(
         async with sessions() as session:
             pending_now = await repository.still_pending(session, [r.identifier for r, _ in due])
         for report, finished_as in due:
-            if report.identifier not in pending_now:
-                continue
-            try:
-                job = await queue.getJob(report.identifier)
-                if job is not None:
-                    await job.retry(
-                        finished_as, {"resetAttemptsMade": True, "resetAttemptsStarted": True}
-                    )
-                    revived += 1
-            except Exception as error:  # removed or taken meanwhile: the next sweep looks again
-                logger.info("sweep could not revive %s: %s", report.identifier, error)
+            if report.identifier in pending_now:
+                revived += await _revive(queue, report.identifier, finished_as)
     return SweepResult(len(missing), revived, len(pending) - len(missing) - revived)
 
 
@@ -224,15 +216,23 @@ async def _revive_jobs_without_rows(
         offset += FAILED_JOBS_SCANNED
     revived = 0
     for job_id in due:
-        try:
-            job = await queue.getJob(job_id)
-            if job is not None:
-                await job.retry("failed", {"resetAttemptsMade": True, "resetAttemptsStarted": True})
-                revived += 1
-                logger.info("revived failed job %s: it has no ledger row yet", job_id)
-        except Exception as error:  # removed or taken meanwhile: the next sweep looks again
-            logger.info("sweep could not revive %s: %s", job_id, error)
+        if await _revive(queue, job_id, "failed"):
+            revived += 1
+            logger.info("revived failed job %s: it has no ledger row yet", job_id)
     return revived
+
+
+async def _revive(queue: Any, job_id: str, finished_as: str) -> bool:
+    """Run a finished job again with its attempts reset; False if it is gone or was taken."""
+    try:
+        job = await queue.getJob(job_id)
+        if job is None:
+            return False
+        await job.retry(finished_as, {"resetAttemptsMade": True, "resetAttemptsStarted": True})
+    except Exception as error:  # removed or taken meanwhile: the next sweep looks again
+        logger.info("sweep could not revive %s: %s", job_id, error)
+        return False
+    return True
 
 
 async def _jobs_without_rows(sessions: SessionFactory, page: list[Any]) -> list[str]:
@@ -241,7 +241,7 @@ async def _jobs_without_rows(sessions: SessionFactory, page: list[Any]) -> list[
     # job id -> (the identifiers its row could have, its organization)
     candidates: dict[str, tuple[list[str], Any]] = {}
     for index in range(0, len(page), 4):
-        job_id, name, raw, created = (_text(value) for value in page[index : index + 4])
+        job_id, name, raw, created = (redis_text(value) for value in page[index : index + 4])
         if name != JobNames.METER_REPORT.value:
             continue
         try:
@@ -266,7 +266,3 @@ async def _jobs_without_rows(sessions: SessionFactory, page: list[Any]) -> list[
         for job_id, (identifiers, organization) in candidates.items()
         if organization in organizations and not with_rows.intersection(identifiers)
     ]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -76,8 +76,8 @@ async def ledger_identifier_for_job(
     # The sweep's job for a pending row that another producer's job created carries the row's
     # identifier as its id. Deriving a new identifier from it would make a second row for the
     # same usage, and both would be billed.
-    if job_id.startswith(FOREIGN_IDENTIFIER_PREFIX) and await repository.has_report(
-        connection, job_id
+    if job_id.startswith(FOREIGN_IDENTIFIER_PREFIX) and await repository.existing_identifiers(
+        connection, [job_id]
     ):
         return job_id
     identifier = foreign_identifier(job_id, job_timestamp_ms)

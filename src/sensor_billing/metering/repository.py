@@ -428,13 +428,6 @@ async def insert_job_report(
     )
 
 
-async def has_report(connection: AsyncSession | AsyncConnection, identifier: str) -> bool:
-    found = await connection.scalar(
-        select(MeterReport.id).where(MeterReport.identifier == identifier).limit(1)
-    )
-    return found is not None
-
-
 async def organization_customer(
     connection: AsyncSession | AsyncConnection, organization_id: uuid.UUID
 ) -> tuple[bool, str | None]:
@@ -452,8 +445,11 @@ async def organization_customer(
     return True, row.stripe_customer_id if row.stripe_customer_deleted_at is None else None
 
 
-async def existing_identifiers(session: AsyncSession, identifiers: list[str]) -> set[str]:
-    rows = await session.scalars(
+async def existing_identifiers(
+    connection: AsyncSession | AsyncConnection, identifiers: list[str]
+) -> set[str]:
+    """Which of `identifiers` have a ledger row."""
+    rows = await connection.scalars(
         select(MeterReport.identifier).where(MeterReport.identifier.in_(identifiers))
     )
     return set(rows)

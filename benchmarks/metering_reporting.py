@@ -26,6 +26,11 @@ interleaved so machine noise hits every measurement alike:
 With `--standin-process` the stand-in runs in a child process instead (read through its
 control API), so its CPU is not charged to the worker's GIL, as real Stripe's would not be.
 
+Beside each rate it prints this process's CPU time per event over the same span (from
+`time.process_time`): where the time goes. In a VM whose cores are busy with other work, CPU
+time grows too, so neither column is a clean reading on a loaded machine; ratios within a round
+are the least affected.
+
 Each measured run is checked: the stand-in accepted exactly the rows' identifiers, each once,
 and every row is `sent`. Targets (issue): worker >= 0.5x the bullmq no-op rate with one worker
 process; stream >= 5,000 events/s. MISSES are printed; the exit code is 0 either way (1 only if
@@ -99,10 +104,17 @@ RETURNING identifier
 class Run:
     events: int
     seconds: float
+    # This process's CPU time over the same span: where it goes, beside how fast. The loop is
+    # CPU-bound, so rate ratios follow CPU ratios when the process has a core to itself.
+    cpu_seconds: float
 
     @property
     def per_second(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_ms_per_event(self) -> float:
+        return self.cpu_seconds * 1000 / self.events if self.events else 0.0
 
 
 class CheckFailedError(Exception):
@@ -179,6 +191,7 @@ class Completions:
         self.name = name
         self.ids = ids
         self.times: list[float] = []
+        self.cpu_times: list[float] = []
         self.failed: list[str] = []
         self.done = asyncio.Event()
 
@@ -190,6 +203,7 @@ class Completions:
     def completed(self, job: Any, result: Any) -> None:
         if self._counts(job):
             self.times.append(time.perf_counter())
+            self.cpu_times.append(time.process_time())
             if len(self.times) >= self.expected:
                 self.done.set()
 
@@ -206,7 +220,11 @@ class Completions:
                 f" {limit_seconds:.0f} s"
                 f" ({len(self.failed)} failed: {self.failed[:3]})"
             ) from None
-        return Run(len(self.times) - 1, self.times[-1] - self.times[0])
+        return Run(
+            len(self.times) - 1,
+            self.times[-1] - self.times[0],
+            self.cpu_times[-1] - self.cpu_times[0],
+        )
 
 
 async def queue_baseline(
@@ -287,9 +305,9 @@ async def sdk_baseline(
         for event in pending:
             await send_meter_event(client, event)
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     await asyncio.gather(*(caller() for _ in range(concurrency)))
-    return Run(len(events), time.perf_counter() - started)
+    return Run(len(events), time.perf_counter() - started, time.process_time() - cpu_started)
 
 
 async def check_accepted(standin: Standin, identifiers: list[str], label: str) -> None:
@@ -380,7 +398,7 @@ class Bench:
 
         stream = MeterEventStream(client, session_client)
         try:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             sent = await stream_backlog(
                 create_session_factory(engine),
                 stream,
@@ -388,6 +406,7 @@ class Bench:
                 limit=len(identifiers),
             )
             seconds = time.perf_counter() - started
+            cpu_seconds = time.process_time() - cpu_started
         finally:
             await engine.dispose()
             await http.close_async()  # type: ignore[no-untyped-call]
@@ -395,15 +414,13 @@ class Bench:
             raise CheckFailedError(f"stream: sent {sent} of {len(identifiers)} rows")
         await check_sent(self.admin, identifiers, "stream")
         await check_accepted(self.standin, identifiers, "stream")
-        return Run(sent, seconds)
+        return Run(sent, seconds, cpu_seconds)
 
 
-async def one_round(bench: Bench, events: int, stream_events: int, tag: str) -> dict[str, float]:
-    rates: dict[str, float] = {}
+async def one_round(bench: Bench, events: int, stream_events: int, tag: str) -> dict[str, Run]:
+    runs: dict[str, Run] = {}
     await bench.redis.flushdb()
-    rates["noop"] = (
-        await noop_baseline(bench.redis_url, events, bench.concurrency, bench.timeout)
-    ).per_second
+    runs["noop"] = await noop_baseline(bench.redis_url, events, bench.concurrency, bench.timeout)
     await bench.redis.flushdb()
 
     await bench.standin.reset()
@@ -411,24 +428,22 @@ async def one_round(bench: Bench, events: int, stream_events: int, tag: str) -> 
     http = create_http_client()
     try:
         client = create_stripe_client(bench.settings, http_client=http)
-        rates["sdk"] = (await sdk_baseline(client, customers, bench.concurrency, tag)).per_second
+        runs["sdk"] = await sdk_baseline(client, customers, bench.concurrency, tag)
         await bench.standin.reset()
-        rates["floor"] = (
-            await queue_and_sdk_baseline(
-                bench.redis_url, client, customers, bench.concurrency, bench.timeout, tag
-            )
-        ).per_second
+        runs["floor"] = await queue_and_sdk_baseline(
+            bench.redis_url, client, customers, bench.concurrency, bench.timeout, tag
+        )
         await bench.redis.flushdb()
     finally:
         await http.close_async()  # type: ignore[no-untyped-call]
 
     identifiers = await bench.pending_rows(events)
-    rates["worker"] = (await bench.worker_run(identifiers)).per_second
+    runs["worker"] = await bench.worker_run(identifiers)
     await bench.redis.flushdb()
 
     identifiers = await bench.pending_rows(stream_events)
-    rates["stream"] = (await bench.stream_run(identifiers)).per_second
-    return rates
+    runs["stream"] = await bench.stream_run(identifiers)
+    return runs
 
 
 async def main(arguments: argparse.Namespace) -> int:
@@ -441,7 +456,7 @@ async def main(arguments: argparse.Namespace) -> int:
     standin = Standin(in_process=not arguments.standin_process)
     admin: asyncpg.Connection | None = None
     fix_bullmq_block_timeouts()
-    samples: list[dict[str, float]] = []
+    samples: list[dict[str, Run]] = []
     failure: str | None = None
     slow_stops = 0
     try:
@@ -493,7 +508,10 @@ async def main(arguments: argparse.Namespace) -> int:
             samples.append(await one_round(bench, events, arguments.stream_events, str(index)))
             print(
                 f"  round {index + 1}: "
-                + ", ".join(f"{key} {value:.0f}/s" for key, value in samples[-1].items()),
+                + ", ".join(
+                    f"{key} {run.per_second:.0f}/s ({run.cpu_ms_per_event:.2f} ms CPU)"
+                    for key, run in samples[-1].items()
+                ),
                 flush=True,
             )
     except CheckFailedError as error:
@@ -515,8 +533,12 @@ async def main(arguments: argparse.Namespace) -> int:
 
 
 def report(
-    arguments: argparse.Namespace, samples: list[dict[str, float]], slow_stops: int, seconds: float
+    arguments: argparse.Namespace, runs: list[dict[str, Run]], slow_stops: int, seconds: float
 ) -> int:
+    samples = [{key: run.per_second for key, run in sample.items()} for sample in runs]
+    cpu = {
+        key: statistics.median(sample[key].cpu_ms_per_event for sample in runs) for key in runs[0]
+    }
     rate = {key: statistics.median(sample[key] for sample in samples) for key in samples[0]}
     spread: dict[str, tuple[float, float]] = {
         key: (min(s[key] for s in samples), max(s[key] for s in samples)) for key in rate
@@ -529,7 +551,10 @@ def report(
         f" {arguments.rounds} interleaved rounds; {arguments.events} jobs/events per run,"
         f" {arguments.stream_events} for the stream\n"
     )
-    print(f"  {'measurement':<58} {'median/s':>9} {'min':>7} {'max':>7} {'vs no-op':>9}")
+    print(
+        f"  {'measurement':<58} {'median/s':>9} {'min':>7} {'max':>7} {'vs no-op':>9}"
+        f" {'CPU ms/event':>13}"
+    )
     labels: tuple[tuple[str, str], ...] = (
         ("noop", "baseline  bullmq Worker, no-op jobs"),
         ("sdk", "baseline  SDK v1 calls to the stand-in (no DB, no queue)"),
@@ -540,7 +565,10 @@ def report(
     for key, label in labels:
         low, high = spread[key]
         versus = rate[key] / rate["noop"]
-        print(f"  {label:<58} {rate[key]:>9.0f} {low:>7.0f} {high:>7.0f} {versus:>8.2f}x")
+        print(
+            f"  {label:<58} {rate[key]:>9.0f} {low:>7.0f} {high:>7.0f} {versus:>8.2f}x"
+            f" {cpu[key]:>13.3f}"
+        )
     worker_ratio = statistics.median(s["worker"] / s["noop"] for s in samples)
     sdk_ratio = statistics.median(s["worker"] / s["sdk"] for s in samples)
     floor_ratio = statistics.median(s["floor"] / s["noop"] for s in samples)
@@ -552,6 +580,8 @@ def report(
         f"\n  bullmq + SDK call / bullmq no-op (per-round med.) {floor_ratio:.2f}x"
         "  <- the most a job that makes one SDK call can reach"
         f"\n  worker / bullmq + SDK call (per-round median)     {worker_floor:.2f}x"
+        f"\n  no-op CPU / worker CPU per event (medians)        {cpu['noop'] / cpu['worker']:.2f}x"
+        "  <- the rate ratio with a core to itself"
     )
     verdict = "meets" if worker_ratio >= WORKER_TARGET else "MISSES"
     print(
@@ -561,10 +591,10 @@ def report(
     verdict = "meets" if stream_rate >= STREAM_TARGET else "MISSES"
     print(f"  target: stream >= {STREAM_TARGET:,.0f} events/s: {verdict} ({stream_rate:,.0f}/s)")
     print("  checks: every run's rows all sent; the stand-in accepted each identifier once")
-    runs = arguments.rounds + 1
     if slow_stops:
         print(
-            f"  NOTE: MeteringWorker.stop() was still waiting after 3 s in {slow_stops} of {runs}"
+            f"  NOTE: MeteringWorker.stop() was still waiting after 3 s in {slow_stops} of"
+            f" {arguments.rounds + 1}"
             " runs (bullmq close blocked on its marker wait; woken by the benchmark)"
         )
     print(f"\ntotal runtime {seconds:.0f} s")

@@ -89,12 +89,18 @@ def test_stripe_events_table_is_exactly_the_seed_plans(database_url: str) -> Non
         " AND indexname <> 'stripe_events_pkey'",
     )
     # The seed plan's unique index, plus one on processed_at for the /ops webhook log
-    # (newest first) and retention's prune; the columns stay exactly the seed plan's.
+    # (newest first) and retention's prune, and one on (event_type, processed_at) for the log
+    # filtered by type; the columns stay exactly the seed plan's.
     assert sorted(indexes) == [
         (
             "stripe_events_event_id_idx",
             "CREATE UNIQUE INDEX stripe_events_event_id_idx ON public.stripe_events"
             " USING btree (event_id)",
+        ),
+        (
+            "stripe_events_event_type_processed_at_idx",
+            "CREATE INDEX stripe_events_event_type_processed_at_idx ON public.stripe_events"
+            " USING btree (event_type, processed_at)",
         ),
         (
             "stripe_events_processed_at_idx",

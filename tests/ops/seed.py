@@ -142,4 +142,47 @@ async def seed_billing(sessions: SessionFactory, *, windows: int = 30) -> Seeded
                 },
             ],
         )
+        # Stripe's meter error events: two codes in the last 24 h (one error it named no row
+        # for), and one older event the overview must leave out.
+        await session.execute(
+            text(
+                "INSERT INTO meter_error_reports (stripe_event_id, event_type, code, error_count,"
+                " organization_id, sample_message, event_created_at) VALUES (:event,"
+                " 'v1.billing.meter.error_report_triggered', :code, :count, :org, :message, :at)"
+            ),
+            [
+                {
+                    "event": "evtmet_ops_1",
+                    "code": "meter_event_customer_not_found",
+                    "count": 3,
+                    "org": org,
+                    "message": "No such customer: 'cus_ops_1'",
+                    "at": now - timedelta(hours=3),
+                },
+                {
+                    "event": "evtmet_ops_1",
+                    "code": "meter_event_customer_not_found",
+                    "count": 2,
+                    "org": None,
+                    "message": None,
+                    "at": now - timedelta(hours=3),
+                },
+                {
+                    "event": "evtmet_ops_2",
+                    "code": "meter_event_invalid_value",
+                    "count": 1,
+                    "org": org,
+                    "message": "Value must be an integer",
+                    "at": now - timedelta(hours=1),
+                },
+                {
+                    "event": "evtmet_ops_old",
+                    "code": "meter_event_invalid_value",
+                    "count": 7,
+                    "org": org,
+                    "message": "Value must be an integer",
+                    "at": now - timedelta(days=2),
+                },
+            ],
+        )
     return Seeded(org, other, period_start, period_end, starts)

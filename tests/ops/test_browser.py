@@ -63,6 +63,12 @@ async def scalar(sessions: SessionFactory, sql: str, **params: object) -> object
         return (await session.execute(text(sql), params)).scalar()
 
 
+async def counts(sessions: SessionFactory, sql: str, **params: object) -> dict[str, int]:
+    """A query of (key, count) rows as a dict."""
+    async with sessions() as session:
+        return {str(key): int(count) for key, count in await session.execute(text(sql), params)}
+
+
 async def test_signing_in_with_the_token_shows_the_overview_of_the_database(
     browser: webdriver.Chrome, base_url: str, seeded: Seeded, sessions: SessionFactory
 ) -> None:
@@ -75,17 +81,12 @@ async def test_signing_in_with_the_token_shows_the_overview_of_the_database(
     wait_for_heading(browser, "Overview")
     screenshot(browser, "overview")
 
+    recent = await counts(
+        sessions,
+        "SELECT status, count(*) FROM meter_reports"
+        " WHERE created_at >= now() - interval '24 hours' GROUP BY 1",
+    )
     async with sessions() as session:
-        recent: dict[str, int] = dict(
-            (
-                await session.execute(
-                    text(
-                        "SELECT status, count(*) FROM meter_reports"
-                        " WHERE created_at >= now() - interval '24 hours' GROUP BY 1"
-                    )
-                )
-            ).all()
-        )
         attempts, accepted = (
             await session.execute(
                 text(
@@ -94,20 +95,15 @@ async def test_signing_in_with_the_token_shows_the_overview_of_the_database(
                 )
             )
         ).one()
-        outcomes: dict[str, int] = dict(
-            (
-                await session.execute(
-                    text(
-                        "SELECT CASE WHEN EXISTS (SELECT 1 FROM billing_state_changes c"
-                        "   WHERE c.event_id = e.event_id) THEN 'changed-state'"
-                        " WHEN e.event_type = ANY(:handled) THEN 'no-change'"
-                        " ELSE 'no-handler' END, count(*) FROM stripe_events e"
-                        " WHERE processed_at >= now() - interval '24 hours' GROUP BY 1"
-                    ),
-                    {"handled": list(HANDLERS)},
-                )
-            ).all()
-        )
+    outcomes = await counts(
+        sessions,
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM billing_state_changes c"
+        "   WHERE c.event_id = e.event_id) THEN 'changed-state'"
+        " WHEN e.event_type = ANY(:handled) THEN 'no-change'"
+        " ELSE 'no-handler' END, count(*) FROM stripe_events e"
+        " WHERE processed_at >= now() - interval '24 hours' GROUP BY 1",
+        handled=list(HANDLERS),
+    )
     for status in ("sent", "pending", "failed", "skipped", "cancelled"):
         assert shown(browser, f"reports-{status}") == str(recent.get(status, 0)), status
     assert shown(browser, "stripe-error-rate") == f"{(attempts - accepted) / attempts * 100:.1f}%"
@@ -124,6 +120,18 @@ async def test_signing_in_with_the_token_shows_the_overview_of_the_database(
         "%Y-%m-%d %H:%M:%S UTC"
     )
     assert shown(browser, "queue-meter-reporting-failed") == "1"
+    meter_errors = await counts(
+        sessions,
+        "SELECT code, sum(error_count) FROM meter_error_reports"
+        " WHERE event_created_at >= now() - interval '24 hours' GROUP BY 1",
+    )
+    assert meter_errors  # the seed has some: the figures below are not all zero
+    assert shown(browser, "meter-errors") == str(sum(meter_errors.values()))
+    for code, count in meter_errors.items():
+        assert shown(browser, f"meter-errors-{code}") == str(count), code
+    # Usage Stripe reported invalid is on no invoice: a person must look.
+    errors_cell = browser.find_element(By.CSS_SELECTOR, '[data-metric="meter-errors"]')
+    assert "alert" in str(errors_cell.get_attribute("class"))
     # Failed rows and the failed job need a person: their figures are red.
     failed_cell = browser.find_element(By.CSS_SELECTOR, '[data-metric="ledger-failed"]')
     assert "alert" in str(failed_cell.get_attribute("class"))

@@ -1,12 +1,15 @@
 """SQL behind the /ops pages. Read-only; every query is bounded by an index and a LIMIT, so a
 page costs the same on a ledger of a thousand rows or of millions (benchmarks/ops_pages.py).
 
-Indexes these queries lean on (migration `add_ops_indexes` adds the last four):
+Indexes these queries lean on (migration `add_ops_indexes` adds the four after the first,
+`add_error_and_webhook_type_indexes` the last two):
   meter_reports (organization_id, window_start)         an organization's ledger and chart
   meter_reports (created_at)                            reports of windows closed in the last 24 h
   meter_reports (id) WHERE status = 'failed'            failed rows, newest first
   stripe_events (processed_at)                          the webhook log, last-24-h counts
   billing_state_changes (event_id)                      what an event changed
+  meter_error_reports (event_created_at)                Stripe's meter errors of the last 24 h
+  stripe_events (event_type, processed_at)              the webhook log filtered by type
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sensor_billing.db.schema import (
     BillingStateChange,
+    MeterErrorReport,
     MeterReport,
     Organization,
     ReportStatus,
@@ -76,6 +80,19 @@ async def failed_report_count(session: AsyncSession) -> int:
         select(func.count()).select_from(MeterReport).where(MeterReport.status == "failed")
     )
     return int(value or 0)
+
+
+async def meter_errors_since(session: AsyncSession, since: datetime) -> dict[str, int]:
+    """Meter events Stripe reported invalid in error events it created since `since`, by
+    error code, most first."""
+    total = func.sum(MeterErrorReport.error_count)
+    rows = await session.execute(
+        select(MeterErrorReport.code, total)
+        .where(MeterErrorReport.event_created_at >= since)
+        .group_by(MeterErrorReport.code)
+        .order_by(total.desc(), MeterErrorReport.code)
+    )
+    return {code: int(count) for code, count in rows}
 
 
 # The outcome of each recorded event: whether its handler changed billing state.

@@ -121,6 +121,8 @@ class Overview:
     queues: dict[str, dict[str, int]] | None  # None: Redis did not answer
     backlog: LedgerBacklog
     failed_reports: int
+    # Meter events Stripe accepted, then reported invalid in the last 24 h, by error code.
+    meter_errors: dict[str, int] = field(default_factory=dict)
     alerts: frozenset[str] = frozenset()  # the figures that need a person (shown red)
 
     @property
@@ -130,6 +132,10 @@ class Overview:
         if not self.attempts.attempts:
             return None
         return self.attempts.failed_attempts / self.attempts.attempts
+
+    @property
+    def meter_error_count(self) -> int:
+        return sum(self.meter_errors.values())
 
     @property
     def failed_jobs(self) -> int | None:
@@ -151,6 +157,8 @@ def _alerts(overview: Overview, settings: Settings) -> frozenset[str]:
         alerts.add("error_rate")
     if overview.process_webhooks.get("failed"):
         alerts.add("webhooks_failed")
+    if overview.meter_error_count:
+        alerts.add("meter_errors")
     pending_limit = PENDING_ALERT_INTERVALS * settings.meter_close_interval_seconds
     if overview.backlog.oldest_pending_age_seconds > pending_limit:
         alerts.add("oldest_pending")
@@ -174,6 +182,7 @@ async def overview(session: AsyncSession, redis: Redis, settings: Settings) -> O
         queues=await _redis_or_none("queue depths", _all_queue_depths(redis)),
         backlog=await metering_repository.ledger_backlog(session),
         failed_reports=await repository.failed_report_count(session),
+        meter_errors=await repository.meter_errors_since(session, since),
     )
     page.alerts = _alerts(page, settings)
     return page

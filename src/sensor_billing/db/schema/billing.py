@@ -32,6 +32,8 @@ class StripeEvent(Base):
         Index("stripe_events_event_id_idx", "event_id", unique=True),
         # The /ops webhook log (newest first) and its last-24-h counts; retention's prune.
         Index(None, "processed_at"),
+        # The webhook log filtered by type, newest first.
+        Index(None, "event_type", "processed_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(

@@ -138,7 +138,11 @@ class MeterErrorReport(Base):
     """
 
     __tablename__ = "meter_error_reports"
-    __table_args__ = (Index(None, "organization_id", "event_created_at"),)
+    __table_args__ = (
+        Index(None, "organization_id", "event_created_at"),
+        # The /ops overview's last 24 h and `usage errors` without --org, newest first.
+        Index(None, "event_created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     stripe_event_id: Mapped[str] = mapped_column(String(256), index=True)

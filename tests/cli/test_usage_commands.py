@@ -200,6 +200,33 @@ async def test_ledger_filters_by_status_and_shows_the_reason(
     assert "temperature_readings" not in outcome.stdout
 
 
+async def test_ledger_lists_only_rows_stripe_reported_invalid_with_stripe_error(
+    cli_env: SessionFactory, closed_usage: GeneratedOrganization
+) -> None:
+    """The rows an operator must re-send after Stripe's meter error events (docs/operations.md),
+    however far back among sent rows they are."""
+    await execute(
+        cli_env,
+        "UPDATE meter_reports SET stripe_error_code = 'meter_event_customer_not_found',"
+        " stripe_error_message = 'No such customer' WHERE window_start IN (:a, :b)"
+        " AND event_name = 'temperature_readings'",
+        a=today() - 5 * DAY,
+        b=today() - 3 * DAY,
+    )
+
+    outcome = run_cli("usage", "ledger", "--stripe-error", "--limit", "5", "--json")
+    table = run_cli("usage", "ledger", "--stripe-error", "--org", str(closed_usage.id))
+
+    assert outcome.exit_code == table.exit_code == 0, outcome.stderr
+    rows = json.loads(outcome.stdout)
+    assert [(row["windowStart"][:10], row["stripeErrorCode"]) for row in rows] == [
+        (f"{today() - 3 * DAY:%Y-%m-%d}", "meter_event_customer_not_found"),
+        (f"{today() - 5 * DAY:%Y-%m-%d}", "meter_event_customer_not_found"),
+    ]
+    assert "meter_event_customer_not_found" in table.stdout
+    assert "active_sensors" not in table.stdout
+
+
 @pytest.mark.usefixtures("cli_env")
 def test_ledger_refuses_an_unknown_organization() -> None:
     outcome = run_cli("usage", "ledger", "--org", str(uuid.uuid4()))

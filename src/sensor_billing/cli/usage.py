@@ -228,6 +228,11 @@ def _ledger_json(report: MeterReport) -> dict[str, object]:
 def ledger(
     org: str | None = typer.Option(None, help="Only this organization id."),
     status: LedgerStatus | None = STATUS_OPTION,
+    stripe_error: bool = typer.Option(
+        False,
+        "--stripe-error",
+        help="Only rows Stripe reported invalid after accepting them (to re-send).",
+    ),
     limit: int = typer.Option(50, min=1, max=10_000, help="Rows at most (newest first)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
@@ -242,6 +247,7 @@ def ledger(
             session,
             organization_id=organization_id,
             status=status.value if status else None,
+            stripe_error=stripe_error,
             limit=limit,
         )
 

@@ -594,13 +594,17 @@ async def ledger_rows(
     organization_id: uuid.UUID | None,
     status: str | None,
     limit: int,
+    stripe_error: bool = False,
 ) -> list[MeterReport]:
-    """The newest ledger rows (by window, then meter), optionally of one organization/status."""
+    """The newest ledger rows (by window, then meter), optionally of one organization/status,
+    or only those a Stripe meter error event marked (few: `meter_reports_stripe_error_idx`)."""
     query = select(MeterReport)
     if organization_id is not None:
         query = query.where(MeterReport.organization_id == organization_id)
     if status is not None:
         query = query.where(MeterReport.status == status)
+    if stripe_error:
+        query = query.where(MeterReport.stripe_error_code.is_not(None))
     query = query.order_by(
         MeterReport.window_start.desc(), MeterReport.organization_id, MeterReport.event_name
     ).limit(limit)

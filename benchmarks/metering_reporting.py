@@ -402,7 +402,7 @@ class Bench:
             sent = await stream_backlog(
                 create_session_factory(engine),
                 stream,
-                now=datetime.now(UTC),
+                clock=lambda: datetime.now(UTC),
                 limit=len(identifiers),
             )
             seconds = time.perf_counter() - started

@@ -309,7 +309,9 @@ async def test_a_failed_stream_batch_stops_the_other_senders_before_the_stream_r
     stream = FailingFirstStream()
 
     with pytest.raises(StripeUnavailableError):
-        await stream_backlog(sessions, cast(MeterEventStream, stream), now=NOW, limit=10_000)
+        await stream_backlog(
+            sessions, cast(MeterEventStream, stream), clock=lambda: NOW, limit=10_000
+        )
     calls_at_return = stream.calls
     assert stream.in_flight == 0
     await asyncio.sleep(0.5)

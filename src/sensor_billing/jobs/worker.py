@@ -226,7 +226,11 @@ class MeteringWorker:
         if pending > self.settings.meter_stream_threshold:
             try:
                 streamed = await stream_backlog(
-                    self.sessions, self.stream, now=now, limit=pending, stopping=self.stopping
+                    self.sessions,
+                    self.stream,
+                    clock=self.clock,
+                    limit=pending,
+                    stopping=self.stopping,
                 )
             except Exception as error:  # the jobs below carry whatever the stream did not
                 logger.warning("stream backlog stopped: %s", error)

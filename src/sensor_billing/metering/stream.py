@@ -56,7 +56,7 @@ async def stream_backlog(
     sessions: SessionFactory,
     stream: MeterEventStream,
     *,
-    now: datetime,
+    clock: Callable[[], datetime],
     limit: int,
     senders: int = STREAM_SENDERS,
     stopping: asyncio.Event | None = None,
@@ -66,7 +66,9 @@ async def stream_backlog(
     `senders` batches are in flight at once; SKIP LOCKED gives each its own rows. Raises
     `StripeUnavailableError`/`StripeRefusedError` when Stripe fails a batch: that batch stays
     pending (its jobs and the sweep take over), batches already sent stay sent. Once
-    `stopping` is set (the worker is stopping), no new batch is taken.
+    `stopping` is set (the worker is stopping), no new batch is taken. `clock` is read for
+    each batch: a long run must not send a row whose timestamp passed Stripe's 35-day limit
+    since it began (Stripe would answer `{}` and drop the event; the ledger would say sent).
     """
     # A failed batch stops every sender, and the stream returns once the batches in flight
     # are answered and recorded: the caller hands the rest to jobs and nobody waits for a
@@ -78,7 +80,7 @@ async def stream_backlog(
 
     async def sender() -> int:
         try:
-            return await _send_batches(sessions, stream, now, limit // senders + 1, halted)
+            return await _send_batches(sessions, stream, clock, limit // senders + 1, halted)
         except BaseException:
             failed.set()
             raise
@@ -93,15 +95,17 @@ async def stream_backlog(
 async def _send_batches(
     sessions: SessionFactory,
     stream: MeterEventStream,
-    now: datetime,
+    clock: Callable[[], datetime],
     limit: int,
     halted: Callable[[], bool],
 ) -> int:
     sent = 0
-    sendable_from = oldest_sendable_timestamp(now).timestamp()
     while sent < limit and not halted():
         async with unit_of_work(sessions) as session:
             rows = await repository.lock_stream_batch(session, min(STREAM_BATCH, limit - sent))
+            # Checked now, just before the call: the limit's margin covers the call itself.
+            # A row left out stays pending; its job fails it for a person (reporter).
+            sendable_from = oldest_sendable_timestamp(clock()).timestamp()
             rows = [row for row in rows if event_timestamp(row.window_end) >= sendable_from]
             if not rows:
                 return sent
@@ -121,6 +125,6 @@ async def _send_batches(
                 await stream.send(events)
             except stripe.StripeError as error:
                 raise map_stripe_error(error) from error
-            await repository.mark_sent(session, [row.id for row in rows], now)
+            await repository.mark_sent(session, [row.id for row in rows], clock())
             sent += len(rows)
     return sent

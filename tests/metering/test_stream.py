@@ -1,0 +1,126 @@
+"""The v2 meter event stream against the Stripe stand-in over HTTP, with time that moves."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from sensor_billing.db import SessionFactory, unit_of_work
+from sensor_billing.db.schema import MeterReport
+from sensor_billing.devtools.stripe_standin import RunningStandin
+from sensor_billing.metering import stream as stream_module
+from sensor_billing.metering.stream import MeterEventStream
+from sensor_billing.metering.windows import STRIPE_TIMESTAMP_LIMIT
+from sensor_billing.settings import Settings
+from tests.metering.conftest import ledger_counts
+
+
+class MovingClock:
+    """The worker's clock and the stand-in's, moved forward together."""
+
+    def __init__(self, standin: RunningStandin) -> None:
+        self.standin = standin
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, by: timedelta) -> None:
+        self.offset += by
+        self.standin.state.clock.advance(by.total_seconds())
+
+
+async def seed_rows_near_the_limit(
+    sessions: SessionFactory, now: datetime, rows: int, first_inside: timedelta
+) -> None:
+    """Pending window rows whose event timestamps lie `first_inside` and more inside Stripe's
+    35-day limit, one minute apart; the ones nearest the limit are the newest rows, so the
+    stream (oldest rows first) reaches them last."""
+    organization = uuid.uuid4()
+    async with unit_of_work(sessions) as session:
+        await session.execute(
+            text(
+                "INSERT INTO organizations (id, name, stripe_customer_id)"
+                " VALUES (:id, 'Old backlog', 'cus_old')"
+            ),
+            {"id": organization},
+        )
+        for index in range(rows):
+            timestamp = now - STRIPE_TIMESTAMP_LIMIT + first_inside + timedelta(minutes=index)
+            end = timestamp + timedelta(seconds=1)
+            await session.execute(
+                text(
+                    "INSERT INTO meter_reports (organization_id, event_name, window_start,"
+                    " window_end, value, stripe_customer_id, identifier, created_at)"
+                    " VALUES (:org, 'temperature_readings', :start, :end, 1, 'cus_old',"
+                    " :identifier, :created)"
+                ),
+                {
+                    "org": organization,
+                    "start": end - timedelta(minutes=1),
+                    "end": end,
+                    "identifier": f"sb.old.{index}",
+                    "created": now - timedelta(hours=2) - timedelta(seconds=index),
+                },
+            )
+
+
+async def test_rows_that_pass_stripes_limit_during_a_long_stream_are_not_marked_sent(
+    sessions: SessionFactory,
+    standin: RunningStandin,
+    make_worker: Any,
+    worker_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A backlog streamed for two hours: a row whose timestamp passed Stripe's 35-day limit
+    meanwhile would be accepted with `{}` and dropped by Stripe's asynchronous validation,
+    while the ledger said `sent`. Each batch is checked against the time it is sent at; a
+    row that missed the limit is failed, for a person, by its job. (Every call also outlives
+    the 15-minute session token: the stream opens a new one.)"""
+    clock = MovingClock(standin)
+    await seed_rows_near_the_limit(
+        sessions, clock(), rows=60, first_inside=timedelta(hours=1, minutes=1)
+    )
+    monkeypatch.setattr(stream_module, "STREAM_BATCH", 5)
+    send = MeterEventStream.send
+
+    async def slow_send(self: MeterEventStream, events: list[dict[str, object]]) -> None:
+        await send(self, events)
+        clock.advance(timedelta(minutes=10))
+
+    monkeypatch.setattr(MeterEventStream, "send", slow_send)
+    worker = make_worker(
+        worker_settings.model_copy(update={"meter_stream_threshold": 10}), clock=clock
+    )
+    await worker.start()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while (await ledger_counts(sessions)).get("pending", 0):
+        assert loop.time() < deadline, await ledger_counts(sessions)
+        await asyncio.sleep(0.2)
+
+    assert [report.code for report in standin.state.error_reports()] == []
+    async with sessions() as session:
+        rows = list(
+            await session.scalars(
+                select(MeterReport).where(MeterReport.identifier.startswith("sb.old."))
+            )
+        )
+    sent = {row.identifier for row in rows if row.status == "sent"}
+    accepted = {event.identifier for event in standin.state.accepted_events()}
+    assert {identifier for identifier in accepted if identifier.startswith("sb.old.")} == sent
+    assert len(sent) >= 20, "the stream sent too little to show anything"
+    late = [row for row in rows if row.status != "sent"]
+    assert late, "no row passed the limit during the stream"
+    assert {row.status for row in late} == {"failed"}
+    assert all("35-day limit" in (row.last_error or "") for row in late)
+    assert max(int(row.window_end.timestamp()) for row in late) < min(
+        int(row.window_end.timestamp()) for row in rows if row.status == "sent"
+    )
+    with standin.state.lock:
+        assert len(standin.state.sessions_by_token) > 1  # the token expired between calls

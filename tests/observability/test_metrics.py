@@ -14,12 +14,16 @@ from sqlalchemy import text
 
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.devtools.stripe_standin import FaultPlan, RunningStandin
+from sensor_billing.errors import StripeUnavailableError
 from sensor_billing.jobs import MeterReportJobData, QueueNames
 from sensor_billing.jobs.connection import open_queue
 from sensor_billing.jobs.worker import run_worker
+from sensor_billing.metering import stream as stream_module
+from sensor_billing.metering.service import ClosePolicy, close_windows
+from sensor_billing.metering.stream import MeterEventStream, stream_backlog
 from sensor_billing.settings import Settings
 from sensor_billing.webhooks.handlers import HANDLERS
-from tests.metering.conftest import drain, ledger_counts
+from tests.metering.conftest import DAY, drain, ledger_counts, make_client
 from tests.observability.conftest import SECRET, Samples, growth, scrape, value
 from tests.support.app import running_app
 from tests.support.net import free_port
@@ -116,6 +120,58 @@ async def test_stripe_errors_are_counted_by_status_and_the_reports_as_retried(
 
     assert growth(before, after, "sensor_billing_stripe_errors_total", status="500") >= 1
     assert growth(before, after, REPORTS, outcome="retry") >= 1
+
+
+async def closed_backlog(sessions: SessionFactory, now: datetime) -> None:
+    await generate_usage(
+        sessions, organizations=3, start=now - timedelta(days=10), end=now, readings_per_org=60
+    )
+    async with unit_of_work(sessions) as session:
+        await close_windows(session, ClosePolicy(window=DAY, grace=timedelta(0)), now)
+
+
+def stripe_stream(standin: RunningStandin) -> MeterEventStream:
+    return MeterEventStream(make_client(standin), lambda token: make_client(standin, token))
+
+
+async def test_each_stream_request_is_timed_as_a_stripe_call(
+    client: httpx.AsyncClient,
+    sessions: SessionFactory,
+    standin: RunningStandin,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = datetime.now(UTC)
+    await closed_backlog(sessions, now)
+    monkeypatch.setattr(stream_module, "STREAM_BATCH", 5)
+    before = await scrape(client)
+    sent = await stream_backlog(sessions, stripe_stream(standin), clock=lambda: now, limit=10_000)
+    after = await scrape(client)
+
+    events = standin.state.accepted_events()
+    assert sent == len(events) > 10
+    requests = len({event.request_id for event in events})
+    calls = growth(before, after, "sensor_billing_stripe_request_duration_seconds_count")
+    assert calls == requests
+
+
+async def test_a_failed_stream_request_is_counted_by_its_status(
+    client: httpx.AsyncClient,
+    sessions: SessionFactory,
+    standin: RunningStandin,
+) -> None:
+    now = datetime.now(UTC)
+    await closed_backlog(sessions, now)
+    standin.state.set_faults(FaultPlan(server_error=1.0))
+    before = await scrape(client)
+    with pytest.raises(StripeUnavailableError):
+        await stream_backlog(sessions, stripe_stream(standin), clock=lambda: now, limit=10_000)
+    after = await scrape(client)
+
+    failed = standin.state.counters_snapshot().faults_injected["server_error"]
+    assert failed >= 1
+    assert growth(before, after, "sensor_billing_stripe_errors_total", status="500") == failed
+    calls = growth(before, after, "sensor_billing_stripe_request_duration_seconds_count")
+    assert calls == failed
 
 
 async def seed_backlog(

@@ -17,6 +17,7 @@ import stripe
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.metering import repository
 from sensor_billing.metering.windows import event_timestamp, oldest_sendable_timestamp
+from sensor_billing.observability import timed_stripe_request
 from sensor_billing.stripe_api.meter_events import map_stripe_error
 
 STREAM_BATCH = 100  # Stripe's maximum events per stream request
@@ -121,10 +122,12 @@ async def _send_batches(
                 }
                 for row in rows
             ]
-            try:
-                await stream.send(events)
-            except stripe.StripeError as error:
-                raise map_stripe_error(error) from error
+            # Timed and counted like every other meter event call (/metrics).
+            with timed_stripe_request():
+                try:
+                    await stream.send(events)
+                except stripe.StripeError as error:
+                    raise map_stripe_error(error) from error
             await repository.mark_sent(session, [row.id for row in rows], clock())
             sent += len(rows)
     return sent

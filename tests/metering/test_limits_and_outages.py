@@ -17,6 +17,7 @@ from sensor_billing.devtools.stripe_standin import FaultPlan, RunningStandin, St
 from sensor_billing.errors import ConfigurationError
 from sensor_billing.jobs import QueueNames
 from sensor_billing.jobs.connection import open_queue
+from sensor_billing.metering import outbox
 from sensor_billing.metering.outbox import FAILED_JOBS_SCANNED, sweep
 from sensor_billing.metering.service import ClosePolicy, close_windows
 from sensor_billing.settings import Settings, load_settings
@@ -183,5 +184,78 @@ async def test_a_failed_job_of_another_producer_is_revived_behind_many_that_stay
         await sweep(sessions, queue, now=datetime.now(UTC), revive_after=timedelta(minutes=10))
 
         assert await queue.getJobState("node-7") == "waiting"
+    finally:
+        await queue.close()
+
+
+async def add_failed_job(
+    queue: Any, job_id: str, finished_ms: int, organization_id: uuid.UUID | None = None
+) -> None:
+    """A failed `meter:report` job as the worker leaves it: for `organization_id`, one that
+    failed only because the database was unreachable; without, data no worker can use."""
+    redis = queue.redisConnection.conn
+    prefix = queue.toKey("")
+    if organization_id is None:
+        await redis.hset(
+            f"{prefix}{job_id}",
+            mapping={"name": "meter:report", "data": '{"value": 2.5}', "timestamp": 1},
+        )
+    else:
+        data = {"organizationId": str(organization_id), "eventName": "active_sensors", "value": 3}
+        await queue.add("meter:report", data, {"jobId": job_id})
+        await redis.lrem(f"{prefix}wait", 0, job_id)
+        await redis.hset(
+            f"{prefix}{job_id}", mapping={"finishedOn": finished_ms, "attemptsMade": 5}
+        )
+    await redis.zadd(f"{prefix}failed", {job_id: finished_ms})
+
+
+async def test_a_sweep_reads_a_bounded_part_of_the_failed_set_and_the_next_sweeps_go_on(
+    sessions: SessionFactory, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another producer may keep every failed job: read whole at every close, the failed set
+    would cost more each time. A sweep reads a bounded part of it and the next sweep goes on
+    after that part, so a due job behind the bound is revived by a later sweep, not lost; a
+    page never splits jobs that finished in the same millisecond (the next sweep starts after
+    that millisecond); and a job that lands behind where the sweeps are (its failure reached
+    Redis late) is revived by the next round."""
+    monkeypatch.setattr(outbox, "FAILED_JOBS_SCANNED", 4)
+    monkeypatch.setattr(outbox, "FAILED_JOBS_PER_SWEEP", 10)
+    org_id = uuid.uuid4()
+    async with unit_of_work(sessions) as session:
+        await session.execute(
+            text(
+                "INSERT INTO organizations (id, name, stripe_customer_id)"
+                " VALUES (:id, 'Other producer org', 'cus_other')"
+            ),
+            {"id": org_id},
+        )
+    finished_ms = int((NOW - timedelta(hours=1)).timestamp() * 1000)
+    # Jobs 8 to 13 finished in the same millisecond; so did node-tied, which sorts after them.
+    scores = [finished_ms + min(index, 8) + max(index - 13, 0) for index in range(25)]
+    queue = open_queue(redis_url, QueueNames.METER_REPORTING)
+
+    async def state(job_id: str) -> str:
+        return str(await queue.getJobState(job_id))
+
+    async def sweep_once() -> None:
+        await sweep(sessions, queue, now=datetime.now(UTC), revive_after=timedelta(minutes=10))
+
+    try:
+        for index, score in enumerate(scores):
+            await add_failed_job(queue, f"bad-{index:02}", score)
+        await add_failed_job(queue, "node-tied", finished_ms + 8, org_id)
+        await add_failed_job(queue, "node-last", finished_ms + 100, org_id)
+
+        await sweep_once()
+        assert await state("node-tied") == "waiting"  # its millisecond was read whole
+        assert await state("node-last") == "failed"  # beyond this sweep's part
+        await add_failed_job(queue, "node-late", finished_ms - 1, org_id)
+        for _ in range(2):
+            await sweep_once()
+        assert await state("node-last") == "waiting"
+        assert await state("node-late") == "failed"  # behind the sweeps: the next round
+        await sweep_once()
+        assert await state("node-late") == "waiting"
     finally:
         await queue.close()

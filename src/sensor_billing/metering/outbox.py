@@ -42,9 +42,21 @@ logger = logging.getLogger("sensor_billing.metering")
 EXHAUSTED_JOB_COOL_DOWN = timedelta(minutes=10)
 SWEEP_BATCH = 5000
 # Failed jobs read per Redis call when the sweep looks for other producers' reports that never
-# got a ledger row; the sweep reads them all, page by page (the seed's options keep the newest
-# 1,000 failed jobs, another producer's may keep every one).
+# got a ledger row.
 FAILED_JOBS_SCANNED = 2000
+# At most this many failed jobs are read per sweep (a page may add the rest of a millisecond's
+# jobs). The seed's options keep the newest 1,000 failed jobs, but another producer's may keep
+# every one: read whole at every close, the set would cost more each time, without bound. The
+# next sweep goes on after the last millisecond read (the cursor, kept in Redis), and once a
+# sweep has read up to the cool-down's cutoff, the next starts again from the oldest: every
+# failed job is read once per round of ceil(failed jobs / FAILED_JOBS_PER_SWEEP) sweeps, so
+# none that needs reviving is left, even one whose failure reached Redis late, behind the
+# cursor (the next round reads it).
+FAILED_JOBS_PER_SWEEP = 20_000
+# Under the queue's prefix; the ':' keeps it apart from any job id (BullMQ refuses ':' in ids).
+FAILED_JOBS_CURSOR = "sensor-billing:failed-sweep-cursor"
+# The cursor of a round that has not begun: the oldest failed job on.
+ROUND_START = "-inf"
 
 
 def job_for(report: PendingReport, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -164,14 +176,29 @@ async def _sweep_page(
     return SweepResult(len(missing), revived, len(pending) - len(missing) - revived)
 
 
-# One page of the failed jobs that finished before ARGV[2] (ms), ARGV[3] of them from offset
-# ARGV[5]: how many ids the page held, then, for each job other than window and correction jobs
-# (ids starting with ARGV[4]), its id, name, data and creation time.
+# One page of the failed jobs that finished before ARGV[2] (ms): from ARGV[5] on (a score bound,
+# '-inf' or '(<ms>'), ARGV[3] of them, and, when the page is full, every other job that
+# finished in its last millisecond, so that the next page, from after that millisecond, skips
+# none. The reply: how many ids the page held, the next page's bound ('' once the page reached
+# ARGV[2]), then, for each job other than window and correction jobs (ids starting with
+# ARGV[4]), its id, name, data and creation time.
 FAILED_JOBS = """
 local prefix = ARGV[1]
-local ids = redis.call(
-    'ZRANGEBYSCORE', prefix .. 'failed', '-inf', ARGV[2], 'LIMIT', ARGV[5], ARGV[3])
-local out = {#ids}
+local failed = prefix .. 'failed'
+local limit = tonumber(ARGV[3])
+local found = redis.call(
+    'ZRANGEBYSCORE', failed, ARGV[5], ARGV[2], 'WITHSCORES', 'LIMIT', 0, limit)
+local ids, next_bound = {}, ''
+for i = 1, #found, 2 do ids[#ids + 1] = found[i] end
+if #ids == limit then
+    local last = found[#found]
+    while #ids > 0 and found[#ids * 2] == last do ids[#ids] = nil end
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', failed, last, last)) do
+        ids[#ids + 1] = id
+    end
+    next_bound = '(' .. last
+end
+local out = {#ids, next_bound}
 for _, id in ipairs(ids) do
     if string.sub(id, 1, #ARGV[4]) ~= ARGV[4] then
         local job = redis.call('HMGET', prefix .. id, 'name', 'data', 'timestamp')
@@ -194,31 +221,37 @@ async def _revive_jobs_without_rows(
     one with invalid data stays failed, for a person."""
     redis = queue.redisConnection.conn
     cutoff_ms = now.timestamp() * 1000 - revive_after.total_seconds() * 1000
-    # Every page: jobs that stay failed for good (bad data, refused by Stripe) are the oldest
-    # and never leave, so a scan of the first page only would never reach the newer ones. Each
-    # page is checked against PostgreSQL on its own (memory and query size stay one page's);
-    # jobs are revived after the scan, since a revival takes its job out of the set it pages.
+    # Jobs that stay failed for good (bad data, refused by Stripe) are the oldest and never
+    # leave, so the sweeps read on from where the last one stopped (FAILED_JOBS_PER_SWEEP),
+    # not from the first page each time. Each page is checked against PostgreSQL on its own
+    # (memory and query size stay one page's); jobs are revived after the scan.
+    cursor_key = queue.toKey(FAILED_JOBS_CURSOR)
+    stored = await redis.get(cursor_key)
+    bound = ROUND_START if stored is None else redis_text(stored)
+    budget = FAILED_JOBS_PER_SWEEP
     due: list[str] = []
-    offset = 0
-    while True:
-        scanned, *page = await redis.eval(
+    while budget > 0:
+        scanned, next_bound, *page = await redis.eval(
             FAILED_JOBS,
             0,
             queue.toKey(""),
             int(cutoff_ms),
-            FAILED_JOBS_SCANNED,
+            min(FAILED_JOBS_SCANNED, budget),
             WINDOW_IDENTIFIER_PREFIX,
-            offset,
+            bound,
         )
         due.extend(await _jobs_without_rows(sessions, page))
-        if scanned < FAILED_JOBS_SCANNED:
+        budget -= int(scanned)
+        bound = redis_text(next_bound) or ROUND_START
+        if bound == ROUND_START:  # read up to the cutoff: the next sweep begins a new round
             break
-        offset += FAILED_JOBS_SCANNED
     revived = 0
     for job_id in due:
         if await _revive(queue, job_id, "failed"):
             revived += 1
             logger.info("revived failed job %s: it has no ledger row yet", job_id)
+    # Moved on only now: a sweep that stops before its revivals leaves them to the next one.
+    await redis.set(cursor_key, bound)
     return revived
 
 

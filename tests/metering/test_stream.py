@@ -14,10 +14,12 @@ from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.schema import MeterReport
 from sensor_billing.devtools.stripe_standin import RunningStandin
 from sensor_billing.metering import stream as stream_module
-from sensor_billing.metering.stream import MeterEventStream
+from sensor_billing.metering.service import ClosePolicy, close_windows
+from sensor_billing.metering.stream import MeterEventStream, stream_backlog
 from sensor_billing.metering.windows import STRIPE_TIMESTAMP_LIMIT
 from sensor_billing.settings import Settings
-from tests.metering.conftest import ledger_counts
+from tests.metering.conftest import DAY, ledger_counts, make_client
+from tests.support.usage_data import generate_usage
 
 
 class MovingClock:
@@ -80,8 +82,7 @@ async def test_rows_that_pass_stripes_limit_during_a_long_stream_are_not_marked_
     """A backlog streamed for two hours: a row whose timestamp passed Stripe's 35-day limit
     meanwhile would be accepted with `{}` and dropped by Stripe's asynchronous validation,
     while the ledger said `sent`. Each batch is checked against the time it is sent at; a
-    row that missed the limit is failed, for a person, by its job. (Every call also outlives
-    the 15-minute session token: the stream opens a new one.)"""
+    row that missed the limit is failed, for a person, by its job."""
     clock = MovingClock(standin)
     await seed_rows_near_the_limit(
         sessions, clock(), rows=60, first_inside=timedelta(hours=1, minutes=1)
@@ -122,5 +123,35 @@ async def test_rows_that_pass_stripes_limit_during_a_long_stream_are_not_marked_
     assert max(int(row.window_end.timestamp()) for row in late) < min(
         int(row.window_end.timestamp()) for row in rows if row.status == "sent"
     )
+
+
+async def test_a_stream_outliving_its_session_token_opens_a_new_one_and_sends_everything_once(
+    sessions: SessionFactory, standin: RunningStandin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stripe's session token lives 15 minutes; a backlog can take longer. The call refused
+    with `billing_meter_event_session_expired` is made again under a new session."""
+    clock = MovingClock(standin)
+    now = clock()
+    await generate_usage(
+        sessions, organizations=2, start=now - timedelta(days=6), end=now, readings_per_org=40
+    )
+    async with unit_of_work(sessions) as session:
+        await close_windows(session, ClosePolicy(window=DAY, grace=timedelta(0)), now)
+    monkeypatch.setattr(stream_module, "STREAM_BATCH", 5)
+    send = MeterEventStream.send
+
+    async def slow_send(self: MeterEventStream, events: list[dict[str, object]]) -> None:
+        await send(self, events)
+        clock.advance(timedelta(minutes=16))
+
+    monkeypatch.setattr(MeterEventStream, "send", slow_send)
+    stream = MeterEventStream(make_client(standin), lambda token: make_client(standin, token))
+
+    sent = await stream_backlog(sessions, stream, clock=clock, limit=10_000, senders=1)
+
+    assert sent == (await ledger_counts(sessions))["sent"] > 10
+    assert (await ledger_counts(sessions)).get("pending", 0) == 0
+    assert len(standin.state.accepted_events()) == sent
+    assert set(standin.state.identifier_accept_counts().values()) == {1}
     with standin.state.lock:
-        assert len(standin.state.sessions_by_token) > 1  # the token expired between calls
+        assert len(standin.state.sessions_by_token) == -(-sent // 5)  # one per call

@@ -182,11 +182,15 @@ async def test_a_node_job_with_bad_data_fails_at_once_and_leaves_no_row(
 
 
 async def test_a_node_job_for_an_organization_not_there_yet_is_reported_once_it_is(
-    sessions: SessionFactory, standin: RunningStandin, make_worker: Any, redis_url: str
+    sessions: SessionFactory,
+    standin: RunningStandin,
+    make_worker: Any,
+    redis_url: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A producer may enqueue before the organization's row is committed. The job fails with
-    a reason naming the organization, is left alone while it is missing (no row, nothing
-    billed), and is revived by the sweep once it exists."""
+    """A producer may enqueue before the organization's row is committed. The job waits,
+    delayed, with a warning naming the organization, using none of its attempts however often
+    it is tried (no row, nothing billed), and is reported once the organization exists."""
     org_id = uuid.uuid4()
     options = {**FAST_JOB_OPTIONS, "attempts": 2}
     job_id = await add_with_node(redis_url, seed_data(org_id), options)
@@ -194,15 +198,16 @@ async def test_a_node_job_for_an_organization_not_there_yet_is_reported_once_it_
     worker = make_worker()
     try:
         await worker.start()
-        await wait_for_state(queue, job_id, "failed")
-        job = await Job.fromId(queue, job_id)
-        assert f"no organization {org_id}" in job.failedReason
-        await worker.run_close_windows()
-        assert await queue.getJobState(job_id) == "failed"  # not revived: still no organization
+        for _ in range(3):  # more tries than its attempts
+            await wait_for_state(queue, job_id, "delayed")
+            await (await Job.fromId(queue, job_id)).promote()
+        await wait_for_state(queue, job_id, "delayed")
+        assert f"no organization {org_id}" in caplog.text
+        assert (await Job.fromId(queue, job_id)).attemptsMade == 0
         assert await job_rows(sessions) == []
 
         await organization(sessions, "cus_late", org_id)
-        await worker.run_close_windows()
+        await (await Job.fromId(queue, job_id)).promote()
         await wait_for_state(queue, job_id, "completed")
     finally:
         await queue.close()
@@ -213,7 +218,7 @@ async def test_a_node_job_for_an_organization_not_there_yet_is_reported_once_it_
     ]
 
 
-async def test_a_node_job_that_ran_out_of_attempts_while_the_database_was_down_is_revived(
+async def test_a_node_job_that_came_while_the_database_was_down_survives_the_failed_set_trim(
     sessions: SessionFactory,
     standin: RunningStandin,
     make_worker: Any,
@@ -221,9 +226,11 @@ async def test_a_node_job_that_ran_out_of_attempts_while_the_database_was_down_i
     database_url: str,
     redis_url: str,
 ) -> None:
-    """With PostgreSQL unreachable through all of a job's attempts, no ledger row could be
-    written: the failed job is the only record of that usage. The sweep revives it once the
-    database is back, and Stripe gets it once."""
+    """With PostgreSQL unreachable no ledger row can be written: the job is the only record of
+    that usage. bullmq trims the whole failed set to each failing job's `removeOnFail` (the
+    seed's 1,000), other producers' jobs included, so such a job must not wait there: it waits
+    delayed, using none of its attempts, and Stripe gets it once when the database is back,
+    however many jobs failed meanwhile."""
     org_id = await organization(sessions)
     url = make_url(database_url)
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
@@ -237,15 +244,30 @@ async def test_a_node_job_that_ran_out_of_attempts_while_the_database_was_down_i
         job_id = await add_with_node(
             redis_url, seed_data(org_id), {**FAST_JOB_OPTIONS, "attempts": 2}
         )
-        await wait_for_state(queue, job_id, "failed")
+        await wait_for_state(queue, job_id, "delayed")
+        # More jobs than removeOnFail fail meanwhile (data no worker can use).
+        trim = int(METER_REPORT_JOB_OPTIONS["removeOnFail"]) + 1
+        await queue.addBulk(
+            [
+                {
+                    "name": "meter:report",
+                    "data": {"value": 2.5},
+                    "opts": {**METER_REPORT_JOB_OPTIONS, "jobId": f"bad-{index}", "attempts": 1},
+                }
+                for index in range(trim)
+            ]
+        )
+        await wait_for_state(queue, f"bad-{trim - 1}", "failed", within=60)
+        assert await queue.getJobState(job_id) in ("delayed", "waiting", "active")
         assert await job_rows(sessions) == []
 
         await proxy.restore()
-        await worker.run_close_windows()
         await wait_for_state(queue, job_id, "completed")
     finally:
         await queue.close()
         await proxy.close()
+    job = await Job.fromId(queue, job_id)
+    assert job.attemptsMade == 1  # the successful one: waiting for the database used none
     [row] = await job_rows(sessions)
     assert row.status == "sent"
     assert [e.identifier for e in standin.state.accepted_events()] == [row.identifier]

@@ -9,24 +9,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import stripe
-from bullmq import UnrecoverableError, Worker
+from bullmq import DelayedError, UnrecoverableError, Worker
 from redis.asyncio import Redis
 
 from sensor_billing.db import create_engine, create_session_factory, unit_of_work
 from sensor_billing.errors import InvalidJobDataError, StripeUnavailableError
 from sensor_billing.jobs.connection import fix_bullmq_block_timeouts, open_queue
 from sensor_billing.jobs.meter_reports import parse_meter_report_data
-from sensor_billing.jobs.registry import METER_REPORT_JOB_OPTIONS, QueueNames
+from sensor_billing.jobs.registry import (
+    METER_REPORT_JOB_OPTIONS,
+    MeterReportJobData,
+    QueueNames,
+)
 from sensor_billing.metering import repository as ledger
 from sensor_billing.metering.outbox import EXHAUSTED_JOB_COOL_DOWN, sweep
-from sensor_billing.metering.reporter import Verdict, ledger_identifier_for_job, report_usage
+from sensor_billing.metering.reporter import (
+    WINDOW_IDENTIFIER_PREFIX,
+    Verdict,
+    ledger_identifier_for_job,
+    report_usage,
+)
 from sensor_billing.metering.service import ClosePolicy, close_windows
 from sensor_billing.metering.stream import MeterEventStream, stream_backlog
+from sensor_billing.metering.windows import oldest_sendable_timestamp
 from sensor_billing.observability import record_meter_report, serve_metrics, timed_stripe_request
 from sensor_billing.settings import Settings
 from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
@@ -37,6 +48,11 @@ logger = logging.getLogger("sensor_billing.worker")
 
 CLOSE_WINDOWS_JOB = "meter:close-windows"
 CLOSE_WINDOWS_SCHEDULER = "meter-close-windows"
+# Another producer's job whose ledger row could not be written waits, delayed, a quarter of its
+# age between tries, within these bounds (seconds).
+POSTPONE_MIN_SECONDS = 5.0
+POSTPONE_MAX_SECONDS = 600.0
+
 # The worker's connections in pg_stat_activity.
 WORKER_APPLICATION_NAME = "sensor-billing-worker"
 
@@ -177,9 +193,9 @@ class MeteringWorker:
     async def process(self, job: Any, token: str) -> Any:
         if job.name == CLOSE_WINDOWS_JOB:
             return await self.run_close_windows()
-        return await self.report(job)
+        return await self.report(job, token)
 
-    async def report(self, job: Any) -> str:
+    async def report(self, job: Any, token: str) -> str:
         try:
             data = parse_meter_report_data(job.data)
         except InvalidJobDataError as error:
@@ -188,17 +204,22 @@ class MeteringWorker:
         # The job's unit of work: committed when the block succeeds, rolled back otherwise. A
         # connection rather than an ORM session: the job's statements are Core, and the
         # session's own bookkeeping cost ~0.25 ms of CPU per job (benchmarks/metering_reporting).
-        async with self.engine.begin() as connection:
-            identifier = await ledger_identifier_for_job(
-                connection, str(job.id), int(job.timestamp), data
-            )
-            result = await report_usage(
-                connection,
-                identifier,
-                send=self._send,
-                throttle=self.limiter.acquire,
-                now=self.clock(),
-            )
+        try:
+            async with self.engine.begin() as connection:
+                identifier = await ledger_identifier_for_job(
+                    connection, str(job.id), int(job.timestamp), data
+                )
+                result = await report_usage(
+                    connection,
+                    identifier,
+                    send=self._send,
+                    throttle=self.limiter.acquire,
+                    now=self.clock(),
+                )
+        except Exception as error:
+            if str(job.id).startswith(WINDOW_IDENTIFIER_PREFIX):
+                raise  # a window's row is in the ledger: the sweep sends it whatever happens here
+            await self._postpone(job, token, data, error)
         record_meter_report(result.verdict)
         # The attempt is committed above; now tell the queue what to do with the job.
         if result.verdict is Verdict.RETRY:
@@ -207,6 +228,32 @@ class MeteringWorker:
             logger.warning("meter report %s failed for good: %s", identifier, result.detail)
             raise UnrecoverableError(result.detail)
         return result.verdict.value
+
+    async def _postpone(
+        self, job: Any, token: str, data: MeterReportJobData, error: Exception
+    ) -> NoReturn:
+        """Another producer's job whose unit of work failed (PostgreSQL unreachable, its
+        organization not committed yet) may have no ledger row: it is the only record of the
+        usage. Failed, it would sit in the failed set, which bullmq trims to the newest
+        `removeOnFail` jobs whenever any job fails (other producers' included), so a burst of
+        failures would delete it. It waits delayed instead, using none of its attempts, until
+        Stripe's 35-day limit passes."""
+        moment = data.timestamp if data.timestamp is not None else int(job.timestamp) // 1000
+        reason = f"{type(error).__name__}: {error}"
+        if moment < oldest_sendable_timestamp(self.clock()).timestamp():
+            record_meter_report(Verdict.FAILED)
+            raise UnrecoverableError(
+                f"Stripe's 35-day limit passed before the report had a ledger row ({reason})"
+            ) from error
+        now = time.time()  # bullmq's clock, not the worker's (tests move that one)
+        age = max(0.0, now - int(job.timestamp) / 1000)
+        delay = min(max(age / 4, POSTPONE_MIN_SECONDS), POSTPONE_MAX_SECONDS)
+        logger.warning(
+            "meter report job %s not recorded (%s): trying again in %.0f s", job.id, reason, delay
+        )
+        record_meter_report(Verdict.RETRY)
+        await job.moveToDelayed(int((now + delay) * 1000), token)
+        raise DelayedError() from error
 
     async def _send(self, event: MeterEvent) -> bool:
         with timed_stripe_request():

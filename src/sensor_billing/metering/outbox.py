@@ -216,9 +216,10 @@ async def _revive_jobs_without_rows(
     sessions: SessionFactory, queue: Any, now: datetime, revive_after: timedelta
 ) -> int:
     """Another producer's job is the only record of its usage until the worker writes its
-    row. One that failed before that (PostgreSQL unreachable through all its attempts, or its
-    organization not there yet) is revived after the cool-down, once its organization exists;
-    one with invalid data stays failed, for a person."""
+    row. The worker delays such a job while the row cannot be written (jobs/worker.py
+    `_postpone`) rather than failing it; one that failed anyway (an older worker, a bug) is
+    revived after the cool-down, once its organization exists. One with invalid data stays
+    failed, for a person."""
     redis = queue.redisConnection.conn
     cutoff_ms = now.timestamp() * 1000 - revive_after.total_seconds() * 1000
     # Jobs that stay failed for good (bad data, refused by Stripe) are the oldest and never

@@ -155,3 +155,50 @@ async def test_a_stream_outliving_its_session_token_opens_a_new_one_and_sends_ev
     assert set(standin.state.identifier_accept_counts().values()) == {1}
     with standin.state.lock:
         assert len(standin.state.sessions_by_token) == -(-sent // 5)  # one per call
+
+
+async def test_rows_beyond_stripes_limit_at_the_head_of_the_backlog_do_not_stop_the_stream(
+    sessions: SessionFactory, standin: RunningStandin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a long outage the oldest pending rows are the ones past Stripe's 35-day limit
+    (their jobs fail them for a person). The stream takes the oldest rows first: it must pass
+    over those, not stop at them and leave the whole backlog to one-event jobs."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    organization = uuid.uuid4()
+    async with unit_of_work(sessions) as session:
+        await session.execute(
+            text(
+                "INSERT INTO organizations (id, name, stripe_customer_id)"
+                " VALUES (:id, 'Long outage', 'cus_outage')"
+            ),
+            {"id": organization},
+        )
+        for index in range(20):
+            too_old = index < 10
+            end = now - (STRIPE_TIMESTAMP_LIMIT + DAY if too_old else DAY) + timedelta(hours=index)
+            await session.execute(
+                text(
+                    "INSERT INTO meter_reports (organization_id, event_name, window_start,"
+                    " window_end, value, stripe_customer_id, identifier, created_at)"
+                    " VALUES (:org, 'temperature_readings', :start, :end, 1, 'cus_outage',"
+                    " :identifier, :created)"
+                ),
+                {
+                    "org": organization,
+                    "start": end - timedelta(hours=1),
+                    "end": end,
+                    "identifier": f"sb.outage.{index}",
+                    # The rows past the limit were closed first: the head of the backlog.
+                    "created": now - timedelta(hours=3) + timedelta(seconds=index),
+                },
+            )
+    monkeypatch.setattr(stream_module, "STREAM_BATCH", 5)
+    stream = MeterEventStream(make_client(standin), lambda token: make_client(standin, token))
+
+    sent = await stream_backlog(sessions, stream, clock=lambda: now, limit=10_000, senders=1)
+
+    assert sent == 10
+    assert {event.identifier for event in standin.state.accepted_events()} == {
+        f"sb.outage.{index}" for index in range(10, 20)
+    }
+    assert await ledger_counts(sessions) == {"pending": 10, "sent": 10}

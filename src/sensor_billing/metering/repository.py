@@ -390,9 +390,14 @@ async def update_report(
     await connection.execute(update(_reports).where(_reports.c.id == report_id).values(**changes))
 
 
-async def lock_stream_batch(session: AsyncSession, limit: int) -> list[MeterReport]:
-    """Up to `limit` pending window rows with a customer, oldest first, locked for this
-    transaction; rows another transaction holds (a running job, another sender) are skipped."""
+async def lock_stream_batch(
+    session: AsyncSession, limit: int, sendable_from: datetime
+) -> list[MeterReport]:
+    """Up to `limit` pending window rows with a customer whose event timestamp (window end
+    - 1 s) is at or after `sendable_from`, oldest first, locked for this transaction; rows
+    another transaction holds (a running job, another sender) are skipped. Rows past Stripe's
+    limit are left to their jobs, which fail them for a person: after a long outage they are
+    the oldest, and a batch of them would end the stream."""
     return list(
         await session.scalars(
             select(MeterReport)
@@ -400,6 +405,7 @@ async def lock_stream_batch(session: AsyncSession, limit: int) -> list[MeterRepo
                 MeterReport.status == ReportStatus.PENDING,
                 MeterReport.source == ReportSource.WINDOW,
                 MeterReport.stripe_customer_id.is_not(None),
+                MeterReport.window_end - timedelta(seconds=1) >= sendable_from,
             )
             # The pending rows' partial index is on created_at: no sort of the backlog.
             .order_by(MeterReport.created_at, MeterReport.id)

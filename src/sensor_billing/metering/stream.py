@@ -103,11 +103,12 @@ async def _send_batches(
     sent = 0
     while sent < limit and not halted():
         async with unit_of_work(sessions) as session:
-            rows = await repository.lock_stream_batch(session, min(STREAM_BATCH, limit - sent))
             # Checked now, just before the call: the limit's margin covers the call itself.
             # A row left out stays pending; its job fails it for a person (reporter).
-            sendable_from = oldest_sendable_timestamp(clock()).timestamp()
-            rows = [row for row in rows if event_timestamp(row.window_end) >= sendable_from]
+            sendable_from = oldest_sendable_timestamp(clock())
+            rows = await repository.lock_stream_batch(
+                session, min(STREAM_BATCH, limit - sent), sendable_from
+            )
             if not rows:
                 return sent
             events: list[dict[str, object]] = [

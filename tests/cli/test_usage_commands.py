@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from sensor_billing.db import SessionFactory, unit_of_work
+from sensor_billing.settings import get_settings
 from tests.cli.conftest import UNREACHABLE_DATABASE_URL, run_cli
 from tests.support.usage_data import GeneratedOrganization, generate_usage
 
@@ -135,6 +137,99 @@ async def test_backfill_with_nothing_missing_creates_nothing(
     assert outcome.exit_code == 0, outcome.stderr
     assert "rows created: none" in outcome.stdout
     assert await ledger(cli_env) == before
+
+
+def switch_window(monkeypatch: pytest.MonkeyPatch, *, hours: int) -> None:
+    """METER_WINDOW_SECONDS changed, as the next command (a new process) reads it."""
+    monkeypatch.setenv("METER_WINDOW_SECONDS", str(hours * 3600))
+    get_settings.cache_clear()
+
+
+async def billed_readings(
+    sessions: SessionFactory, organization_id: uuid.UUID
+) -> list[tuple[datetime, datetime, int]]:
+    """The organization's live `temperature_readings` window rows as (start, end, value)."""
+    async with sessions() as session:
+        rows = await session.execute(
+            text(
+                "SELECT window_start, window_end, value FROM meter_reports"
+                " WHERE organization_id = :org AND event_name = 'temperature_readings'"
+                " AND source = 'window' AND status IN ('pending', 'sent')"
+                " ORDER BY window_start"
+            ),
+            {"org": organization_id},
+        )
+        return [(start, end, int(value)) for start, end, value in rows]
+
+
+def assert_billed_once(
+    rows: list[tuple[datetime, datetime, int]], org: GeneratedOrganization
+) -> None:
+    """No two rows overlap, and each row bills exactly the readings of its own span."""
+    for (_, earlier_end, _), (later_start, _, _) in itertools.pairwise(rows):
+        assert earlier_end <= later_start, rows
+    for start, end, value in rows:
+        assert value == org.readings_between(start, end)
+
+
+async def test_backfill_after_days_became_hours_bills_no_reading_twice(
+    cli_env: SessionFactory,
+    closed_usage: GeneratedOrganization,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    org = closed_usage
+    day = today() - 4 * DAY
+    switch_window(monkeypatch, hours=1)
+    before = await ledger(cli_env)
+
+    outcome = run_cli(
+        "usage", "backfill", "--since", f"{day:%Y-%m-%d}", "--until", f"{day:%Y-%m-%d}"
+    )
+
+    assert outcome.exit_code == 0, outcome.stderr
+    assert "rows created: none" in outcome.stdout
+    assert await ledger(cli_env) == before
+    assert_billed_once(await billed_readings(cli_env, org.id), org)
+
+
+async def test_backfill_after_hours_became_days_recreates_only_the_missing_hour(
+    cli_env: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    switch_window(monkeypatch, hours=1)
+    [org] = await generate_usage(
+        cli_env, organizations=1, start=today() - 3 * DAY, end=today(), readings_per_org=2000
+    )
+    assert run_cli("usage", "close").exit_code == 0
+    day = today() - 2 * DAY
+    await execute(cli_env, "DELETE FROM meter_reports WHERE window_start = :d", d=day)
+    switch_window(monkeypatch, hours=24)
+
+    outcome = run_cli(
+        "usage", "backfill", "--since", f"{day:%Y-%m-%d}", "--until", f"{day:%Y-%m-%d}"
+    )
+
+    assert outcome.exit_code == 0, outcome.stderr
+    rows = await billed_readings(cli_env, org.id)
+    assert_billed_once(rows, org)
+    hour = day + timedelta(hours=1)
+    assert (day, hour, org.readings_between(day, hour)) in rows
+
+
+async def test_backfill_of_an_organization_never_closed_leaves_its_first_close_whole(
+    cli_env: SessionFactory,
+) -> None:
+    [org] = await generate_usage(
+        cli_env, organizations=1, start=today() - 4 * DAY, end=today(), readings_per_org=300
+    )
+    yesterday = today() - DAY
+
+    outcome = run_cli("usage", "backfill", "--since", f"{yesterday:%Y-%m-%d}")
+    assert outcome.exit_code == 0, outcome.stderr
+    assert run_cli("usage", "close").exit_code == 0
+
+    rows = await billed_readings(cli_env, org.id)
+    assert_billed_once(rows, org)
+    assert sum(value for _, _, value in rows) == org.readings_between(today() - 4 * DAY, today())
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,12 @@
 """Backfilling missing windows into the ledger, for an operator. Nothing here commits.
 
-It reuses the close machinery instead of measuring on its own: an organization's cursor is
-moved back to the start of the range, windows are closed up to its end, and the cursor is put
-back. The ledger key (organization, meter, window start) keeps every existing row as it is
-(`ON CONFLICT DO NOTHING`), so only the missing windows get rows, measured exactly as the
-worker would have, and windows Stripe can no longer accept become `skipped` rows.
+What is missing is the time in the range that no window row of the organization covers, per
+meter, before its cursor (`repository.MISSING_WINDOWS`), cut on the current window grid.
+Coverage, not the ledger key, decides: after METER_WINDOW_SECONDS changed, the old grid's rows
+overlap the new grid's windows without sharing their start, and a window re-measured over them
+would bill their readings a second time. The pieces are measured as the worker measures a
+window; those Stripe can no longer accept become `skipped` rows. Existing rows stay as they
+are, and the cursor is not moved: windows after it are the worker's to close.
 """
 
 from __future__ import annotations
@@ -95,17 +97,15 @@ async def backfill_organization(
     end: datetime,
     now: datetime,
 ) -> dict[str, int]:
-    """Create the organization's missing ledger rows for windows in [start, end); count the
-    rows created by status. Run it in a transaction of its own per organization, so the
-    closing lock (which the worker's closer waits on) is held briefly."""
+    """Create the organization's missing ledger rows in [start, end); count the rows created
+    by status. Run it in a transaction of its own per organization: it holds the closing lock
+    (the worker's closer waits on it), so the cursor and the rows cannot move under it."""
     await repository.lock_closing(session)
-    original = await repository.move_cursor_back(session, organization_id, start)
-    sendable_from = oldest_sendable_timestamp(now)
-    # Any other organization whose cursor lags behind `end` is closed up to `end` as well:
-    # the same rows the worker's next close would write, so nothing is measured twice.
-    counts = await repository.close_windows(
-        session, window=policy.window, last_end=end, sendable_from=sendable_from
+    return await repository.backfill_windows(
+        session,
+        window=policy.window,
+        start=start,
+        end=end,
+        organization_id=organization_id,
+        sendable_from=oldest_sendable_timestamp(now),
     )
-    if original is not None:
-        await repository.restore_cursor(session, organization_id, original)
-    return counts

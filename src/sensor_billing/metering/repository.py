@@ -24,7 +24,6 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from sensor_billing.db.schema import (
-    MeteringCursor,
     MeterReport,
     Organization,
     ReportSource,
@@ -488,31 +487,107 @@ async def fail_unsendable(session: AsyncSession, sendable_from: datetime) -> int
 
 # --- Operator commands: backfill, ledger listing, status ---------------------------------
 
-# Windows in [start, end) of metered organizations that lack a report for either meter. Only
-# window-sourced rows count: they are what the ledger key (organization, meter, window) holds.
-MISSING_WINDOWS = text("""
-WITH expected AS (
-    SELECT o.id AS organization_id, ws AS window_start
+# The parts of [start, end) that no window row of a metered organization covers, per meter,
+# cut on the current window grid. A window row covers its own [window_start, window_end),
+# whatever METER_WINDOW_SECONDS was when it was closed: after a change (days to hours, or
+# hours to days) the rows of the old grid overlap the new grid's windows without sharing their
+# start, so the ledger key alone would let a re-measured window bill readings a row of the
+# old grid already bills. Only time before the organization's cursor is looked at: later
+# windows are not missing but not closed yet (the worker closes them, from the cursor), and an
+# organization without a cursor has nothing closed (its first close starts it).
+_BACKFILL_PIECES = """
+WITH spans AS (
+    SELECT o.id AS organization_id, o.stripe_customer_id,
+           tstzrange(CAST(:start AS timestamptz),
+                     least(CAST(:end AS timestamptz), c.closed_through)) AS span
       FROM organizations o
-     CROSS JOIN generate_series(
-           CAST(:start AS timestamptz),
-           CAST(:end AS timestamptz) - make_interval(secs => :window_seconds),
-           make_interval(secs => :window_seconds)) AS ws
+      JOIN metering_cursors c ON c.organization_id = o.id
      WHERE o.stripe_customer_id IS NOT NULL AND o.stripe_customer_deleted_at IS NULL
        AND (CAST(:organization_id AS uuid) IS NULL OR o.id = CAST(:organization_id AS uuid))
-), present AS (
-    SELECT organization_id, window_start, count(*) AS reports
-      FROM meter_reports
-     WHERE source = 'window' AND window_start >= :start AND window_start < :end
+       AND c.closed_through > CAST(:start AS timestamptz)
+), covered AS (
+    SELECT r.organization_id, r.event_name,
+           range_agg(tstzrange(r.window_start, r.window_end)) AS ranges
+      FROM meter_reports r
+      JOIN spans s ON s.organization_id = r.organization_id
+     WHERE r.source = 'window'
+       AND r.window_start < upper(s.span) AND r.window_end > lower(s.span)
      GROUP BY 1, 2
+), gaps AS (
+    SELECT s.organization_id, s.stripe_customer_id, m.event_name,
+           unnest(tstzmultirange(s.span)
+                  - coalesce(c.ranges, CAST('{}' AS tstzmultirange))) AS gap
+      FROM spans s
+     CROSS JOIN (VALUES ('active_sensors'), ('temperature_readings')) AS m(event_name)
+      LEFT JOIN covered c
+        ON c.organization_id = s.organization_id AND c.event_name = m.event_name
+), pieces AS (
+    SELECT g.organization_id, g.stripe_customer_id, g.event_name,
+           greatest(ws, lower(g.gap)) AS window_start,
+           least(ws + make_interval(secs => :window_seconds), upper(g.gap)) AS window_end
+      FROM gaps g
+     CROSS JOIN LATERAL generate_series(
+           date_bin(make_interval(secs => :window_seconds), lower(g.gap),
+                    TIMESTAMPTZ '1970-01-01 00:00:00+00'),
+           upper(g.gap) - interval '1 microsecond',
+           make_interval(secs => :window_seconds)) AS ws
 )
-SELECT e.organization_id, count(*) AS missing
-  FROM expected e
-  LEFT JOIN present p USING (organization_id, window_start)
- WHERE coalesce(p.reports, 0) < 2
+"""
+
+# Per metered organization, how many windows (or parts of windows) in [start, end) miss a
+# report for either meter.
+MISSING_WINDOWS = text(
+    _BACKFILL_PIECES
+    + """
+SELECT organization_id, count(DISTINCT window_start) AS missing
+  FROM pieces
  GROUP BY 1
  ORDER BY 1
-""")
+"""
+)
+
+# The missing pieces measured as `close_windows` measures a window (readings received in it,
+# sensors active at its last instant; the 35-day limit and empty windows `skipped`).
+# Constant text with bound parameters: ruff's S608 only sees the `+`.
+BACKFILL_WINDOWS = text(
+    _BACKFILL_PIECES  # noqa: S608
+    + """
+, measured AS (
+    SELECT p.organization_id, p.stripe_customer_id, p.event_name, p.window_start,
+           p.window_end,
+           CASE p.event_name
+               WHEN 'temperature_readings' THEN (
+                   SELECT count(*) FROM temperature_readings t
+                    WHERE t.organization_id = p.organization_id
+                      AND t.received_at >= p.window_start AND t.received_at < p.window_end)
+               ELSE (
+                   SELECT count(*) FROM sensor_status_periods s
+                    WHERE s.organization_id = p.organization_id
+                      AND s.status = 'active'
+                      AND s.valid_from < p.window_end
+                      AND (s.valid_to IS NULL OR s.valid_to >= p.window_end))
+           END AS value
+      FROM pieces p
+)
+INSERT INTO meter_reports (organization_id, event_name, window_start, window_end, value,
+                           stripe_customer_id, identifier, source, status, skip_reason)
+SELECT organization_id, event_name, window_start, window_end, value, stripe_customer_id,
+       'sb.' || organization_id || '.' || event_name || '.'
+           || extract(epoch FROM window_start)::bigint,
+       'window',
+       CASE WHEN window_end - interval '1 second' < :sendable_from THEN 'skipped'
+            WHEN event_name = 'temperature_readings' AND value = 0 THEN 'skipped'
+            ELSE 'pending' END,
+       CASE WHEN window_end - interval '1 second' < :sendable_from
+                THEN 'beyond Stripe''s 35-day limit for meter event timestamps'
+            WHEN event_name = 'temperature_readings' AND value = 0
+                THEN 'no readings in the window'
+       END
+  FROM measured
+ON CONFLICT DO NOTHING
+RETURNING status
+"""
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,7 +619,7 @@ async def missing_windows(
     end: datetime,
     organization_id: uuid.UUID | None,
 ) -> dict[uuid.UUID, int]:
-    """Per metered organization, how many windows in [start, end) miss a report."""
+    """Per metered organization, how many windows (or parts) in [start, end) miss a report."""
     rows = await session.execute(
         MISSING_WINDOWS,
         {
@@ -557,41 +632,37 @@ async def missing_windows(
     return {organization: int(missing) for organization, missing in rows}
 
 
-async def move_cursor_back(
-    session: AsyncSession, organization_id: uuid.UUID, to: datetime
-) -> datetime | None:
-    """Move the organization's cursor back to `to` (never forward: windows between a lagging
-    cursor and `to` must still be closed); return where it was, None if it had none."""
-    original = await session.scalar(
-        select(MeteringCursor.closed_through)
-        .where(MeteringCursor.organization_id == organization_id)
-        .with_for_update()
+async def backfill_windows(
+    session: AsyncSession,
+    *,
+    window: timedelta,
+    start: datetime,
+    end: datetime,
+    organization_id: uuid.UUID,
+    sendable_from: datetime,
+) -> dict[str, int]:
+    """Insert the organization's missing rows in [start, end) (`MISSING_WINDOWS`' pieces);
+    count them by status."""
+    statuses = (
+        (
+            await session.execute(
+                BACKFILL_WINDOWS,
+                {
+                    "window_seconds": int(window.total_seconds()),
+                    "start": start,
+                    "end": end,
+                    "organization_id": organization_id,
+                    "sendable_from": sendable_from,
+                },
+            )
+        )
+        .scalars()
+        .all()
     )
-    if original is None:
-        await session.execute(
-            insert(MeteringCursor).values(organization_id=organization_id, closed_through=to)
-        )
-    elif original > to:
-        await session.execute(
-            update(MeteringCursor)
-            .where(MeteringCursor.organization_id == organization_id)
-            .values(closed_through=to)
-        )
-    return original
-
-
-async def restore_cursor(
-    session: AsyncSession, organization_id: uuid.UUID, closed_through: datetime
-) -> None:
-    """Put a cursor moved back by `move_cursor_back` where it was, unless it is now further."""
-    await session.execute(
-        update(MeteringCursor)
-        .where(
-            MeteringCursor.organization_id == organization_id,
-            MeteringCursor.closed_through < closed_through,
-        )
-        .values(closed_through=closed_through)
-    )
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    return counts
 
 
 async def ledger_rows(

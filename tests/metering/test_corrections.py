@@ -192,6 +192,23 @@ async def test_a_refused_cancel_writes_nothing(
     assert await ledger_counts(sessions) == {"sent": len(before)}
 
 
+async def test_a_value_the_ledger_cannot_hold_is_refused_before_stripe_cancels(
+    sessions: SessionFactory, standin: RunningStandin, sent: tuple[GeneratedOrganization, Any]
+) -> None:
+    org, _ = sent
+    window = today() - 2 * DAY
+    before = await rows(sessions)
+    total_before = readings_total(standin, org)
+
+    outcome = correct(org, "temperature_readings", window, 2**63)
+
+    assert outcome.exit_code == 2, outcome.stdout + outcome.stderr
+    assert "--value" in outcome.stderr
+    assert len(outcome.stderr.strip().splitlines()) == 1
+    assert await rows(sessions) == before
+    assert readings_total(standin, org) == total_before  # nothing cancelled in Stripe
+
+
 async def test_a_late_correction_of_a_sum_is_a_compensating_event_in_the_newest_window(
     sessions: SessionFactory, standin: RunningStandin, sent: tuple[GeneratedOrganization, Any]
 ) -> None:

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sensor_billing.db.schema import MeterReport, ReportSource, ReportStatus
 from sensor_billing.errors import CorrectionNotPossibleError, InvalidInputError
+from sensor_billing.jobs.registry import BIGINT_MAX
 from sensor_billing.metering import corrections_repository as repository
 from sensor_billing.metering import repository as ledger
 from sensor_billing.metering.windows import (
@@ -125,6 +126,10 @@ async def correct_usage(
         )
     if request.value < 0:
         raise InvalidInputError("--value must be at least 0: it is the window's true value")
+    if request.value > BIGINT_MAX:
+        # Checked before Stripe is asked to cancel: the ledger (bigint) would refuse the
+        # replacement only after the event was withdrawn, leaving the window billed nowhere.
+        raise InvalidInputError(f"--value must be at most {BIGINT_MAX}")
     original = await repository.window_report_for_update(
         session, request.organization_id, request.event_name, request.window_start
     )

@@ -360,6 +360,38 @@ async def test_a_window_stripe_can_no_longer_take_is_compensated_not_cancelled(
     assert "failed" not in await ledger_counts(sessions)
 
 
+async def test_a_window_of_an_earlier_window_length_can_still_be_corrected(
+    sessions: SessionFactory, standin: RunningStandin, make_worker: Any, worker_settings: Settings
+) -> None:
+    # Closed and sent in hours; METER_WINDOW_SECONDS is a day by the time it is corrected.
+    [org] = await generate_usage(
+        sessions, organizations=1, start=today() - DAY, end=today(), readings_per_org=200
+    )
+    worker = make_worker(worker_settings.model_copy(update={"meter_window_seconds": 3600}))
+    await worker.start()
+    await drain(worker, sessions)
+    window = today() - DAY + timedelta(hours=5)
+    original = window_row(await rows(sessions), "temperature_readings", window)
+    total_before = readings_total(standin, org)
+    client = make_client(standin)
+
+    async def cancel(event_name: str, identifier: str) -> None:
+        await cancel_meter_event(client, no_wait, event_name=event_name, identifier=identifier)
+
+    async with unit_of_work(sessions) as session:
+        result = await correct_usage(
+            session,
+            CorrectionRequest(org.id, "temperature_readings", window, original["value"] + 4),
+            window=DAY,
+            now=datetime.now(UTC),
+            cancel=cancel,
+        )
+    await drain(worker, sessions)
+
+    assert result.kind is CorrectionKind.REPLACEMENT
+    assert readings_total(standin, org) == total_before + 4
+
+
 @pytest.mark.parametrize("cancelled_before_the_500", [False, True])
 async def test_a_cancel_that_stripe_answered_500_can_be_run_again_at_once(
     sessions: SessionFactory,

@@ -119,11 +119,6 @@ async def correct_usage(
     cancel: Canceller,
 ) -> CorrectionResult:
     """Make the ledger, and Stripe, bill `request.value` for the window. See the module."""
-    if floor_to_window(request.window_start, window) != request.window_start:
-        raise InvalidInputError(
-            f"--window {request.window_start.isoformat()} is not the start of a "
-            f"{int(window.total_seconds())} s window"
-        )
     if request.value < 0:
         raise InvalidInputError("--value must be at least 0: it is the window's true value")
     if request.value > BIGINT_MAX:
@@ -134,6 +129,13 @@ async def correct_usage(
         session, request.organization_id, request.event_name, request.window_start
     )
     if original is None:
+        # The row is looked up by its start, not by the current grid: rows closed before
+        # METER_WINDOW_SECONDS changed (and the short window at the change) start off it.
+        if floor_to_window(request.window_start, window) != request.window_start:
+            raise InvalidInputError(
+                f"--window {request.window_start.isoformat()} is not the start of a "
+                f"{int(window.total_seconds())} s window, nor of a ledger row"
+            )
         raise InvalidInputError(
             f"no ledger row for organization {request.organization_id}, meter "
             f"{request.event_name}, window {request.window_start.isoformat()}"

@@ -26,7 +26,8 @@
     UnknownEventTypeError              (under the base) `stripe trigger` has no such event
     ApiUnreachableError                (under the base) the service's HTTP API did not answer
     CorrectionNotPossibleError         (under the base) `usage correct` cannot fix this row
-                                       now (not sent yet, a correction still pending)
+                                       now (not sent yet, a correction still pending, or
+                                       Stripe reported it invalid)
     OpsRequestError                    (under the base) an /ops page refused the request
     ├── OpsNotSignedInError            no, or a wrong, token or session (401)
     ├── OpsCsrfError                   a form without this session's CSRF token (403)
@@ -161,8 +162,8 @@ class ApiUnreachableError(SensorBillingError):
 
 
 class CorrectionNotPossibleError(SensorBillingError):
-    """A ledger correction was refused before anything was written: the row is not sent, or
-    an earlier correction of it is still pending."""
+    """A ledger correction was refused before anything was written: the row is not sent, an
+    earlier correction of it is still pending, or Stripe reported a sent row invalid."""
 
 
 class OpsRequestError(SensorBillingError):

@@ -241,6 +241,40 @@ async def test_a_late_correction_of_a_sum_is_a_compensating_event_in_the_newest_
     assert_reconciles()
 
 
+@pytest.mark.parametrize("late", [False, True])
+async def test_a_row_stripe_reported_invalid_is_not_corrected_by_difference(
+    sessions: SessionFactory,
+    standin: RunningStandin,
+    sent: tuple[GeneratedOrganization, Any],
+    late: bool,
+) -> None:
+    org, _ = sent
+    window = today() - 3 * DAY
+    original = window_row(await rows(sessions), "temperature_readings", window)
+    # Stripe accepted the event, then found it invalid: it counts on no invoice.
+    async with unit_of_work(sessions) as session:
+        await session.execute(
+            text(
+                "UPDATE meter_reports SET stripe_error_code = 'meter_event_customer_not_found',"
+                " stripe_error_message = 'No customer', stripe_error_at = now()"
+                " WHERE identifier = :identifier"
+            ),
+            {"identifier": original["identifier"]},
+        )
+    if late:
+        await make_late(sessions, standin)
+    before = await rows(sessions)
+
+    same = correct(org, "temperature_readings", window, original["value"])
+    more = correct(org, "temperature_readings", window, original["value"] + 5)
+
+    for outcome in (same, more):
+        assert outcome.exit_code == 1, outcome.stdout
+        assert "meter_event_customer_not_found" in outcome.stderr
+        assert len(outcome.stderr.strip().splitlines()) == 1
+    assert await rows(sessions) == before
+
+
 async def test_a_late_correction_of_a_superseded_gauge_is_recorded_not_sent(
     sessions: SessionFactory, standin: RunningStandin, sent: tuple[GeneratedOrganization, Any]
 ) -> None:

@@ -156,6 +156,16 @@ async def correct_usage(
             f"{original.identifier} is {original.status}, not sent: Stripe bills nothing for "
             "it, so there is nothing to correct (re-measure or re-send it instead)"
         )
+    invalid = [r for r in family if r.status == ReportStatus.SENT and r.stripe_error_code]
+    if invalid:
+        # Stripe counts none of it, so the ledger's value is not what Stripe bills: a
+        # difference (or "nothing to do") computed from it would bill too little.
+        raise CorrectionNotPossibleError(
+            f"{invalid[0].identifier} was reported invalid by Stripe "
+            f"({invalid[0].stripe_error_code}): it counts on no invoice, so it cannot be "
+            "corrected by difference; fix the cause and re-send it as a new report "
+            "(docs/operations.md, Meter errors reported by Stripe)"
+        )
     if before == request.value:
         return result
 

@@ -238,6 +238,9 @@ async def test_backfill_of_an_organization_never_closed_leaves_its_first_close_w
         (["--since", "2026-13-01"], "--since '2026-13-01' is not a date"),
         (["--since", "2026-11-01", "--until", "soon"], "--until 'soon' is not a date"),
         (["--since", "2026-11-10", "--until", "2026-11-01"], "must be before --until"),
+        # A typo for 2026: windows from year 202 would be recorded, hour by hour.
+        (["--since", "0202-11-01", "--until", "0202-11-02"], "is before 1970-01-01"),
+        (["--since", "0001-01-01", "--until", "0001-01-02"], "is before 1970-01-01"),
         (["--since", "2026-11-01", "--org", "acme"], "--org 'acme' is not an organization id"),
         (
             ["--since", "2026-11-01", "--org", "00000000-0000-0000-0000-000000000001"],

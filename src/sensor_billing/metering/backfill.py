@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +25,9 @@ from sensor_billing.metering.windows import (
     last_closable_end,
     oldest_sendable_timestamp,
 )
+
+# Windows are aligned on the Unix epoch (windows.floor_to_window, date_bin in the SQL).
+GRID_ORIGIN = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,13 @@ def backfill_range(
     if since >= until:
         raise InvalidInputError(
             f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})"
+        )
+    if since < GRID_ORIGIN:
+        # No usage is older, and every window back to `since` would get a row: a typo such as
+        # 0202 for 2026 meant millions of rows per organization, and the driver sends
+        # 0001-01-01 as -infinity, which PostgreSQL would count windows from without end.
+        raise InvalidInputError(
+            f"--since {since.isoformat()} is before 1970-01-01, where the window grid starts"
         )
     start = floor_to_window(since, policy.window)
     end = floor_to_window(until, policy.window)

@@ -58,6 +58,7 @@ OBJECT_KEYS = (
     "id", "object", "customer", "subscription", "status", "metadata", "client_reference_id",
     "items", "current_period_start", "current_period_end", "parent", "lines", "deleted",
     "cancel_at_period_end", "data", "price", "recurring", "subscription_details",
+    "amount_due", "amount_paid",
 )  # fmt: skip
 long_text = st.text(min_size=250, max_size=400)
 stripe_objects = st.dictionaries(
@@ -274,6 +275,8 @@ OUT_OF_RANGE: dict[str, tuple[str, dict[str, Any]]] = {
     "id past its column": ("customer.subscription.updated", {"id": "sub_" + "x" * 300}),
     "period past year 9999": ("customer.subscription.updated", {"current_period_end": 10**15}),
     "currency past its column": ("invoice.paid", {"currency": "euro"}),
+    "amount past bigint": ("invoice.paid", {"amount_paid": 2**63}),
+    "amount below bigint": ("invoice.payment_failed", {"amount_due": -(2**63) - 1}),
 }
 
 

@@ -17,6 +17,8 @@ from typing import Any
 # is not one Stripe sends, so it reads as unreadable, like a missing one.
 MAX_ID_LENGTH = 255
 MAX_STATUS_LENGTH = 32
+# Invoice amounts are BIGINT columns; a number outside them is not an amount Stripe sends.
+MIN_AMOUNT, MAX_AMOUNT = -(2**63), 2**63 - 1
 
 
 def _text(value: Any, max_length: int) -> str | None:
@@ -126,7 +128,9 @@ def invoice_subscription_id(invoice: dict[str, Any]) -> str | None:
 
 
 def _amount(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, int) and not isinstance(value, bool) and MIN_AMOUNT <= value <= MAX_AMOUNT:
+        return value
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,13 +33,22 @@ app = typer.Typer(help="The Stripe account: set-up as code, test events.", no_ar
 console = Console()
 
 
+# Stripe's unit_amount_decimal takes at most 12 decimal places; with Decimal's 28 digits of
+# precision that leaves 16 before the point (a larger amount cannot be checked, nor is it a price).
+MAX_CENTS = Decimal(10) ** 16
+
+
 def _cents(option: str, value: str) -> Decimal:
     try:
         amount = Decimal(value)
     except InvalidOperation:
-        raise InvalidInputError(f"{option} must be a number of cents, not {value!r}") from None
-    if amount < 0 or amount != amount.quantize(Decimal("1e-12")):
-        raise InvalidInputError(f"{option} must be at least 0 with at most 12 decimal places")
+        amount = Decimal("NaN")
+    if not amount.is_finite():  # also `nan` and `inf`, which Decimal reads
+        raise InvalidInputError(f"{option} must be a number of cents, not {value!r}")
+    if amount < 0 or amount >= MAX_CENTS or amount != amount.quantize(Decimal("1e-12")):
+        raise InvalidInputError(
+            f"{option} must be at least 0 and below {MAX_CENTS:f} with at most 12 decimal places"
+        )
     return amount
 
 

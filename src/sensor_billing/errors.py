@@ -80,6 +80,8 @@ class UnknownOrganizationError(SensorBillingError):
 class WebhookNotConfiguredError(SensorBillingError):
     """STRIPE_WEBHOOK_SECRET is not set, so no delivery can be verified."""
 
+    code = "webhook_not_configured"
+
 
 class EventFetchError(SensorBillingError):
     """The full event behind a verified thin event could not be fetched from Stripe (or was not

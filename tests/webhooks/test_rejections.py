@@ -179,6 +179,8 @@ async def test_without_a_configured_secret_every_delivery_is_refused(
     async with running_app(settings) as (_, client):
         response = await deliver(client, EVENT, secret=SECRET)
     assert response.status_code == 503
+    # A code like every other refusal's, not the Python class name.
+    assert response.json()["error"]["code"] == "webhook_not_configured"
     assert "STRIPE_WEBHOOK_SECRET" in response.json()["error"]["message"]
     assert (await snapshot(sessions))["stripe_events"] == []
 

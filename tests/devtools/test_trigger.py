@@ -105,6 +105,21 @@ def test_the_command_exits_2_for_an_unknown_type() -> None:
     assert "supported: checkout.session.completed" in result.output
 
 
+@pytest.mark.parametrize(
+    "url", ["notaurl", "ftp://127.0.0.1:8000", "http://", "http://[::1", "http://127.0.0.1:99999"]
+)
+def test_the_command_exits_2_for_a_url_that_is_not_an_api_address(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", SECRET)
+
+    result = CliRunner().invoke(app, ["stripe", "trigger", "invoice.paid", "--url", url])
+
+    assert result.exit_code == 2, result.output
+    assert "--url" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_the_command_exits_3_when_the_api_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", SECRET)
 

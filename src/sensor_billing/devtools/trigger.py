@@ -16,10 +16,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
-from sensor_billing.errors import ApiUnreachableError, ConfigurationError, UnknownEventTypeError
+from sensor_billing.errors import (
+    ApiUnreachableError,
+    ConfigurationError,
+    InvalidInputError,
+    UnknownEventTypeError,
+)
 from sensor_billing.webhooks.signature import sign
 
 API_VERSION = "2025-03-31.basil"
@@ -226,6 +232,20 @@ class Delivery:
     answer: str
 
 
+def check_api_url(api_url: str) -> None:
+    """Refuse what is not an http(s) address before trying it: httpx would raise on a bad
+    port or bracket, or report an unknown scheme as an API that does not answer."""
+    try:
+        parts = urlsplit(api_url)
+        port = parts.port  # raises ValueError outside 0-65535 or for a malformed host
+    except ValueError:
+        port, parts = None, urlsplit("")
+    if parts.scheme not in {"http", "https"} or not parts.hostname or port == 0:
+        raise InvalidInputError(
+            f"--url {api_url!r} is not the API's address, like http://127.0.0.1:8000"
+        )
+
+
 async def deliver_event(
     event: dict[str, Any],
     *,
@@ -236,6 +256,7 @@ async def deliver_event(
     """POST the event to `<api_url>/webhooks/stripe`, signed with the first secret."""
     if not secrets_:
         raise ConfigurationError("STRIPE_WEBHOOK_SECRET is not set: the event cannot be signed")
+    check_api_url(api_url)
     body = encode(event)
     headers = {
         "Content-Type": "application/json; charset=utf-8",

@@ -389,29 +389,53 @@ async def update_report(
     await connection.execute(update(_reports).where(_reports.c.id == report_id).values(**changes))
 
 
+@dataclass(frozen=True, slots=True)
+class StreamRow:
+    """What the stream sends of a pending row."""
+
+    id: int
+    identifier: str
+    event_name: str
+    stripe_customer_id: str
+    value: int
+    window_end: datetime
+
+
+# Core, not ORM objects: loading 100 instances a batch was a tenth of the stream's CPU.
+LOCK_STREAM_BATCH = (
+    select(
+        _reports.c.id,
+        _reports.c.identifier,
+        _reports.c.event_name,
+        _reports.c.stripe_customer_id,
+        _reports.c.value,
+        _reports.c.window_end,
+    )
+    .where(
+        _reports.c.status == ReportStatus.PENDING.value,
+        _reports.c.source == ReportSource.WINDOW.value,
+        _reports.c.stripe_customer_id.is_not(None),
+        _reports.c.window_end - timedelta(seconds=1) >= bindparam("sendable_from"),
+    )
+    # meter_reports_pending_idx is on (created_at, id): the batch reads its rows, no sort.
+    .order_by(_reports.c.created_at, _reports.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+
+
 async def lock_stream_batch(
     session: AsyncSession, limit: int, sendable_from: datetime
-) -> list[MeterReport]:
+) -> list[StreamRow]:
     """Up to `limit` pending window rows with a customer whose event timestamp (window end
     - 1 s) is at or after `sendable_from`, oldest first, locked for this transaction; rows
     another transaction holds (a running job, another sender) are skipped. Rows past Stripe's
     limit are left to their jobs, which fail them for a person: after a long outage they are
     the oldest, and a batch of them would end the stream."""
-    return list(
-        await session.scalars(
-            select(MeterReport)
-            .where(
-                MeterReport.status == ReportStatus.PENDING,
-                MeterReport.source == ReportSource.WINDOW,
-                MeterReport.stripe_customer_id.is_not(None),
-                MeterReport.window_end - timedelta(seconds=1) >= sendable_from,
-            )
-            # The pending rows' partial index is on created_at: no sort of the backlog.
-            .order_by(MeterReport.created_at, MeterReport.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+    rows = await session.execute(
+        LOCK_STREAM_BATCH, {"limit": limit, "sendable_from": sendable_from}
     )
+    return [StreamRow(*row) for row in rows]
 
 
 async def lock_customer_meter(session: AsyncSession, customer_id: str, event_name: str) -> None:

@@ -59,9 +59,13 @@ class MeterReport(Base):
             unique=True,
             postgresql_where=text("source = 'window'"),
         ),
+        # Pending rows oldest first, in the (created_at, id) order the stream's batches and
+        # the sweep's pages read them: a close writes all its rows with one created_at, so an
+        # index on created_at alone made every batch sort the whole backlog.
         Index(
             "meter_reports_pending_idx",
             "created_at",
+            "id",
             postgresql_where=text("status = 'pending'"),
         ),
         Index(None, "organization_id", "window_start"),

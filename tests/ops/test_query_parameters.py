@@ -38,3 +38,27 @@ async def test_odd_query_parameters_never_fail_with_500(
         org_page = f"/ops/organizations/{organization.id}"
     response = await client.get(path.format(org=org_page), headers=BEARER)
     assert response.status_code < 500, response.text
+
+
+MALFORMED_CURSORS = [
+    "/ops/failures?before=abc",
+    "/ops/failures?before=-1",
+    f"/ops/failures?before={BEYOND_BIGINT}",
+    "/ops/webhooks?before=abc",
+    "/ops/organizations?after=abc",
+    "{org}?before=abc",
+]
+
+
+@pytest.mark.parametrize("path", MALFORMED_CURSORS)
+async def test_a_malformed_paging_cursor_shows_the_first_page(
+    path: str, client: httpx.AsyncClient, sessions: SessionFactory
+) -> None:
+    """A truncated or hand-edited "older" link is not an error: the page starts over."""
+    async with unit_of_work(sessions) as session:
+        organization = Organization(name="Acme Cold Chain", stripe_customer_id="cus_odd")
+        session.add(organization)
+        await session.flush()
+        org_page = f"/ops/organizations/{organization.id}"
+    response = await client.get(path.format(org=org_page), headers=BEARER)
+    assert response.status_code == 200, response.text

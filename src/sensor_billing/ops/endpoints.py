@@ -138,7 +138,7 @@ RETRY_MESSAGES = {
 async def failures(
     request: Request,
     operator: OperatorDep,
-    before: int | None = None,
+    before: str | None = None,
     job: str | None = None,
     outcome: str | None = None,
     queue: str | None = None,

@@ -339,15 +339,24 @@ class FailuresPage:
     next_before: int | None
 
 
+def _row_id_cursor(text: str | None) -> int | None:
+    """A ledger row id from an "older" link; None (the first page) when absent, malformed or
+    out of range, as for the other pages' cursors."""
+    if text is None or not text.isascii() or not text.isdigit():
+        return None
+    value = int(text)
+    return value if 0 < value <= MAX_ROW_ID else None
+
+
 async def failures_page(
-    session: AsyncSession, settings: Settings, before: int | None
+    session: AsyncSession, settings: Settings, before: str | None
 ) -> FailuresPage:
     jobs = await _redis_or_none(
         "failed jobs", admin.failed_jobs(settings.redis_url, FAILED_JOBS_SHOWN)
     )
-    if before is not None and not 0 < before <= MAX_ROW_ID:
-        before = None  # out of range: the first page, as for any malformed cursor
-    reports = await repository.failed_reports(session, before=before, limit=PAGE_SIZE + 1)
+    reports = await repository.failed_reports(
+        session, before=_row_id_cursor(before), limit=PAGE_SIZE + 1
+    )
     more = len(reports) > PAGE_SIZE
     reports = reports[:PAGE_SIZE]
     return FailuresPage(jobs, reports, reports[-1].report.id if more else None)

@@ -68,6 +68,17 @@ def error_response(request: Request, error: Exception) -> Response:
     return unexpected_error_response(request, error)
 
 
+def describe_validation_error(error: RequestValidationError) -> str:
+    """One sentence per bad parameter ("query parameter type: String should have at most 256
+    characters"), without echoing what was sent."""
+    parts = []
+    for item in error.errors():
+        where, *name = [str(part) for part in item.get("loc", ())] or ["request"]
+        label = f"{where} parameter {'.'.join(name)}" if name else where
+        parts.append(f"{label}: {item.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SensorBillingError)
     async def service_error(request: Request, error: SensorBillingError) -> Response:
@@ -84,7 +95,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse(error_body("invalid_request", str(error.errors())), status_code=422)
+        return JSONResponse(
+            error_body("invalid_request", describe_validation_error(error)), status_code=422
+        )
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception) -> Response:

@@ -62,3 +62,12 @@ async def test_a_malformed_paging_cursor_shows_the_first_page(
         org_page = f"/ops/organizations/{organization.id}"
     response = await client.get(path.format(org=org_page), headers=BEARER)
     assert response.status_code == 200, response.text
+
+
+async def test_a_parameter_out_of_bounds_is_refused_naming_it(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ops/webhooks", params={"type": "x" * 300}, headers=BEARER)
+    assert response.status_code == 422
+    message = response.json()["error"]["message"]
+    assert message.startswith("query parameter type: ")
+    assert "256" in message
+    assert "{" not in message  # a sentence, not a dump of the validator's records

@@ -37,6 +37,8 @@ RECORD_ATTRIBUTES: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", No
     "message",
     "asctime",
     "taskName",
+    # uvicorn's copy of the message with terminal colour codes: noise in a JSON line.
+    "color_message",
 }
 
 

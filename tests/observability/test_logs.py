@@ -130,3 +130,18 @@ def test_worker_metrics_port_is_off_by_default_and_must_be_a_port() -> None:
     assert load_settings(worker_metrics_port="9464").worker_metrics_port == 9464
     with pytest.raises(ConfigurationError, match="WORKER_METRICS_PORT"):
         load_settings(worker_metrics_port="70000")
+
+
+def test_uvicorns_terminal_colour_copy_of_the_message_is_left_out() -> None:
+    """uvicorn adds `color_message` (the message with ANSI colour codes) to its records: in a
+    JSON line it is a second, escaped copy of `message`."""
+    line = json.loads(
+        format_record(
+            JsonFormatter(),
+            "Started server process [42]",
+            color_message="Started server process [\x1b[36m%d\x1b[0m]",
+        )
+    )
+
+    assert line["message"] == "Started server process [42]"
+    assert "color_message" not in line

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +216,35 @@ async def test_a_node_job_for_an_organization_not_there_yet_is_reported_once_it_
     assert [(e.customer, e.identifier) for e in standin.state.accepted_events()] == [
         ("cus_late", row.identifier)
     ]
+
+
+async def test_a_node_job_dated_in_the_future_for_a_missing_organization_stops_waiting(
+    sessions: SessionFactory,
+    standin: RunningStandin,
+    make_worker: Any,
+    redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A job whose row cannot be written waits delayed until Stripe's 35-day limit. The limit
+    is counted from its timestamp, or from when it was added when that is earlier: a timestamp
+    a year ahead (the wire format allows up to 9999) must not keep a job for an organization
+    that never comes retrying every ten minutes for more than a year."""
+    org_id = uuid.uuid4()
+    data = {**seed_data(org_id), "timestamp": int(NOW.timestamp()) + 365 * 86_400}
+    job_id = await add_with_node(redis_url, data, {**FAST_JOB_OPTIONS, "attempts": 2})
+    queue = open_queue(redis_url, QueueNames.METER_REPORTING)
+    later = NOW + timedelta(days=36)
+    worker = make_worker(clock=lambda: later)
+    try:
+        await worker.start()
+        await wait_for_state(queue, job_id, "failed")
+        job = await Job.fromId(queue, job_id)
+        assert "35-day limit" in job.failedReason
+        assert f"no organization {org_id}" in job.failedReason
+    finally:
+        await queue.close()
+    assert await job_rows(sessions) == []
+    assert standin.state.accepted_events() == []
 
 
 async def test_a_node_job_that_came_while_the_database_was_down_survives_the_failed_set_trim(

@@ -237,8 +237,11 @@ class MeteringWorker:
         usage. Failed, it would sit in the failed set, which bullmq trims to the newest
         `removeOnFail` jobs whenever any job fails (other producers' included), so a burst of
         failures would delete it. It waits delayed instead, using none of its attempts, until
-        Stripe's 35-day limit passes."""
-        moment = data.timestamp if data.timestamp is not None else int(job.timestamp) // 1000
+        Stripe's 35-day limit passes (for its timestamp, or for its creation when earlier)."""
+        # Counted from the job's creation too: a timestamp ahead of it (the wire allows up to
+        # 9999) would otherwise keep a job whose row can never be written retrying for years.
+        added = int(job.timestamp) // 1000
+        moment = min(data.timestamp, added) if data.timestamp is not None else added
         reason = f"{type(error).__name__}: {error}"
         if moment < oldest_sendable_timestamp(self.clock()).timestamp():
             record_meter_report(Verdict.FAILED)

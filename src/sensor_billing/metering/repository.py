@@ -70,6 +70,29 @@ SELECT n.id,
 ON CONFLICT (organization_id) DO NOTHING
 """)
 
+# How measured windows (a `measured` CTE) become ledger rows, for the close and for backfill
+# alike: the identifier (job id = Stripe identifier), and `skipped` with its reason for a
+# window Stripe can no longer take or a readings window with nothing to bill.
+INSERT_MEASURED = """
+INSERT INTO meter_reports (organization_id, event_name, window_start, window_end, value,
+                           stripe_customer_id, identifier, source, status, skip_reason)
+SELECT organization_id, event_name, window_start, window_end, value, stripe_customer_id,
+       'sb.' || organization_id || '.' || event_name || '.'
+           || extract(epoch FROM window_start)::bigint,
+       'window',
+       CASE WHEN window_end - interval '1 second' < :sendable_from THEN 'skipped'
+            WHEN event_name = 'temperature_readings' AND value = 0 THEN 'skipped'
+            ELSE 'pending' END,
+       CASE WHEN window_end - interval '1 second' < :sendable_from
+                THEN 'beyond Stripe''s 35-day limit for meter event timestamps'
+            WHEN event_name = 'temperature_readings' AND value = 0
+                THEN 'no readings in the window'
+       END
+  FROM measured
+ON CONFLICT DO NOTHING
+RETURNING status
+"""
+
 # Every window of every eligible organization between its cursor and `last_end`, measured in
 # one statement: readings received in the window, and sensors active at its end (from the
 # status history, so a window caught up late counts the sensors of its own time). "At its end"
@@ -79,7 +102,7 @@ ON CONFLICT (organization_id) DO NOTHING
 # 11:00, now in days) first gets a short window up to the next boundary, [11:00, 24:00), counted
 # on its own (`partial_readings`, empty otherwise): the aligned count would include readings
 # before the cursor, already billed, and a window starting at the cursor would never match it.
-CLOSE_WINDOWS = text("""
+_MEASURE_CLOSED_WINDOWS = """
 WITH windows AS (
     SELECT c.organization_id, o.stripe_customer_id,
            greatest(ws, c.closed_through) AS window_start,
@@ -134,24 +157,8 @@ WITH windows AS (
       LEFT JOIN sensors s
         ON s.organization_id = w.organization_id AND s.window_start = w.window_start
 )
-INSERT INTO meter_reports (organization_id, event_name, window_start, window_end, value,
-                           stripe_customer_id, identifier, source, status, skip_reason)
-SELECT organization_id, event_name, window_start, window_end, value, stripe_customer_id,
-       'sb.' || organization_id || '.' || event_name || '.'
-           || extract(epoch FROM window_start)::bigint,
-       'window',
-       CASE WHEN window_end - interval '1 second' < :sendable_from THEN 'skipped'
-            WHEN event_name = 'temperature_readings' AND value = 0 THEN 'skipped'
-            ELSE 'pending' END,
-       CASE WHEN window_end - interval '1 second' < :sendable_from
-                THEN 'beyond Stripe''s 35-day limit for meter event timestamps'
-            WHEN event_name = 'temperature_readings' AND value = 0
-                THEN 'no readings in the window'
-       END
-  FROM measured
-ON CONFLICT DO NOTHING
-RETURNING status
-""")
+"""
+CLOSE_WINDOWS = text(_MEASURE_CLOSED_WINDOWS + INSERT_MEASURED)
 
 ADVANCE_CURSORS = text("""
 UPDATE metering_cursors c
@@ -593,24 +600,8 @@ BACKFILL_WINDOWS = text(
            END AS value
       FROM pieces p
 )
-INSERT INTO meter_reports (organization_id, event_name, window_start, window_end, value,
-                           stripe_customer_id, identifier, source, status, skip_reason)
-SELECT organization_id, event_name, window_start, window_end, value, stripe_customer_id,
-       'sb.' || organization_id || '.' || event_name || '.'
-           || extract(epoch FROM window_start)::bigint,
-       'window',
-       CASE WHEN window_end - interval '1 second' < :sendable_from THEN 'skipped'
-            WHEN event_name = 'temperature_readings' AND value = 0 THEN 'skipped'
-            ELSE 'pending' END,
-       CASE WHEN window_end - interval '1 second' < :sendable_from
-                THEN 'beyond Stripe''s 35-day limit for meter event timestamps'
-            WHEN event_name = 'temperature_readings' AND value = 0
-                THEN 'no readings in the window'
-       END
-  FROM measured
-ON CONFLICT DO NOTHING
-RETURNING status
 """
+    + INSERT_MEASURED
 )
 
 

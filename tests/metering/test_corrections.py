@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -103,6 +104,16 @@ def assert_reconciles() -> None:
 
 async def no_wait() -> None:
     return None
+
+
+def standin_cancel(standin: RunningStandin) -> Callable[[str, str], Awaitable[None]]:
+    """`correct_usage`'s cancel, against the stand-in, without the throttle's wait."""
+    client = make_client(standin)
+
+    async def cancel(event_name: str, identifier: str) -> None:
+        await cancel_meter_event(client, no_wait, event_name=event_name, identifier=identifier)
+
+    return cancel
 
 
 def readings_total(standin: RunningStandin, org: GeneratedOrganization) -> Decimal:
@@ -372,10 +383,7 @@ async def test_a_window_stripe_can_no_longer_take_is_compensated_not_cancelled(
     late = datetime.fromtimestamp(event_timestamp(window_end), UTC) + timedelta(days=35, minutes=10)
     offset[0] = late - datetime.now(UTC)
     standin.state.clock.advance(offset[0].total_seconds())
-    client = make_client(standin)
-
-    async def cancel(event_name: str, identifier: str) -> None:
-        await cancel_meter_event(client, no_wait, event_name=event_name, identifier=identifier)
+    cancel = standin_cancel(standin)
 
     async with unit_of_work(sessions) as session:
         result = await correct_usage(
@@ -407,10 +415,7 @@ async def test_a_window_of_an_earlier_window_length_can_still_be_corrected(
     window = today() - DAY + timedelta(hours=5)
     original = window_row(await rows(sessions), "temperature_readings", window)
     total_before = readings_total(standin, org)
-    client = make_client(standin)
-
-    async def cancel(event_name: str, identifier: str) -> None:
-        await cancel_meter_event(client, no_wait, event_name=event_name, identifier=identifier)
+    cancel = standin_cancel(standin)
 
     async with unit_of_work(sessions) as session:
         result = await correct_usage(

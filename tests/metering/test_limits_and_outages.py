@@ -174,12 +174,8 @@ async def test_a_failed_job_of_another_producer_is_revived_behind_many_that_stay
                 )
                 pipe.zadd(f"{prefix}failed", {f"bad-{index}": finished_ms + index})
             await pipe.execute()
-        data = {"organizationId": str(org_id), "eventName": "temperature_readings", "value": 7}
-        await queue.add("meter:report", data, {"jobId": "node-7"})
         # Failed as the worker fails it with PostgreSQL unreachable: after the bad ones.
-        await redis.lrem(f"{prefix}wait", 0, "node-7")
-        await redis.zadd(f"{prefix}failed", {"node-7": finished_ms + FAILED_JOBS_SCANNED})
-        await redis.hset(f"{prefix}node-7", mapping={"finishedOn": finished_ms, "attemptsMade": 5})
+        await add_failed_job(queue, "node-7", finished_ms + FAILED_JOBS_SCANNED, org_id)
 
         await sweep(sessions, queue, now=datetime.now(UTC), revive_after=timedelta(minutes=10))
 

@@ -311,14 +311,18 @@ class ReportForSend:
 # rate-limits). MATERIALIZED keeps that order, the one `corrections` takes them in: the outer
 # projection runs on the row the CTE has already locked (and re-read, if a concurrent sender
 # changed it while this waited). The key is `lock_customer_meter`'s.
+# What a meter event is made of, for the job path and the stream alike.
+_EVENT_COLUMNS = (
+    _reports.c.id,
+    _reports.c.identifier,
+    _reports.c.event_name,
+    _reports.c.stripe_customer_id,
+    _reports.c.value,
+    _reports.c.window_end,
+)
 _locked = (
     select(
-        _reports.c.id,
-        _reports.c.identifier,
-        _reports.c.event_name,
-        _reports.c.stripe_customer_id,
-        _reports.c.value,
-        _reports.c.window_end,
+        *_EVENT_COLUMNS,
         _reports.c.status,
         _reports.c.attempts,
         _reports.c.key_generation,
@@ -410,14 +414,7 @@ class StreamRow:
 
 # Core, not ORM objects: loading 100 instances a batch was a tenth of the stream's CPU.
 LOCK_STREAM_BATCH = (
-    select(
-        _reports.c.id,
-        _reports.c.identifier,
-        _reports.c.event_name,
-        _reports.c.stripe_customer_id,
-        _reports.c.value,
-        _reports.c.window_end,
-    )
+    select(*_EVENT_COLUMNS)
     .where(
         _reports.c.status == ReportStatus.PENDING.value,
         _reports.c.source == ReportSource.WINDOW.value,

@@ -342,10 +342,12 @@ class FailuresPage:
 def _row_id_cursor(text: str | None) -> int | None:
     """A ledger row id from an "older" link; None (the first page) when absent, malformed or
     out of range, as for the other pages' cursors."""
-    if text is None or not text.isascii() or not text.isdigit():
+    if text is None:
         return None
-    value = int(text)
-    return value if 0 < value <= MAX_ROW_ID else None
+    try:
+        return _row_id(text)
+    except ValueError:
+        return None
 
 
 async def failures_page(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     # delivers again). Short on purpose: SQLAlchemy's pool does not wake its waiters when it
     # discards connections the server ended (a restart, a failover), so they wait this long.
     database_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # An organization whose subscription is past_due stays entitled this many days from its
+    # first failed payment (billing/entitlement.py), while Stripe retries the payment.
+    past_due_grace_days: float = Field(default=7.0, ge=0, le=90)
     log_level: str = "INFO"
     # `json`: one JSON object per line (time, level, logger, message, extra fields).
     log_format: Literal["text", "json"] = "text"
@@ -220,6 +223,10 @@ class Settings(BaseSettings):
             return self.ops_session_secret.get_secret_value().encode()
         token = self.ops_token.get_secret_value().encode()
         return hmac.new(token, b"sensor-billing ops session key v1", hashlib.sha256).digest()
+
+    @property
+    def past_due_grace(self) -> timedelta:
+        return timedelta(days=self.past_due_grace_days)
 
     @property
     def webhook_secrets(self) -> list[str]:

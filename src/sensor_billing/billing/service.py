@@ -146,11 +146,26 @@ async def apply_subscription(
 TERMINAL_PAYMENT_STATUSES = frozenset({"paid"})
 
 
+def _first_failed_at(
+    row: StripeInvoice | None, event: EventContext, payment_status: str
+) -> datetime | None:
+    known = row.first_failed_at if row is not None else None
+    if payment_status != "payment_failed":
+        return known
+    return event.created if known is None else min(known, event.created)
+
+
 async def apply_invoice_payment(
     session: AsyncSession, event: EventContext, snapshot: InvoiceSnapshot, payment_status: str
 ) -> Result:
     await repository.lock_stripe_object(session, snapshot.id)
     row = await repository.get_invoice(session, snapshot.id)
+    first_failed_at = _first_failed_at(row, event, payment_status)
+    if row is not None and first_failed_at != row.first_failed_at:
+        # The grace period counts from the first failure, however late its event arrives, so
+        # this moves even when the rest of the event is stale.
+        row.first_failed_at = first_failed_at
+        await session.flush()
     if stale := _stale(row, event):
         return stale
     if (
@@ -166,6 +181,7 @@ async def apply_invoice_payment(
         "amount_due": snapshot.amount_due,
         "amount_paid": snapshot.amount_paid,
         "currency": snapshot.currency,
+        "first_failed_at": first_failed_at,
     }
     return await _set_state(
         session,

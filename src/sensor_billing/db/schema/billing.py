@@ -76,6 +76,9 @@ class StripeInvoice(Base):
     amount_due: Mapped[int | None] = mapped_column(BigInteger)
     amount_paid: Mapped[int | None] = mapped_column(BigInteger)
     currency: Mapped[str | None] = mapped_column(String(3))
+    # The `created` time of the earliest `invoice.payment_failed` seen for this invoice, whatever
+    # order the failures arrive in: an organization's past-due grace period counts from it.
+    first_failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_event_id: Mapped[str] = mapped_column(String(256))
     last_event_created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(

@@ -22,7 +22,24 @@ from tests.support.databases import create_database, drop_database, run_in_threa
 ADMIN_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _redis_url_for_this_worker(base: str) -> str:
+    """Under pytest-xdist each worker empties its own Redis database: the base URL's database
+    for gw0, the one below it for gw1, and so on (15, 14, ...)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker.removeprefix("gw") or 0)
+    prefix, _, database = base.rpartition("/")
+    if index == 0:
+        return base
+    if not database.isdecimal() or int(database) < index:
+        raise RuntimeError(f"TEST_REDIS_URL {base!r} leaves no Redis database for {worker}")
+    return f"{prefix}/{int(database) - index}"
+
+
+TEST_REDIS_URL = _redis_url_for_this_worker(
+    os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 
 import httpx
 import pytest
@@ -219,7 +218,9 @@ async def test_a_script_retries_with_the_bearer_token_alone(
     }
 
 
-@pytest.mark.parametrize("organization", [str(uuid.uuid4()), "not-a-uuid", "cus_nobody"])
+@pytest.mark.parametrize(
+    "organization", ["5b0e7a3c-1d2f-4e6a-9b8c-7d6e5f4a3b2c", "not-a-uuid", "cus_nobody"]
+)
 async def test_an_unknown_organization_is_a_404_page(
     client: httpx.AsyncClient, organization: str
 ) -> None:

@@ -12,13 +12,15 @@ from sensor_billing.db.schema import Organization
 from tests.ops.conftest import BEARER
 
 BEYOND_BIGINT = str(2**63)
+# Fixed, not random: pytest-xdist workers must collect the same test ids.
+UNKNOWN_ID = uuid.UUID("7d1f0c2e-5a3b-4c6d-8e9f-0a1b2c3d4e5f")
 ODD_QUERIES = [
     f"/ops/failures?before={BEYOND_BIGINT}",
     "/ops/failures?before=-1",
-    f"/ops/webhooks?before=2026-01-01T00:00:00|{uuid.uuid4()}",
+    f"/ops/webhooks?before=2026-01-01T00:00:00|{UNKNOWN_ID}",
     "/ops/webhooks?before=99999-01-01|x",
     "/ops/webhooks?type=%00",
-    f"/ops/organizations?after=x|{uuid.uuid4()}",
+    f"/ops/organizations?after=x|{UNKNOWN_ID}",
     "/ops/organizations?q=%00",
     "/ops/organizations/%00",
     f"{{org}}?before=2026-01-01T00:00:00|{BEYOND_BIGINT}",

@@ -13,9 +13,14 @@ from tests.devtools.helpers import (
     API_KEY,
     CLIENT_TIMEOUT_SECONDS,
     EVENT_NAME,
+    WEBHOOK_SECRET,
+    BillingCatalog,
     CustomerFactory,
     MeterFactory,
+    Receiver,
     StreamClientFactory,
+    create_billing_catalog,
+    receiving,
 )
 
 
@@ -121,3 +126,31 @@ def stream_client(
 @pytest.fixture
 def standin_url(standin: RunningStandin) -> str:
     return standin.url
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with receiving() as received:
+        yield received
+
+
+@pytest.fixture
+async def control(standin_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The control API under /_standin/."""
+    async with httpx.AsyncClient(base_url=f"{standin_url}/_standin", timeout=10) as http:
+        yield http
+
+
+@pytest.fixture
+async def catalog(client: stripe.StripeClient) -> BillingCatalog:
+    return await create_billing_catalog(client)
+
+
+@pytest.fixture
+async def webhook_receiver(control: httpx.AsyncClient, receiver: Receiver) -> Receiver:
+    """A receiver registered as a webhook endpoint for every event type, with WEBHOOK_SECRET."""
+    answer = await control.post(
+        "/webhook_endpoints", json={"url": receiver.url, "secret": WEBHOOK_SECRET}
+    )
+    assert answer.status_code == 200, answer.text
+    return receiver

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 import httpx
 import pytest
 import stripe
 
-from sensor_billing.devtools.stripe_standin import StandinState
-from tests.devtools.helpers import EVENT_NAME, MeterFactory, send_event
+from sensor_billing.devtools.stripe_standin import StandinConfig, StandinState
+from tests.devtools.helpers import API_KEY, EVENT_NAME, MeterFactory, send_event
 
 pytestmark = pytest.mark.filterwarnings(
     # stripe 16.1's HTTPXClient hands httpx the form body as `data=bytes`.
@@ -327,3 +330,51 @@ async def test_summary_without_customer_is_refused(
 
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == "customer"
+
+
+async def test_two_concurrent_creates_with_one_key_make_one_customer(
+    client: stripe.StripeClient, state: StandinState
+) -> None:
+    state.configure(StandinConfig(write_latency_seconds=0.2))
+
+    outcomes = await asyncio.gather(
+        client.v1.customers.create_async({"name": "A"}, {"idempotency_key": "org-1"}),
+        client.v1.customers.create_async({"name": "A"}, {"idempotency_key": "org-1"}),
+        return_exceptions=True,
+    )
+
+    created = [o for o in outcomes if isinstance(o, stripe.Customer)]
+    # The SDK raises a 409 as APIError (STRIPE.md).
+    refused = [o for o in outcomes if isinstance(o, stripe.APIError)]
+    assert (len(created), len(refused)) == (1, 1)
+    assert refused[0].http_status == 409
+    assert [c.id for c in state.customers.values()] == [created[0].id]
+
+
+async def test_a_retried_concurrent_create_gets_the_customer_the_first_made(
+    client_for: Callable[[str], stripe.StripeClient], standin_url: str, state: StandinState
+) -> None:
+    state.configure(StandinConfig(write_latency_seconds=0.2))
+    http = stripe.HTTPXClient(timeout=5)
+    retrying = stripe.StripeClient(
+        API_KEY, http_client=http, base_addresses={"api": standin_url}, max_network_retries=3
+    )
+    try:
+        first, second = await asyncio.gather(
+            retrying.v1.customers.create_async({"name": "A"}, {"idempotency_key": "org-2"}),
+            retrying.v1.customers.create_async({"name": "A"}, {"idempotency_key": "org-2"}),
+        )
+    finally:
+        await http.close_async()  # type: ignore[no-untyped-call]  # unannotated in the SDK
+
+    assert first.id == second.id
+    assert len(state.customers) == 1
+
+
+async def test_an_empty_metadata_value_unsets_its_key(client: stripe.StripeClient) -> None:
+    created = await client.v1.customers.create_async({"metadata": {"a": "1", "b": "2"}})
+
+    updated = await client.v1.customers.update_async(created.id, {"metadata": {"a": ""}})
+
+    assert updated.metadata is not None
+    assert updated.metadata.to_dict() == {"b": "2"}

@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -23,12 +22,6 @@ pytestmark = pytest.mark.filterwarnings(
     # stripe 16.1's HTTPXClient hands httpx the form body as `data=bytes`.
     "ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning"
 )
-
-
-@pytest.fixture
-async def control(standin_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"{standin_url}/_standin") as http:
-        yield http
 
 
 async def test_state_lists_accepted_events_with_how_they_arrived(

@@ -10,6 +10,7 @@ from sensor_billing.devtools.stripe_standin import (
     FaultInjector,
     FaultKind,
     FaultPlan,
+    FaultTarget,
     StandinState,
 )
 from tests.devtools.helpers import StreamClientFactory, send_event, stream_event
@@ -183,13 +184,18 @@ async def test_partial_rates_inject_some_faults_and_let_the_rest_through(
 
 def test_the_same_seed_injects_the_same_faults() -> None:
     plan = FaultPlan(
-        rate_limited=0.2, server_error=0.2, timeout=0.2, dropped_connection=0.2, seed=3
+        rate_limited=0.2,
+        server_error=0.2,
+        timeout=0.2,
+        dropped_connection=0.2,
+        invalid_request=0.1,
+        seed=3,
     )
     first, second = FaultInjector(plan), FaultInjector(plan)
 
-    draws = [first.draw() for _ in range(50)]
+    draws = [first.draw(FaultTarget.METERING) for _ in range(50)]
 
-    assert draws == [second.draw() for _ in range(50)]
+    assert draws == [second.draw(FaultTarget.METERING) for _ in range(50)]
     assert {d.kind for d in draws if d is not None} == set(FaultKind)
 
 

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -18,11 +14,7 @@ from stripe.events import (
 )
 
 from sensor_billing.devtools.stripe_standin import FaultPlan, StandinState
-from tests.devtools.helpers import (
-    CustomerFactory,
-    MeterFactory,
-    send_event,
-)
+from tests.devtools.helpers import CustomerFactory, MeterFactory, Receiver, send_event
 
 pytestmark = pytest.mark.filterwarnings(
     # stripe 16.1's HTTPXClient hands httpx the form body as `data=bytes`.
@@ -30,53 +22,6 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 DESTINATION_SECRET = "whsec_standin_destination"
-
-
-@dataclass
-class Receiver:
-    """A webhook endpoint on a real port: records each delivery, answers `statuses` in turn."""
-
-    url: str
-    statuses: list[int] = field(default_factory=list)
-    deliveries: list[tuple[bytes, str]] = field(default_factory=list)
-
-    async def wait_for(self, count: int, within: float = 5.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while len(self.deliveries) < count:
-            assert loop.time() < deadline, f"{len(self.deliveries)} deliveries, not {count}"
-            await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    received = Receiver(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.deliveries.append((body, self.headers["Stripe-Signature"]))
-            status = received.statuses.pop(0) if received.statuses else 200
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    received.url = f"http://127.0.0.1:{server.server_address[1]}/webhooks/stripe"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield received
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-async def control(standin_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"{standin_url}/_standin", timeout=10) as http:
-        yield http
 
 
 async def set_destination(control: httpx.AsyncClient, url: str) -> None:

@@ -51,6 +51,7 @@ from sensor_billing.devtools.stripe_standin import (
 )
 from sensor_billing.devtools.stripe_standin.catalog import create_meter
 from sensor_billing.devtools.stripe_standin.records import Customer
+from sensor_billing.devtools.stripe_standin.webhook_endpoints import register_endpoint
 from sensor_billing.jobs.worker import MeteringWorker
 from sensor_billing.listen import bind_api_socket
 from sensor_billing.logs import configure_logging
@@ -230,13 +231,21 @@ async def _start_and_serve(
     if serving.done():
         return  # its error is raised by stop_api
     if standin is not None and settings.webhook_secrets:
-        # Meter errors come back as signed thin events, as from a Stripe event destination.
+        # Meter errors come back as signed thin events, as from a Stripe event destination;
+        # checkout and subscription changes as signed snapshot events, as from an endpoint.
+        webhooks_url = (
+            f"http://{_loopback(options.host)}:{api_socket.getsockname()[1]}/webhooks/stripe"
+        )
         with standin.state.lock:
             standin.state.destination = EventDestination(
-                url=f"http://{_loopback(options.host)}:{api_socket.getsockname()[1]}"
-                "/webhooks/stripe",
-                secret=settings.webhook_secrets[0],
+                url=webhooks_url, secret=settings.webhook_secrets[0]
             )
+        register_endpoint(
+            standin.state,
+            url=webhooks_url,
+            secret=settings.webhook_secrets[0],
+            enabled_events=["*"],
+        )
     _print_summary(
         console,
         options,

@@ -1,7 +1,11 @@
-"""A local Stripe stand-in for Billing Meters: follows Stripe's contract, refuses what it refuses.
+"""A local Stripe stand-in: Billing Meters, customers, products and prices, Checkout Sessions,
+subscriptions and the webhook events they send. Follows Stripe's contract, refuses what it
+refuses.
 
 Start it in tests with `run_in_thread()` and point `stripe.StripeClient(base_addresses=...)` at
-`.url`; read what it accepted from `.state`. See the modules for the Stripe rules each follows.
+`.url`; read what it accepted from `.state`. See the modules for the Stripe rules each follows
+(checkout.py, subscriptions.py, webhook_events.py, webhook_endpoints.py for billing) and
+docs/stripe-standin.md for the control API the billing tests use.
 
 Where Stripe's documentation is silent, the stand-in assumes:
 - A bad or missing key is answered 401 with error type `invalid_request_error` (what Stripe's
@@ -25,12 +29,16 @@ Where Stripe's documentation is silent, the stand-in assumes:
   destination if one is set (control API), fetchable at `GET /v2/core/events/{id}`.
 - Summaries: every window in [start, end) gets one (0 if empty), newest first; start < end; an
   unknown customer is a 404 in strict mode. A second cancel of the same event succeeds again.
+- Webhook deliveries (thin and snapshot events) are signed with the wall-clock time of sending,
+  not the stand-in's clock, which tests move; an event's `created` is the stand-in's clock.
+- Faults apply to the endpoint groups a plan targets (metering by default); `invalid_request`
+  is a 400 refusal injected before the endpoint runs.
 """
 
 from .app import create_app
 from .config import EventDestination, StandinConfig
 from .errors import StripeRefusalError, WireAnswer
-from .faults import FaultDecision, FaultInjector, FaultKind, FaultPlan
+from .faults import FaultDecision, FaultInjector, FaultKind, FaultPlan, FaultTarget
 from .records import (
     Counters,
     Customer,
@@ -59,6 +67,7 @@ __all__ = [
     "FaultInjector",
     "FaultKind",
     "FaultPlan",
+    "FaultTarget",
     "Meter",
     "MeterEventRecord",
     "MeterEventSession",

@@ -8,9 +8,13 @@ from starlette.middleware import Middleware
 
 from . import (
     routes_control,
+    routes_control_billing,
     routes_v1_catalog,
+    routes_v1_checkout,
     routes_v1_metering,
     routes_v1_products,
+    routes_v1_subscriptions,
+    routes_v1_webhooks,
     routes_v2_events,
     routes_v2_metering,
 )
@@ -25,9 +29,13 @@ def create_app(state: StandinState) -> Starlette:
             *routes_v1_metering.routes,
             *routes_v1_catalog.routes,
             *routes_v1_products.routes,
+            *routes_v1_checkout.routes,
+            *routes_v1_subscriptions.routes,
+            *routes_v1_webhooks.routes,
             *routes_v2_metering.routes,
             *routes_v2_events.routes,
             *routes_control.routes,
+            *routes_control_billing.routes,
         ],
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from .errors import InvalidRequestError, StripeRefusalError, WireAnswer
 from .fault_delivery import deliver_fault, server_error
-from .faults import FaultKind
+from .faults import FaultKind, FaultTarget
 from .forms import fingerprint_form
 from .idempotency import MAX_KEY_LENGTH, V1_KEY_LIFETIME_SECONDS, V2_KEY_LIFETIME_SECONDS
 from .records import Via
@@ -19,6 +19,8 @@ from .state import StandinState
 from .wire import to_response
 
 Work = Callable[[bytes, str | None], Awaitable[WireAnswer]]
+# Refused before the endpoint runs, whatever `recorded_before_*` says.
+_IN_FRONT_OF_THE_API = frozenset({FaultKind.RATE_LIMITED, FaultKind.INVALID_REQUEST})
 
 
 async def serve_call(
@@ -28,14 +30,15 @@ async def serve_call(
     via: Via,
     authenticate: Callable[[], object],
     work: Work,
-    faults_apply: bool,
+    fault_target: FaultTarget | None,
 ) -> Response:
-    """`work(body, idempotency_key)` does the call; faults only on the metering endpoints."""
+    """`work(body, idempotency_key)` does the call; faults apply where the plan targets
+    `fault_target` (None: never)."""
     authenticate()
-    decision = state.faults.draw() if faults_apply else None
+    decision = state.faults.draw(fault_target) if fault_target is not None else None
     if decision is not None:
         state.count_fault(str(decision.kind))
-        if decision.kind is FaultKind.RATE_LIMITED or not decision.recorded_before:
+        if decision.kind in _IN_FRONT_OF_THE_API or not decision.recorded_before:
             # The fault sits in front of the API: nothing executed, nothing saved.
             return await deliver_fault(request, decision, None)
     body = await request.body()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .errors import invalid_param, no_such
-from .forms import Form, optional_map, optional_str, required_str, sub_form
+from .forms import Form, merge_metadata, optional_map, optional_str, required_str, sub_form
 from .metering import DEFAULT_CUSTOMER_KEY, DEFAULT_VALUE_KEY, MAX_NAME_LENGTH
 from .records import Customer, Formula, Meter, new_id
 from .state import StandinState
@@ -110,8 +110,8 @@ def create_customer(state: StandinState, form: Form) -> Customer:
 
 
 def update_customer(state: StandinState, customer_id: str, form: Form) -> Customer:
-    """`POST /v1/customers/{id}`: the fields given are set, metadata keys merged; a deleted
-    customer is not found."""
+    """`POST /v1/customers/{id}`: the fields given are set, metadata merged (an empty value
+    unsets its key); a deleted customer is not found."""
     with state.lock:
         customer = get_customer(state, customer_id)
         if customer.deleted:
@@ -120,7 +120,7 @@ def update_customer(state: StandinState, customer_id: str, form: Form) -> Custom
             customer.name = optional_str(form, "name")
         if "email" in form:
             customer.email = optional_str(form, "email")
-        customer.metadata.update(optional_map(form, "metadata") or {})
+        merge_metadata(customer.metadata, optional_map(form, "metadata"))
         return customer
 
 

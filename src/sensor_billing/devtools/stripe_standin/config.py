@@ -14,6 +14,10 @@ class StandinConfig(BaseModel):
     # concurrent call per customer per meter (docs: rate-limits), so a second call arriving
     # during this time is answered 429.
     processing_latency_seconds: float = Field(0.0, ge=0.0, le=60.0)
+    # Time every other write (customers, checkout, subscriptions, ...) takes before it runs:
+    # two requests with one Idempotency-Key then overlap, and the second meets the first in
+    # progress (409), as it can at Stripe.
+    write_latency_seconds: float = Field(0.0, ge=0.0, le=60.0)
     # Calls per second across the account on the metering endpoints; None = unlimited.
     # Stripe: 1,000/s in live mode, 25/s (basic limit) in test mode (docs: rate-limits).
     account_rate_limit_per_second: float | None = Field(None, gt=0.0)

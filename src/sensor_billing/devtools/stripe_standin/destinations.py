@@ -5,6 +5,8 @@ Stripe reports meter events that fail asynchronous validation as thin events
 notification is POSTed to the destination and the receiver fetches the full event from
 `GET /v2/core/events/{id}` (docs: event-destinations, api/v2/core/events). Signing is the
 webhook scheme: `Stripe-Signature: t=<unix seconds>,v1=<HMAC-SHA256(secret, "<t>.<body>")>`.
+`t` is the wall-clock time of sending, not the stand-in's clock: the receiver checks it against
+its own clock (300 s tolerance), which a test that moved the stand-in's clock did not move.
 
 Stripe sends events created after a destination exists and retries failures; the stand-in sends
 each event once, in the background, when a destination was set at its creation, and
@@ -18,6 +20,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Iterable
 
 import httpx
@@ -74,22 +77,29 @@ async def deliver(state: StandinState, event_ids: Iterable[str]) -> list[EventDe
     return attempts
 
 
-async def _post(
-    state: StandinState, client: httpx.AsyncClient, url: str, secret: str, event: V2Event
-) -> EventDelivery:
+async def post_signed(
+    client: httpx.AsyncClient, url: str, secret: str, document: dict[str, object]
+) -> tuple[int | None, str | None]:
+    """POST `document` as Stripe delivers an event; the answer's status, or the error's name."""
     # Stripe sends pretty-printed JSON; each attempt is signed anew with the current time.
-    body = json.dumps(event.to_notification(), indent=2).encode()
-    timestamp = int(state.clock.now())
+    body = json.dumps(document, indent=2).encode()
     headers = {
         "Content-Type": "application/json; charset=utf-8",
-        "Stripe-Signature": signature_header(secret, timestamp, body),
+        "Stripe-Signature": signature_header(secret, int(time.time()), body),
         "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
     }
     try:
         response = await client.post(url, content=body, headers=headers)
-        delivery = EventDelivery(event.id, state.clock.now(), response.status_code)
     except httpx.HTTPError as error:
-        delivery = EventDelivery(event.id, state.clock.now(), None, type(error).__name__)
+        return None, type(error).__name__
+    return response.status_code, None
+
+
+async def _post(
+    state: StandinState, client: httpx.AsyncClient, url: str, secret: str, event: V2Event
+) -> EventDelivery:
+    status, error = await post_signed(client, url, secret, event.to_notification())
+    delivery = EventDelivery(event.id, state.clock.now(), status, error)
     with state.lock:
         state.deliveries.append(delivery)
     return delivery

@@ -112,3 +112,10 @@ def no_such(kind: str, object_id: str, param: str = "id") -> InvalidRequestError
     return InvalidRequestError(
         f"No such {kind}: '{object_id}'", code="resource_missing", param=param, status=404
     )
+
+
+def no_such_reference(kind: str, object_id: str, param: str) -> InvalidRequestError:
+    """A missing object named in a parameter is a 400; only a missing path object is a 404."""
+    return InvalidRequestError(
+        f"No such {kind}: '{object_id}'", code="resource_missing", param=param
+    )

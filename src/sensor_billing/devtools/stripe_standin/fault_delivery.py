@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .errors import ApiFailureError, WireAnswer
+from .errors import ApiFailureError, InvalidRequestError, WireAnswer
 from .faults import FaultDecision, FaultKind
 from .limits import rate_limited
 from .wire import to_response
@@ -19,6 +19,9 @@ _SERVER_ERROR_MESSAGE = (
     "Sorry, something went wrong. We've already been notified of the problem, but if you "
     "need any help, you can reach us at support.stripe.com/contact."
 )
+
+# Not a message Stripe sends: it says plainly that the refusal was injected.
+_INVALID_REQUEST_MESSAGE = "The stand-in refused this request (an injected invalid_request fault)."
 
 
 class InjectedConnectionDropError(Exception):
@@ -64,6 +67,8 @@ async def deliver_fault(
     """`executed` is the real answer when the request ran before the fault (lost ack)."""
     if decision.kind is FaultKind.RATE_LIMITED:
         return to_response(rate_limited("global-rate").to_answer())
+    if decision.kind is FaultKind.INVALID_REQUEST:
+        return to_response(InvalidRequestError(_INVALID_REQUEST_MESSAGE).to_answer())
     if decision.kind is FaultKind.SERVER_ERROR:
         return to_response(server_error())
     if decision.kind is FaultKind.DROPPED_CONNECTION:

@@ -109,3 +109,13 @@ def sub_form(form: Form, name: str) -> Form | None:
     if not isinstance(value, dict):
         raise invalid_param(name, f"Invalid hash: {name} must be a hash.")
     return value
+
+
+def merge_metadata(current: dict[str, str], given: dict[str, str] | None) -> None:
+    """Stripe's update rule: keys given are set, an empty value unsets its key, others stay
+    (docs: api/metadata)."""
+    for key, value in (given or {}).items():
+        if value == "":
+            current.pop(key, None)
+        else:
+            current[key] = value

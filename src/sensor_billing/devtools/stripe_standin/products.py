@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Literal
 from urllib.parse import parse_qsl
 
-from .errors import InvalidRequestError, invalid_param, missing_param, no_such
+from .errors import InvalidRequestError, invalid_param, missing_param, no_such, no_such_reference
 from .forms import Form, optional_int, optional_map, optional_str, required_str, sub_form
 from .records import Price, Product, new_id
 from .state import StandinState
@@ -134,9 +134,9 @@ def create_price(state: StandinState, form: Form) -> Price:
     transfer = _optional_bool(form, "transfer_lookup_key") is True
     with state.lock:
         if product_id not in state.products:
-            raise _no_such_reference("product", product_id, "product")
+            raise no_such_reference("product", product_id, "product")
         if meter_id is not None and meter_id not in state.meters:
-            raise _no_such_reference("billing.meter", meter_id, "recurring[meter]")
+            raise no_such_reference("billing.meter", meter_id, "recurring[meter]")
         holder = _price_with_lookup_key(state, lookup_key)
         if holder is not None:
             if not transfer:
@@ -162,13 +162,6 @@ def create_price(state: StandinState, form: Form) -> Price:
         )
         state.prices[price.id] = price
         return price
-
-
-def _no_such_reference(kind: str, object_id: str, param: str) -> InvalidRequestError:
-    # A missing object named in a parameter is a 400; only a missing path object is a 404.
-    return InvalidRequestError(
-        f"No such {kind}: '{object_id}'", code="resource_missing", param=param
-    )
 
 
 def _price_with_lookup_key(state: StandinState, lookup_key: str | None) -> Price | None:

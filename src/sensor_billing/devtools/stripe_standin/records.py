@@ -263,12 +263,14 @@ class V2Event:
 
 @dataclass(frozen=True)
 class EventDelivery:
-    """One attempt to deliver a v2 event to the event destination."""
+    """One attempt to deliver an event: a v2 thin event to the event destination, or a v1
+    snapshot event to the webhook endpoint `endpoint`."""
 
     event_id: str
     at: float
     status: int | None  # None: no HTTP answer
     error: str | None = None
+    endpoint: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -281,6 +283,7 @@ class EventDelivery:
             "status": self.status,
             "error": self.error,
             "succeeded": self.succeeded,
+            "endpoint": self.endpoint,
         }
 
 

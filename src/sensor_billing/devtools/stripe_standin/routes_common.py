@@ -1,7 +1,8 @@
-"""What the v1 catalog endpoints (meters, customers, products, prices) have in common."""
+"""What the v1 object endpoints (meters, customers, products, prices, checkout, ...) share."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -11,6 +12,7 @@ from starlette.responses import Response
 from .auth import require_secret_key
 from .calls import serve_call
 from .errors import WireAnswer
+from .faults import FaultTarget
 from .forms import Form, parse_form
 from .state import StandinState
 from .wire import ok, standin_of
@@ -27,16 +29,29 @@ def path_id(request: Request) -> str:
 
 
 def catalog_write(
-    action: Callable[[StandinState, Request, Form], StripeObject],
+    action: Callable[[StandinState, Request, Form], StripeObject | dict[str, Any]],
+    *,
+    fault_target: FaultTarget | None = None,
+    after: Callable[[StandinState], None] | None = None,
 ) -> Callable[[Request], Awaitable[Response]]:
-    """An endpoint that needs the secret key, honours Idempotency-Key, and is never subject to
-    injected faults (those model the metering endpoints' infrastructure)."""
+    """An endpoint that needs the secret key, honours Idempotency-Key, and takes injected
+    faults only when the plan targets `fault_target`. `after` runs once the work is done (e.g.
+    to send the webhook events it made in the background)."""
 
     async def endpoint(request: Request) -> Response:
         state = standin_of(request)
 
         async def work(body: bytes, idempotency_key: str | None) -> WireAnswer:
-            return ok(action(state, request, parse_form(body.decode())).to_stripe())
+            form = parse_form(body.decode())
+            latency = state.config.write_latency_seconds
+            if latency:
+                # Holds the idempotency key "in progress", as a slow Stripe would.
+                await asyncio.sleep(latency)
+            result = action(state, request, form)
+            answer = ok(result if isinstance(result, dict) else result.to_stripe())
+            if after is not None:
+                after(state)
+            return answer
 
         return await serve_call(
             request,
@@ -44,7 +59,33 @@ def catalog_write(
             via="v1",
             authenticate=lambda: require_secret_key(state, request.headers),
             work=work,
-            faults_apply=False,
+            fault_target=fault_target,
+        )
+
+    return endpoint
+
+
+def object_read(
+    action: Callable[[StandinState, Request], dict[str, Any]],
+    *,
+    fault_target: FaultTarget | None = None,
+) -> Callable[[Request], Awaitable[Response]]:
+    """A GET that needs the secret key and takes injected faults where the plan targets
+    `fault_target` (a receiver re-reading an object must survive a failed read)."""
+
+    async def endpoint(request: Request) -> Response:
+        state = standin_of(request)
+
+        async def work(body: bytes, idempotency_key: str | None) -> WireAnswer:
+            return ok(action(state, request))
+
+        return await serve_call(
+            request,
+            state,
+            via="v1",
+            authenticate=lambda: require_secret_key(state, request.headers),
+            work=work,
+            fault_target=fault_target,
         )
 
     return endpoint

@@ -9,6 +9,9 @@ GET  /_standin/event_destination   where thin events go (url only);  POST sets i
                         ({"url": ..., "secret": "whsec_..."}), DELETE removes it
 POST /_standin/deliver_events  {"event_ids": [...]} (optional): send those events again, or
                         by default every event without a 2xx delivery; answers the attempts
+
+The faults plan may name `targets` (faults.FaultTarget). Billing's control routes (checkout
+completion, webhook endpoints and deliveries) are in routes_control_billing.py.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class ClockAdvance(BaseModel):
     advance_seconds: float = Field(ge=0.0)
 
 
-def _is_loopback(request: Request) -> bool:
+def is_loopback(request: Request) -> bool:
     host = request.client.host if request.client else ""
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -47,73 +50,73 @@ def _is_loopback(request: Request) -> bool:
         return False
 
 
-def _forbidden() -> Response:
+def forbidden() -> Response:
     return JSONResponse({"error": {"message": "The control API answers loopback only."}}, 403)
 
 
-def _invalid(exc: ValidationError) -> Response:
+def invalid_control_request(exc: ValidationError) -> Response:
     errors: Any = exc.errors(include_url=False, include_context=False)
     return JSONResponse({"error": {"message": "Invalid control request.", "details": errors}}, 400)
 
 
 async def read_state(request: Request) -> Response:
-    if not _is_loopback(request):
-        return _forbidden()
+    if not is_loopback(request):
+        return forbidden()
     return JSONResponse(standin_of(request).snapshot())
 
 
 async def faults(request: Request) -> Response:
-    if not _is_loopback(request):
-        return _forbidden()
+    if not is_loopback(request):
+        return forbidden()
     state = standin_of(request)
     if request.method == "POST":
         try:
             state.set_faults(FaultPlan.model_validate_json(await request.body()))
         except ValidationError as exc:
-            return _invalid(exc)
-    return JSONResponse(state.faults.plan.model_dump())
+            return invalid_control_request(exc)
+    return JSONResponse(state.faults.plan.model_dump(mode="json"))
 
 
 async def config(request: Request) -> Response:
-    if not _is_loopback(request):
-        return _forbidden()
+    if not is_loopback(request):
+        return forbidden()
     state = standin_of(request)
     if request.method == "POST":
         try:
             state.configure(StandinConfig.model_validate_json(await request.body()))
         except ValidationError as exc:
-            return _invalid(exc)
+            return invalid_control_request(exc)
     return JSONResponse(state.config.model_dump())
 
 
 async def reset(request: Request) -> Response:
-    if not _is_loopback(request):
-        return _forbidden()
+    if not is_loopback(request):
+        return forbidden()
     standin_of(request).reset()
     return JSONResponse({"reset": True})
 
 
 async def clock(request: Request) -> Response:
-    if not _is_loopback(request):
-        return _forbidden()
+    if not is_loopback(request):
+        return forbidden()
     state = standin_of(request)
     try:
         advance = ClockAdvance.model_validate_json(await request.body())
     except ValidationError as exc:
-        return _invalid(exc)
+        return invalid_control_request(exc)
     state.clock.advance(advance.advance_seconds)
     return JSONResponse({"now": state.clock.now()})
 
 
 async def event_destination(request: Request) -> Response:
-    if not _is_loopback(request):
-        return _forbidden()
+    if not is_loopback(request):
+        return forbidden()
     state = standin_of(request)
     if request.method == "POST":
         try:
             destination = EventDestination.model_validate_json(await request.body())
         except ValidationError as exc:
-            return _invalid(exc)
+            return invalid_control_request(exc)
         with state.lock:
             state.destination = destination
     elif request.method == "DELETE":
@@ -125,13 +128,13 @@ async def event_destination(request: Request) -> Response:
 
 
 async def deliver_events(request: Request) -> Response:
-    if not _is_loopback(request):
-        return _forbidden()
+    if not is_loopback(request):
+        return forbidden()
     state = standin_of(request)
     try:
         asked = DeliverEvents.model_validate_json(await request.body() or b"{}")
     except ValidationError as exc:
-        return _invalid(exc)
+        return invalid_control_request(exc)
     with state.lock:
         if state.destination is None:
             return JSONResponse({"error": {"message": "No event destination is set."}}, 400)

@@ -8,6 +8,7 @@ from starlette.routing import Route
 
 from . import catalog
 from .auth import require_secret_key
+from .faults import FaultTarget
 from .forms import optional_str
 from .pagination import list_page
 from .records import Customer, Meter
@@ -67,9 +68,13 @@ async def list_event_summaries(request: Request) -> Response:
     return to_response(ok(page))
 
 
-create_customer = catalog_write(lambda state, _, form: catalog.create_customer(state, form))
+create_customer = catalog_write(
+    lambda state, _, form: catalog.create_customer(state, form),
+    fault_target=FaultTarget.CUSTOMERS,
+)
 update_customer = catalog_write(
-    lambda state, request, form: catalog.update_customer(state, path_id(request), form)
+    lambda state, request, form: catalog.update_customer(state, path_id(request), form),
+    fault_target=FaultTarget.CUSTOMERS,
 )
 
 

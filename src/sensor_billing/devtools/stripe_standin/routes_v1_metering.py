@@ -13,6 +13,7 @@ from .auth import require_secret_key
 from .calls import serve_call
 from .destinations import dispatch_undelivered
 from .errors import WireAnswer, invalid_param, missing_param
+from .faults import FaultTarget
 from .forms import (
     Form,
     optional_int,
@@ -54,7 +55,7 @@ async def create_meter_event(request: Request) -> Response:
         via="v1",
         authenticate=lambda: require_secret_key(state, request.headers),
         work=work,
-        faults_apply=True,
+        fault_target=FaultTarget.METERING,
     )
 
 
@@ -132,7 +133,7 @@ async def create_meter_event_adjustment(request: Request) -> Response:
         via="v1",
         authenticate=lambda: require_secret_key(state, request.headers),
         work=work,
-        faults_apply=False,
+        fault_target=None,
     )
 
 

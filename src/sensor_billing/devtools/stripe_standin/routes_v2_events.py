@@ -14,6 +14,7 @@ from starlette.routing import Route
 from .auth import require_secret_key
 from .calls import serve_call
 from .errors import WireAnswer, no_such
+from .faults import FaultTarget
 from .routes_common import path_id
 from .wire import ok, standin_of
 
@@ -35,7 +36,7 @@ async def retrieve_event(request: Request) -> Response:
         via="v2",
         authenticate=lambda: require_secret_key(state, request.headers),
         work=work,
-        faults_apply=True,
+        fault_target=FaultTarget.METERING,
     )
 
 

@@ -20,6 +20,7 @@ from .auth import require_secret_key, require_stream_session
 from .calls import serve_call
 from .destinations import dispatch_undelivered
 from .errors import InvalidRequestError, WireAnswer, invalid_param, missing_param
+from .faults import FaultTarget
 from .limits import admit_metering_call
 from .sessions import create_session
 from .wire import ok, request_id_of, standin_of
@@ -40,7 +41,7 @@ async def create_meter_event_session(request: Request) -> Response:
         via="v2",
         authenticate=lambda: require_secret_key(state, request.headers),
         work=work,
-        faults_apply=False,
+        fault_target=None,
     )
 
 
@@ -63,7 +64,7 @@ async def create_meter_event_stream(request: Request) -> Response:
         via="v2",
         authenticate=lambda: require_stream_session(state, request.headers),
         work=work,
-        faults_apply=True,
+        fault_target=FaultTarget.METERING,
     )
 
 

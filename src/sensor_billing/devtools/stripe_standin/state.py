@@ -6,6 +6,7 @@ stores below holds `lock` (re-entrant, never held across an `await`). Readers ge
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 from collections import Counter, deque
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from .billing_records import CheckoutSession, SnapshotEvent, Subscription, WebhookEndpoint
 from .clock import StandinClock
 from .config import EventDestination, StandinConfig
 from .faults import FaultInjector, FaultPlan
@@ -69,6 +71,15 @@ class StandinState:
         self.counters = Counters()
         self.in_flight: set[CustomerMeterKey] = set()
         self.recent_metering_calls: deque[float] = deque()
+        self.checkout_sessions: dict[str, CheckoutSession] = {}
+        self.subscriptions: dict[str, Subscription] = {}
+        self.webhook_endpoints: dict[str, WebhookEndpoint] = {}
+        self.webhook_events: dict[str, SnapshotEvent] = {}
+        self.webhook_deliveries: list[EventDelivery] = []
+        # Events made but not yet handed to a send (webhook_events.take_outbox).
+        self.webhook_outbox: list[str] = []
+        # Background sends of webhook events (touched on the stand-in's event loop only).
+        self.webhook_tasks: set[asyncio.Task[None]] = set()
 
     # -- configuration -------------------------------------------------------------------
 
@@ -181,7 +192,7 @@ class StandinState:
                 "now": self.clock.now(),
                 "strict_customers": self.strict_customers,
                 "config": self._config.model_dump(),
-                "faults": self.faults.plan.model_dump(),
+                "faults": self.faults.plan.model_dump(mode="json"),
                 "events": [event.to_control() for event in self.events],
                 "error_reports": [report.to_control() for report in self.reports],
                 "v2_events": [event.to_notification() for event in self.v2_events.values()],
@@ -194,4 +205,14 @@ class StandinState:
                 "customers": [customer.to_stripe() for customer in self.customers.values()],
                 "products": [product.to_stripe() for product in self.products.values()],
                 "prices": [price.to_stripe() for price in self.prices.values()],
+                **self._billing_snapshot(),
             }
+
+    def _billing_snapshot(self) -> dict[str, Any]:
+        return {
+            "checkout_sessions": [s.to_stripe() for s in self.checkout_sessions.values()],
+            "subscriptions": [s.to_stripe(self.prices) for s in self.subscriptions.values()],
+            "webhook_endpoints": [e.to_stripe() for e in self.webhook_endpoints.values()],
+            "webhook_events": [e.to_stripe() for e in self.webhook_events.values()],
+            "webhook_deliveries": [d.to_control() for d in self.webhook_deliveries],
+        }

@@ -1,0 +1,243 @@
+"""What the stand-in stores for billing: Checkout Sessions, subscriptions, webhook endpoints and
+the snapshot events it sends them.
+
+Shapes follow the API reference at version 2025-03-31 ("basil") and later: a subscription's
+`current_period_start/end` live on each item (docs: changelog/basil/2025-03-31/
+deprecate-subscription-current-period-start-and-end). Objects that embed others (a subscription
+item's price) are rendered by the module that owns them, which can read the other stores.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .records import Price
+
+# The version events are rendered as: the first whose shapes the stand-in follows.
+API_VERSION = "2025-03-31.basil"
+
+SessionStatus = Literal["open", "complete", "expired"]
+SubscriptionStatus = Literal["active", "past_due", "unpaid", "canceled"]
+
+
+@dataclass(frozen=True)
+class CheckoutLineItem:
+    price: str
+    quantity: int | None  # None for a metered price, which takes no quantity
+
+
+@dataclass
+class CheckoutSession:
+    id: str
+    created: int
+    expires_at: int
+    customer: str | None
+    line_items: list[CheckoutLineItem]
+    currency: str
+    amount_total: int
+    success_url: str
+    cancel_url: str | None
+    client_reference_id: str | None
+    metadata: dict[str, str]
+    subscription_metadata: dict[str, str]
+    url: str
+    status: SessionStatus = "open"
+    subscription: str | None = None
+
+    def to_stripe(self) -> dict[str, Any]:
+        paid = "paid" if self.amount_total else "no_payment_required"
+        return {
+            "id": self.id,
+            "object": "checkout.session",
+            "after_expiration": None,
+            "allow_promotion_codes": None,
+            "amount_subtotal": self.amount_total,
+            "amount_total": self.amount_total,
+            "automatic_tax": {"enabled": False, "liability": None, "status": None},
+            "billing_address_collection": None,
+            "cancel_url": self.cancel_url,
+            "client_reference_id": self.client_reference_id,
+            "created": self.created,
+            "currency": self.currency,
+            "customer": self.customer,
+            "customer_creation": None if self.customer else "always",
+            "customer_details": None,
+            "customer_email": None,
+            "expires_at": self.expires_at,
+            "invoice": None,
+            "livemode": False,
+            "locale": None,
+            "metadata": dict(self.metadata),
+            "mode": "subscription",
+            "payment_intent": None,
+            "payment_link": None,
+            "payment_method_collection": "always",
+            "payment_status": paid if self.status == "complete" else "unpaid",
+            "status": self.status,
+            "subscription": self.subscription,
+            "success_url": self.success_url,
+            "ui_mode": "hosted",
+            # Stripe clears the URL once the session can no longer be paid.
+            "url": self.url if self.status == "open" else None,
+        }
+
+
+@dataclass
+class SubscriptionItem:
+    id: str
+    price: str
+    quantity: int | None
+    created: int
+    current_period_start: int
+    current_period_end: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_stripe(self, subscription: str, prices: Mapping[str, Price]) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": "subscription_item",
+            "created": self.created,
+            "current_period_end": self.current_period_end,
+            "current_period_start": self.current_period_start,
+            "discounts": [],
+            "metadata": dict(self.metadata),
+            "price": prices[self.price].to_stripe(),
+            "subscription": subscription,
+            "tax_rates": [],
+        }
+        if self.quantity is not None:
+            # A metered item has no quantity: usage decides what is billed.
+            body["quantity"] = self.quantity
+        return body
+
+
+@dataclass
+class Subscription:
+    id: str
+    customer: str
+    created: int
+    currency: str
+    items: list[SubscriptionItem]
+    metadata: dict[str, str]
+    # Periods count from the anchor (periods.py); `period_number` is the current one.
+    billing_cycle_anchor: int
+    period_number: int = 0
+    status: SubscriptionStatus = "active"
+    cancel_at_period_end: bool = False
+    canceled_at: int | None = None
+    ended_at: int | None = None
+    cancellation_reason: str | None = None
+    latest_invoice: str | None = None
+
+    def to_stripe(self, prices: Mapping[str, Price]) -> dict[str, Any]:
+        items = [item.to_stripe(self.id, prices) for item in self.items]
+        return {
+            "id": self.id,
+            "object": "subscription",
+            "application": None,
+            "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+            "billing_cycle_anchor": self.billing_cycle_anchor,
+            "cancel_at": self.items[0].current_period_end if self.cancel_at_period_end else None,
+            "cancel_at_period_end": self.cancel_at_period_end,
+            "canceled_at": self.canceled_at,
+            "cancellation_details": {
+                "comment": None,
+                "feedback": None,
+                "reason": self.cancellation_reason,
+            },
+            "collection_method": "charge_automatically",
+            "created": self.created,
+            "currency": self.currency,
+            "customer": self.customer,
+            "days_until_due": None,
+            "default_payment_method": None,
+            "description": None,
+            "discounts": [],
+            "ended_at": self.ended_at,
+            "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+            "items": {
+                "object": "list",
+                "data": items,
+                "has_more": False,
+                "total_count": len(items),
+                "url": f"/v1/subscription_items?subscription={self.id}",
+            },
+            "latest_invoice": self.latest_invoice,
+            "livemode": False,
+            "metadata": dict(self.metadata),
+            "pause_collection": None,
+            "pending_update": None,
+            "schedule": None,
+            "start_date": self.created,
+            "status": self.status,
+            "test_clock": None,
+            "trial_end": None,
+            "trial_start": None,
+        }
+
+
+@dataclass
+class WebhookEndpoint:
+    id: str
+    url: str
+    secret: str
+    enabled_events: list[str]
+    created: int
+    api_version: str | None = None
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def takes(self, event_type: str) -> bool:
+        return "*" in self.enabled_events or event_type in self.enabled_events
+
+    def to_stripe(self, *, with_secret: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": "webhook_endpoint",
+            "api_version": self.api_version,
+            "application": None,
+            "created": self.created,
+            "description": self.description,
+            "enabled_events": list(self.enabled_events),
+            "livemode": False,
+            "metadata": dict(self.metadata),
+            "status": "enabled",
+            "url": self.url,
+        }
+        if with_secret:
+            # "Only returned at creation" (api/webhook_endpoints/object, `secret`).
+            body["secret"] = self.secret
+        return body
+
+
+@dataclass(frozen=True)
+class SnapshotEvent:
+    """A v1 event: the object's full state when the event was made (`data.object`), and the
+    top-level fields that changed, with their earlier values (`data.previous_attributes`)."""
+
+    id: str
+    type: str
+    created: int
+    data_object: dict[str, Any]
+    previous_attributes: dict[str, Any] | None
+    # The endpoints it is sent to: those that existed, and took its type, when it was made.
+    endpoint_ids: tuple[str, ...]
+
+    def to_stripe(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"object": copy.deepcopy(self.data_object)}
+        if self.previous_attributes is not None:
+            data["previous_attributes"] = copy.deepcopy(self.previous_attributes)
+        return {
+            "id": self.id,
+            "object": "event",
+            "api_version": API_VERSION,
+            "created": self.created,
+            "data": data,
+            "livemode": False,
+            "pending_webhooks": len(self.endpoint_ids),
+            "request": {"id": None, "idempotency_key": None},
+            "type": self.type,
+        }

@@ -1,0 +1,73 @@
+"""`/v1/checkout/sessions...`, and the hosted page a session's `url` opens (`/c/pay/{id}`).
+
+The hosted page stands for Stripe's: it shows what the session bills and a Pay button that
+completes it (checkout.py) and redirects to `success_url`, with `{CHECKOUT_SESSION_ID}`
+replaced by the session's id (docs: payments/checkout/custom-success-page).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from . import checkout
+from .faults import FaultTarget
+from .routes_common import catalog_write, object_read, path_id
+from .state import StandinState
+from .webhook_events import send_outbox_in_background
+from .wire import standin_of
+
+create_session = catalog_write(
+    lambda state, request, form: checkout.create_session(state, form, str(request.base_url)),
+    fault_target=FaultTarget.CHECKOUT,
+    after=send_outbox_in_background,
+)
+expire_session = catalog_write(
+    lambda state, request, _: checkout.expire_session(state, path_id(request)),
+    fault_target=FaultTarget.CHECKOUT,
+    after=send_outbox_in_background,
+)
+
+
+def _read_session(state: StandinState, request: Request) -> dict[str, Any]:
+    session = checkout.get_session(state, path_id(request))
+    send_outbox_in_background(state)  # a session found expired sends its event
+    return session.to_stripe()
+
+
+retrieve_session = object_read(_read_session, fault_target=FaultTarget.CHECKOUT)
+
+
+async def hosted_page(request: Request) -> Response:
+    state = standin_of(request)
+    session = checkout.get_session(state, path_id(request))
+    if request.method == "POST" and session.status == "open":
+        checkout.complete_session(state, session.id)
+        send_outbox_in_background(state)
+        target = session.success_url.replace("{CHECKOUT_SESSION_ID}", session.id)
+        return RedirectResponse(target, status_code=303)
+    lines = "".join(
+        f"<li>{html.escape(item.price)} &times; {item.quantity or 'usage'}</li>"
+        for item in session.line_items
+    )
+    button = (
+        '<form method="post"><button type="submit">Pay (stand-in)</button></form>'
+        if session.status == "open"
+        else f"<p>This session is {html.escape(session.status)}.</p>"
+    )
+    return HTMLResponse(
+        f"<!doctype html><title>Checkout (Stripe stand-in)</title>"
+        f"<h1>Subscribe</h1><ul>{lines}</ul>{button}"
+    )
+
+
+routes = [
+    Route("/v1/checkout/sessions", create_session, methods=["POST"]),
+    Route("/v1/checkout/sessions/{object_id}", retrieve_session, methods=["GET"]),
+    Route("/v1/checkout/sessions/{object_id}/expire", expire_session, methods=["POST"]),
+    Route("/c/pay/{object_id}", hosted_page, methods=["GET", "POST"]),
+]

@@ -9,6 +9,7 @@ from starlette.middleware import Middleware
 from . import (
     routes_control,
     routes_control_billing,
+    routes_v1_billing_portal,
     routes_v1_catalog,
     routes_v1_checkout,
     routes_v1_metering,
@@ -30,6 +31,7 @@ def create_app(state: StandinState) -> Starlette:
             *routes_v1_catalog.routes,
             *routes_v1_products.routes,
             *routes_v1_checkout.routes,
+            *routes_v1_billing_portal.routes,
             *routes_v1_subscriptions.routes,
             *routes_v1_webhooks.routes,
             *routes_v2_metering.routes,

@@ -241,3 +241,29 @@ class SnapshotEvent:
             "request": {"id": None, "idempotency_key": None},
             "type": self.type,
         }
+
+
+@dataclass(frozen=True)
+class PortalSession:
+    id: str
+    customer: str
+    created: int
+    configuration: str
+    return_url: str | None
+    locale: str | None
+    url: str
+
+    def to_stripe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "billing_portal.session",
+            "configuration": self.configuration,
+            "created": self.created,
+            "customer": self.customer,
+            "flow": None,
+            "livemode": False,
+            "locale": self.locale,
+            "on_behalf_of": None,
+            "return_url": self.return_url,
+            "url": self.url,
+        }

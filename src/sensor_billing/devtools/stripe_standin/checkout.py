@@ -66,9 +66,9 @@ _SUBSCRIPTION_DATA_PARAMS = frozenset({"metadata"})
 def create_session(state: StandinState, form: Form, base_url: str) -> CheckoutSession:
     refuse_unknown(form, _PARAMS)
     _check_mode(form)
-    success_url = _url(form, "success_url", required=True)
+    success_url = checked_url(form, "success_url", required=True)
     assert success_url is not None
-    cancel_url = _url(form, "cancel_url", required=False)
+    cancel_url = checked_url(form, "cancel_url", required=False)
     reference = optional_str(form, "client_reference_id")
     if reference is not None and len(reference) > MAX_CLIENT_REFERENCE_LENGTH:
         raise invalid_param(
@@ -118,7 +118,8 @@ def _check_mode(form: Form) -> None:
         raise invalid_param("ui_mode", f"The stand-in models the hosted page only, not {ui_mode}.")
 
 
-def _url(form: Form, name: str, *, required: bool) -> str | None:
+def checked_url(form: Form, name: str, *, required: bool) -> str | None:
+    """A URL parameter as Stripe checks it: http(s), at most 5000 characters."""
     value = required_str(form, name) if required else optional_str(form, name)
     if value is None:
         return None

@@ -14,7 +14,13 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from .billing_records import CheckoutSession, SnapshotEvent, Subscription, WebhookEndpoint
+from .billing_records import (
+    CheckoutSession,
+    PortalSession,
+    SnapshotEvent,
+    Subscription,
+    WebhookEndpoint,
+)
 from .clock import StandinClock
 from .config import EventDestination, StandinConfig
 from .faults import FaultInjector, FaultPlan
@@ -73,6 +79,7 @@ class StandinState:
         self.recent_metering_calls: deque[float] = deque()
         self.checkout_sessions: dict[str, CheckoutSession] = {}
         self.subscriptions: dict[str, Subscription] = {}
+        self.portal_sessions: dict[str, PortalSession] = {}
         self.webhook_endpoints: dict[str, WebhookEndpoint] = {}
         self.webhook_events: dict[str, SnapshotEvent] = {}
         self.webhook_deliveries: list[EventDelivery] = []
@@ -212,6 +219,7 @@ class StandinState:
         return {
             "checkout_sessions": [s.to_stripe() for s in self.checkout_sessions.values()],
             "subscriptions": [s.to_stripe(self.prices) for s in self.subscriptions.values()],
+            "billing_portal_sessions": [s.to_stripe() for s in self.portal_sessions.values()],
             "webhook_endpoints": [e.to_stripe() for e in self.webhook_endpoints.values()],
             "webhook_events": [e.to_stripe() for e in self.webhook_events.values()],
             "webhook_deliveries": [d.to_control() for d in self.webhook_deliveries],

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import stripe
 from stripe.params.billing import MeterEventCreateParams
 from stripe.params.v2.billing import MeterEventStreamCreateParamsEvent
@@ -202,3 +203,28 @@ async def open_session(
         **params,
     }
     return await client.v1.checkout.sessions.create_async(body)  # type: ignore[arg-type]
+
+
+async def subscribe(
+    client: stripe.StripeClient,
+    catalog: BillingCatalog,
+    control: httpx.AsyncClient,
+    **params: Any,
+) -> dict[str, Any]:
+    """A new customer with an active subscription to the metered price (through a completed
+    Checkout Session); answers the completion (`subscription`, `events`, `deliveries`)."""
+    customer = await client.v1.customers.create_async({"name": "Cold Chain"})
+    session = await open_session(client, catalog, customer=customer.id, **params)
+    answer = await control.post(f"/checkout_sessions/{session.id}/complete", json={})
+    assert answer.status_code == 200, answer.text
+    completion: dict[str, Any] = answer.json()
+    return completion
+
+
+async def control_post(
+    control: httpx.AsyncClient, path: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    answer = await control.post(path, json=body or {})
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result

@@ -12,9 +12,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
-from .records import Price
+from .records import Price, json_number
 
 # The version events are rendered as: the first whose shapes the stand-in follows.
 API_VERSION = "2025-03-31.basil"
@@ -266,4 +267,138 @@ class PortalSession:
             "on_behalf_of": None,
             "return_url": self.return_url,
             "url": self.url,
+        }
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    """One price's charge on an invoice: usage in arrears (metered) or a seat in advance."""
+
+    id: str
+    subscription_item: str
+    price: str
+    quantity: Decimal
+    amount: int
+    period_start: int
+    period_end: int
+
+    def to_stripe(
+        self, invoice: str, subscription: str, currency: str, prices: Mapping[str, Price]
+    ) -> dict[str, Any]:
+        price = prices[self.price]
+        return {
+            "id": self.id,
+            "object": "line_item",
+            "amount": self.amount,
+            "currency": currency,
+            "description": None,
+            "discount_amounts": [],
+            "discountable": True,
+            "discounts": [],
+            "invoice": invoice,
+            "livemode": False,
+            "metadata": {},
+            # Basil moved the line's subscription and price under `parent` and `pricing`
+            # (docs: changelog/basil/2025-03-31/invoice-pricing-configurations).
+            "parent": {
+                "type": "subscription_item_details",
+                "invoice_item_details": None,
+                "subscription_item_details": {
+                    "invoice_item": None,
+                    "proration": False,
+                    "proration_details": {"credited_items": None},
+                    "subscription": subscription,
+                    "subscription_item": self.subscription_item,
+                },
+            },
+            "period": {"end": self.period_end, "start": self.period_start},
+            "pricing": {
+                "type": "price_details",
+                "price_details": {"price": price.id, "product": price.product},
+                "unit_amount_decimal": format(price.unit_amount_decimal, "f"),
+            },
+            "quantity": json_number(self.quantity),
+            "taxes": [],
+        }
+
+
+InvoiceStatus = Literal["open", "paid"]
+
+
+@dataclass
+class Invoice:
+    id: str
+    customer: str
+    subscription: str
+    created: int
+    currency: str
+    period_start: int
+    period_end: int
+    lines: list[InvoiceLine]
+    billing_reason: str
+    number: str | None
+    status: InvoiceStatus = "open"
+    attempt_count: int = 0
+    next_payment_attempt: int | None = None
+    paid_at: int | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(line.amount for line in self.lines)
+
+    def to_stripe(self, prices: Mapping[str, Price]) -> dict[str, Any]:
+        paid = self.total if self.status == "paid" else 0
+        lines = [
+            line.to_stripe(self.id, self.subscription, self.currency, prices) for line in self.lines
+        ]
+        return {
+            "id": self.id,
+            "object": "invoice",
+            "amount_due": self.total,
+            "amount_overpaid": 0,
+            "amount_paid": paid,
+            "amount_remaining": self.total - paid,
+            "attempt_count": self.attempt_count,
+            "attempted": self.attempt_count > 0,
+            "auto_advance": self.status == "open",
+            "billing_reason": self.billing_reason,
+            "collection_method": "charge_automatically",
+            "created": self.created,
+            "currency": self.currency,
+            "customer": self.customer,
+            "description": None,
+            "discounts": [],
+            "due_date": None,
+            "ending_balance": 0 if self.number else None,
+            "hosted_invoice_url": None,
+            "id_preview": None if self.number else "upcoming",
+            "lines": {
+                "object": "list",
+                "data": lines,
+                "has_more": False,
+                "total_count": len(lines),
+                "url": f"/v1/invoices/{self.id}/lines",
+            },
+            "livemode": False,
+            "metadata": {},
+            "next_payment_attempt": self.next_payment_attempt,
+            "number": self.number,
+            # Basil: the subscription is under `parent` (changelog/basil, STRIPE.md).
+            "parent": {
+                "type": "subscription_details",
+                "quote_details": None,
+                "subscription_details": {"metadata": {}, "subscription": self.subscription},
+            },
+            "period_end": self.period_end,
+            "period_start": self.period_start,
+            "starting_balance": 0,
+            "status": self.status,
+            "status_transitions": {
+                "finalized_at": self.created if self.number else None,
+                "marked_uncollectible_at": None,
+                "paid_at": self.paid_at,
+                "voided_at": None,
+            },
+            "subtotal": self.total,
+            "total": self.total,
         }

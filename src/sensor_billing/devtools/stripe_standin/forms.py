@@ -83,6 +83,15 @@ def optional_map(form: Form, name: str) -> dict[str, str] | None:
     return {k: v for k, v in value.items() if isinstance(v, str)}
 
 
+def optional_bool(form: Form, name: str) -> bool | None:
+    value = optional_str(form, name)
+    if value is None:
+        return None
+    if value not in ("true", "false"):
+        raise invalid_param(name, f"Invalid boolean: {value}")
+    return value == "true"
+
+
 def optional_int(form: Form, name: str) -> int | None:
     value = optional_str(form, name)
     if value is None:

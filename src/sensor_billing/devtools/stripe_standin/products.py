@@ -21,7 +21,15 @@ from typing import Literal
 from urllib.parse import parse_qsl
 
 from .errors import InvalidRequestError, invalid_param, missing_param, no_such, no_such_reference
-from .forms import Form, optional_int, optional_map, optional_str, required_str, sub_form
+from .forms import (
+    Form,
+    optional_bool,
+    optional_int,
+    optional_map,
+    optional_str,
+    required_str,
+    sub_form,
+)
 from .records import Price, Product, new_id
 from .state import StandinState
 
@@ -30,15 +38,6 @@ MAX_LOOKUP_KEYS = 10
 _INTERVALS = ("day", "week", "month", "year")
 _CURRENCY = re.compile(r"^[a-z]{3}$")
 _DECIMAL = re.compile(r"^\d+(\.\d{1,12})?$")
-
-
-def _optional_bool(form: Form, name: str) -> bool | None:
-    value = optional_str(form, name)
-    if value is None:
-        return None
-    if value not in ("true", "false"):
-        raise invalid_param(name, f"Invalid boolean: {value}")
-    return value == "true"
 
 
 def create_product(state: StandinState, form: Form) -> Product:
@@ -54,7 +53,7 @@ def create_product(state: StandinState, form: Form) -> Product:
             name=name,
             created=int(state.clock.now()),
             description=optional_str(form, "description"),
-            active=_optional_bool(form, "active") is not False,
+            active=optional_bool(form, "active") is not False,
             metadata=optional_map(form, "metadata") or {},
         )
         state.products[product.id] = product
@@ -70,7 +69,7 @@ def get_product(state: StandinState, product_id: str) -> Product:
 
 
 def list_products(state: StandinState, query: Form) -> list[Product]:
-    active = _optional_bool(query, "active")
+    active = optional_bool(query, "active")
     with state.lock:
         products = [p for p in state.products.values() if active is None or p.active == active]
     return products[::-1]
@@ -131,7 +130,7 @@ def create_price(state: StandinState, form: Form) -> Price:
     lookup_key = optional_str(form, "lookup_key")
     if lookup_key is not None and len(lookup_key) > MAX_LOOKUP_KEY_LENGTH:
         raise invalid_param("lookup_key", "lookup_key must be at most 200 characters.")
-    transfer = _optional_bool(form, "transfer_lookup_key") is True
+    transfer = optional_bool(form, "transfer_lookup_key") is True
     with state.lock:
         if product_id not in state.products:
             raise no_such_reference("product", product_id, "product")
@@ -157,7 +156,7 @@ def create_price(state: StandinState, form: Form) -> Price:
             created=int(state.clock.now()),
             lookup_key=lookup_key,
             nickname=optional_str(form, "nickname"),
-            active=_optional_bool(form, "active") is not False,
+            active=optional_bool(form, "active") is not False,
             metadata=optional_map(form, "metadata") or {},
         )
         state.prices[price.id] = price
@@ -199,7 +198,7 @@ def _is_lookup_key(name: str) -> bool:
 
 
 def list_prices(state: StandinState, query: Form, lookup_keys: Sequence[str] | None) -> list[Price]:
-    active = _optional_bool(query, "active")
+    active = optional_bool(query, "active")
     currency = optional_str(query, "currency")
     product = optional_str(query, "product")
     price_type = optional_str(query, "type")

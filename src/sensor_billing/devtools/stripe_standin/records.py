@@ -25,6 +25,11 @@ def new_id(prefix: str, length: int = 24) -> str:
     return prefix + secrets.token_bytes(length).translate(_BYTE_TO_ID_CHARACTER).decode("ascii")
 
 
+def json_number(value: Decimal) -> int | float:
+    """A quantity as Stripe's JSON shows it: a whole number as an integer."""
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
 def rfc3339(unix_seconds: float) -> str:
     moment = datetime.fromtimestamp(unix_seconds, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -4,7 +4,8 @@ GET  /_standin/state    accepted events, error reports, counters, meters, custom
 GET  /_standin/faults   the fault plan;  POST sets it (JSON FaultPlan)
 GET  /_standin/config   latency, limits, customer mode;  POST sets it (JSON StandinConfig)
 POST /_standin/reset    forget everything but the API keys
-POST /_standin/clock    {"advance_seconds": N}: move the stand-in's clock forward
+POST /_standin/clock    {"advance_seconds": N, "freeze": true|false}: move the stand-in's clock
+                        forward; freeze it (several changes in one second) or let it go on
 GET  /_standin/event_destination   where thin events go (url only);  POST sets it
                         ({"url": ..., "secret": "whsec_..."}), DELETE removes it
 POST /_standin/deliver_events  {"event_ids": [...]} (optional): send those events again, or
@@ -39,7 +40,8 @@ class DeliverEvents(BaseModel):
 class ClockAdvance(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    advance_seconds: float = Field(ge=0.0)
+    advance_seconds: float = Field(0.0, ge=0.0)
+    freeze: bool | None = None
 
 
 def is_loopback(request: Request) -> bool:
@@ -104,8 +106,12 @@ async def clock(request: Request) -> Response:
         advance = ClockAdvance.model_validate_json(await request.body())
     except ValidationError as exc:
         return invalid_control_request(exc)
+    if advance.freeze is True:
+        state.clock.freeze()
     state.clock.advance(advance.advance_seconds)
-    return JSONResponse({"now": state.clock.now()})
+    if advance.freeze is False:
+        state.clock.unfreeze()
+    return JSONResponse({"now": state.clock.now(), "frozen": state.clock.frozen})
 
 
 async def event_destination(request: Request) -> Response:

@@ -3,6 +3,12 @@
 POST /_standin/webhook_endpoints   {"url", "secret": "whsec_...", "enabled_events": ["*"]}:
                         register an endpoint whose secret the caller already holds
 POST /_standin/checkout_sessions/{id}/complete   {"deliver": true}: pay an open session
+POST /_standin/subscriptions/{id}/payment_failed     {"deliver": true}: a (renewal) payment fails
+POST /_standin/subscriptions/{id}/payment_succeeded  {"deliver": true}: a (renewal) payment goes
+                        through
+POST /_standin/subscriptions/{id}/unpaid    {"deliver": true}: retries ran out, marked unpaid
+POST /_standin/subscriptions/{id}/cancel    {"deliver": true, "reason": null}: it ends now (or at
+                        its period end with cancel_at_period_end); see subscription_lifecycle.py
 POST /_standin/webhook_deliveries  {"event_ids": [...]} (optional): wait for background sends,
                         then send those events again in that order, or by default every event
                         some endpoint has not answered 2xx; answers the attempts
@@ -17,14 +23,15 @@ delivery attempts. Loopback callers only, as the rest of the control API.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import checkout, webhook_endpoints, webhook_events
+from . import checkout, subscription_lifecycle, webhook_endpoints, webhook_events
+from .billing_records import Subscription
 from .errors import StripeRefusalError
 from .routes_common import path_id
 from .routes_control import forbidden, invalid_control_request, is_loopback
@@ -37,6 +44,10 @@ class Delivery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     deliver: bool = True
+
+
+class Ending(Delivery):
+    reason: Literal["payment_failed", "cancellation_requested"] | None = None
 
 
 class EndpointRegistration(BaseModel):
@@ -110,6 +121,42 @@ async def complete_session(request: Request, state: StandinState, body: bytes) -
     return JSONResponse({**answer, **await send_made_events(state, asked.deliver)})
 
 
+Transition = Callable[[StandinState, str], Subscription]
+
+
+def transition(change: Transition) -> Handler:
+    async def handler(request: Request, state: StandinState, body: bytes) -> Response:
+        asked = Delivery.model_validate_json(body or b"{}")
+        return await _run_transition(state, lambda: change(state, path_id(request)), asked)
+
+    return handler
+
+
+async def cancel(request: Request, state: StandinState, body: bytes) -> Response:
+    asked = Ending.model_validate_json(body or b"{}")
+    return await _run_transition(
+        state, lambda: subscription_lifecycle.end(state, path_id(request), asked.reason), asked
+    )
+
+
+async def _run_transition(
+    state: StandinState, change: Callable[[], Subscription], asked: Delivery
+) -> Response:
+    try:
+        subscription = change()
+    except StripeRefusalError as refusal:
+        return control_error(refusal.status, refusal.message)
+    except subscription_lifecycle.TransitionRefusedError as refused:
+        return control_error(409, str(refused))
+    with state.lock:
+        invoice = state.invoices.get(subscription.latest_invoice or "")
+        answer = {
+            "subscription": subscription_snapshot(state, subscription),
+            "invoice": None if invoice is None else invoice.to_stripe(state.prices),
+        }
+    return JSONResponse({**answer, **await send_made_events(state, asked.deliver)})
+
+
 async def redeliver(request: Request, state: StandinState, body: bytes) -> Response:
     asked = Redelivery.model_validate_json(body or b"{}")
     await webhook_events.settle(state)
@@ -140,6 +187,19 @@ routes = [
         control(complete_session),
         methods=["POST"],
     ),
+    *(
+        Route(
+            f"/_standin/subscriptions/{{object_id}}/{name}",
+            control(transition(change)),
+            methods=["POST"],
+        )
+        for name, change in (
+            ("payment_failed", subscription_lifecycle.payment_failed),
+            ("payment_succeeded", subscription_lifecycle.payment_succeeded),
+            ("unpaid", subscription_lifecycle.mark_unpaid),
+        )
+    ),
+    Route("/_standin/subscriptions/{object_id}/cancel", control(cancel), methods=["POST"]),
     Route("/_standin/webhook_deliveries", control(redeliver), methods=["POST"]),
     Route("/_standin/webhook_deliveries/settle", control(settle), methods=["POST"]),
 ]

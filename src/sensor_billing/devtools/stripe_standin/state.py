@@ -16,6 +16,7 @@ from typing import Any
 
 from .billing_records import (
     CheckoutSession,
+    Invoice,
     PortalSession,
     SnapshotEvent,
     Subscription,
@@ -80,6 +81,7 @@ class StandinState:
         self.checkout_sessions: dict[str, CheckoutSession] = {}
         self.subscriptions: dict[str, Subscription] = {}
         self.portal_sessions: dict[str, PortalSession] = {}
+        self.invoices: dict[str, Invoice] = {}
         self.webhook_endpoints: dict[str, WebhookEndpoint] = {}
         self.webhook_events: dict[str, SnapshotEvent] = {}
         self.webhook_deliveries: list[EventDelivery] = []
@@ -197,6 +199,7 @@ class StandinState:
         with self.lock:
             return {
                 "now": self.clock.now(),
+                "clock_frozen": self.clock.frozen,
                 "strict_customers": self.strict_customers,
                 "config": self._config.model_dump(),
                 "faults": self.faults.plan.model_dump(mode="json"),
@@ -220,6 +223,7 @@ class StandinState:
             "checkout_sessions": [s.to_stripe() for s in self.checkout_sessions.values()],
             "subscriptions": [s.to_stripe(self.prices) for s in self.subscriptions.values()],
             "billing_portal_sessions": [s.to_stripe() for s in self.portal_sessions.values()],
+            "invoices": [i.to_stripe(self.prices) for i in self.invoices.values()],
             "webhook_endpoints": [e.to_stripe() for e in self.webhook_endpoints.values()],
             "webhook_events": [e.to_stripe() for e in self.webhook_events.values()],
             "webhook_deliveries": [d.to_control() for d in self.webhook_deliveries],

@@ -18,10 +18,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from .billing_records import CheckoutLineItem, Subscription, SubscriptionItem
-from .errors import no_such
+from .errors import InvalidRequestError, invalid_param, no_such
+from .forms import Form, merge_metadata, optional_bool, optional_map, optional_str, refuse_unknown
 from .periods import period
 from .records import new_id
 from .state import StandinState
+from .webhook_events import emit
 
 
 def start_subscription(
@@ -73,3 +75,76 @@ def get_subscription(state: StandinState, subscription_id: str) -> Subscription:
         if subscription is None:
             raise no_such("subscription", subscription_id)
         return subscription
+
+
+_STATUSES = ("active", "past_due", "unpaid", "canceled", "incomplete", "incomplete_expired",
+             "trialing", "paused", "all", "ended")  # fmt: skip
+_UPDATE_PARAMS = frozenset({"cancel_at_period_end", "metadata", "cancellation_details", "expand"})
+_CANCELED_MAY_UPDATE = frozenset({"metadata", "cancellation_details", "expand"})
+_CANCEL_PARAMS = frozenset({"expand"})
+
+
+def list_subscriptions(state: StandinState, query: Form) -> list[Subscription]:
+    customer = optional_str(query, "customer")
+    status = optional_str(query, "status")
+    if status is not None and status not in _STATUSES:
+        raise invalid_param("status", f"Invalid status: must be one of {', '.join(_STATUSES)}")
+    with state.lock:
+        found = [
+            subscription
+            for subscription in state.subscriptions.values()
+            if (customer is None or subscription.customer == customer)
+            and _status_matches(subscription, status)
+        ]
+    return found[::-1]
+
+
+def _status_matches(subscription: Subscription, status: str | None) -> bool:
+    if status is None:
+        return subscription.status != "canceled"
+    if status == "all":
+        return True
+    if status == "ended":
+        return subscription.status == "canceled"
+    return subscription.status == status
+
+
+def update_subscription(state: StandinState, subscription_id: str, form: Form) -> Subscription:
+    refuse_unknown(form, _UPDATE_PARAMS)
+    with state.lock:
+        subscription = get_subscription(state, subscription_id)
+        if subscription.status == "canceled" and not set(form) <= _CANCELED_MAY_UPDATE:
+            raise InvalidRequestError(
+                "A canceled subscription can only update its cancellation_details and metadata."
+            )
+        before = subscription_snapshot(state, subscription)
+        cancel_at_period_end = optional_bool(form, "cancel_at_period_end")
+        if cancel_at_period_end is not None:
+            subscription.cancel_at_period_end = cancel_at_period_end
+        merge_metadata(subscription.metadata, optional_map(form, "metadata"))
+        after = subscription_snapshot(state, subscription)
+        if after != before:
+            emit(state, "customer.subscription.updated", after, before)
+        return subscription
+
+
+def cancel_subscription(state: StandinState, subscription_id: str, form: Form) -> Subscription:
+    refuse_unknown(form, _CANCEL_PARAMS)
+    with state.lock:
+        subscription = get_subscription(state, subscription_id)
+        if subscription.status == "canceled":
+            raise no_such("subscription", subscription_id)
+        end_now(state, subscription, reason="cancellation_requested")
+        return subscription
+
+
+def end_now(state: StandinState, subscription: Subscription, *, reason: str) -> None:
+    """Cancel at the stand-in's now and send `customer.subscription.deleted`. Call with
+    `state.lock` held."""
+    before = subscription_snapshot(state, subscription)
+    now = int(state.clock.now())
+    subscription.status = "canceled"
+    subscription.canceled_at = now
+    subscription.ended_at = now
+    subscription.cancellation_reason = reason
+    emit(state, "customer.subscription.deleted", subscription_snapshot(state, subscription), before)

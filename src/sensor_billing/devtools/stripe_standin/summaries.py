@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import invalid_param, no_such
 from .forms import Form, optional_str, required_int, required_str
-from .records import Meter, MeterEventRecord
+from .records import Meter, MeterEventRecord, json_number
 from .state import StandinState
 
 _WINDOW_SECONDS = {None: 60, "hour": 3600, "day": 86400}
@@ -61,7 +61,7 @@ def _summary(
     return {
         "id": _summary_id(meter.id, customer, start, end),
         "object": "billing.meter_event_summary",
-        "aggregated_value": _as_json_number(_aggregate(meter, inside)),
+        "aggregated_value": json_number(aggregate(meter, inside)),
         "end_time": end,
         "livemode": False,
         "meter": meter.id,
@@ -69,7 +69,8 @@ def _summary(
     }
 
 
-def _aggregate(meter: Meter, events: list[MeterEventRecord]) -> Decimal:
+def aggregate(meter: Meter, events: list[MeterEventRecord]) -> Decimal:
+    """The meter's formula over counted events: sum, count, or the value last in time."""
     if not events:
         return Decimal(0)
     if meter.formula == "count":
@@ -78,10 +79,6 @@ def _aggregate(meter: Meter, events: list[MeterEventRecord]) -> Decimal:
         latest = max(events, key=lambda event: (event.timestamp, event.sequence))
         return latest.numeric_value
     return sum((event.numeric_value for event in events), Decimal(0))
-
-
-def _as_json_number(value: Decimal) -> int | float:
-    return int(value) if value == value.to_integral_value() else float(value)
 
 
 def _summary_id(meter_id: str, customer: str, start: int, end: int) -> str:

@@ -163,12 +163,16 @@ class BillingCatalog:
 
 
 async def create_billing_catalog(
-    client: stripe.StripeClient, *, reading_price: str = "0.5", formula: str = "sum"
+    client: stripe.StripeClient,
+    *,
+    reading_price: str = "0.5",
+    formula: str = "sum",
+    event_name: str = "temperature_readings",
 ) -> BillingCatalog:
     meter = await client.v1.billing.meters.create_async(
         {
-            "display_name": "Readings",
-            "event_name": "temperature_readings",
+            "display_name": event_name,
+            "event_name": event_name,
             "default_aggregation": {"formula": formula},
         }
     )

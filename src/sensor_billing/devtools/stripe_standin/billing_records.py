@@ -322,7 +322,7 @@ class InvoiceLine:
         }
 
 
-InvoiceStatus = Literal["open", "paid"]
+InvoiceStatus = Literal["draft", "open", "paid"]
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""`/v1/subscriptions...` (started by completed Checkout Sessions) and `GET /v1/invoices/{id}`."""
+"""`/v1/subscriptions...` (started by completed Checkout Sessions), `GET /v1/invoices/{id}` and
+`POST /v1/invoices/create_preview`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import invoices, subscriptions
+from . import invoice_preview, invoices, subscriptions
 from .auth import require_secret_key
 from .billing_records import Subscription
 from .faults import FaultTarget
@@ -61,10 +62,16 @@ retrieve_invoice = object_read(
     fault_target=FaultTarget.INVOICES,
 )
 
+preview_invoice = catalog_write(
+    lambda state, _, form: invoice_preview.preview_invoice(state, form),
+    fault_target=FaultTarget.INVOICES,
+)
+
 routes = [
     Route("/v1/subscriptions", list_subscriptions, methods=["GET"]),
     Route("/v1/subscriptions/{object_id}", retrieve_subscription, methods=["GET"]),
     Route("/v1/subscriptions/{object_id}", update_subscription, methods=["POST"]),
     Route("/v1/subscriptions/{object_id}", cancel_subscription, methods=["DELETE"]),
+    Route("/v1/invoices/create_preview", preview_invoice, methods=["POST"]),
     Route("/v1/invoices/{object_id}", retrieve_invoice, methods=["GET"]),
 ]

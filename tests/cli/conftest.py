@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 from typer.testing import CliRunner
 
-from sensor_billing.cli import app, events, jobs, status, usage
+from sensor_billing.cli import app
 from sensor_billing.db import SessionFactory
 from tests.support.databases import run_in_thread
 
@@ -38,10 +38,3 @@ def cli_env(
     monkeypatch.setenv("METER_WINDOW_SECONDS", "86400")
     monkeypatch.setenv("METER_GRACE_SECONDS", "0")
     return sessions
-
-
-@pytest.fixture(autouse=True)
-def wide_tables(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rich falls back to 80 columns without a terminal; tables are checked unabridged."""
-    for module in (events, jobs, status, usage):
-        monkeypatch.setattr(module.console, "width", 250)

@@ -89,6 +89,20 @@ async def test_jobs_failed_lists_reason_and_attempts(redis_url: str, queue: Any)
     assert "Stripe refused sb.doomed" in table.stdout
 
 
+async def test_jobs_failed_prints_a_long_id_and_reason_whole_off_a_terminal(
+    redis_url: str, queue: Any
+) -> None:
+    job_id = "sb." + "7" * 36 + ".temperature_readings.1796410260"
+    await fail_jobs(redis_url, queue, job_id)
+
+    outcome = run_cli("jobs", "failed")
+
+    assert outcome.exit_code == 0, outcome.stderr
+    assert job_id in outcome.stdout
+    assert f"Stripe refused {job_id}" in outcome.stdout
+    assert "…" not in outcome.stdout
+
+
 async def test_jobs_retry_moves_one_failed_job_back_to_waiting(redis_url: str, queue: Any) -> None:
     await fail_jobs(redis_url, queue, "sb.one", "sb.two")
 

@@ -298,6 +298,20 @@ async def test_ledger_filters_by_status_and_shows_the_reason(
     assert "temperature_readings" not in outcome.stdout
 
 
+async def test_ledger_prints_a_long_error_whole_off_a_terminal(
+    cli_env: SessionFactory, closed_usage: GeneratedOrganization
+) -> None:
+    error = "Stripe refused the meter event: " + "the customer was deleted in Stripe; " * 4
+    await execute(cli_env, "UPDATE meter_reports SET status = 'failed', last_error = :e", e=error)
+
+    outcome = run_cli("usage", "ledger", "--limit", "1")
+
+    assert outcome.exit_code == 0, outcome.stderr
+    assert error.strip() in outcome.stdout
+    assert str(closed_usage.id) in outcome.stdout
+    assert "…" not in outcome.stdout
+
+
 async def test_ledger_lists_only_rows_stripe_reported_invalid_with_stripe_error(
     cli_env: SessionFactory, closed_usage: GeneratedOrganization
 ) -> None:

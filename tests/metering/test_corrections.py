@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from sensor_billing.cli import reconcile as reconcile_cli
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.devtools.stripe_standin import RunningStandin
 from sensor_billing.devtools.stripe_standin import metering as standin_metering
@@ -33,11 +32,6 @@ LATE = timedelta(hours=25)  # past Stripe's 24 h cancel window
 def today() -> datetime:
     now = datetime.now(UTC)
     return datetime(now.year, now.month, now.day, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def wide_tables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reconcile_cli.console, "width", 250)
 
 
 @pytest.fixture

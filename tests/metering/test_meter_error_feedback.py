@@ -20,7 +20,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from sensor_billing.cli import usage
 from sensor_billing.db import SessionFactory
 from sensor_billing.devtools.stripe_standin import Customer, RunningStandin
 from sensor_billing.settings import Settings
@@ -150,7 +149,6 @@ def ledger_cli(
 ) -> dict[str, Any]:
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setattr(usage.console, "width", 250)
     table = run_cli("usage", "ledger", "--org", str(organization.id))
     as_json = run_cli("usage", "ledger", "--org", str(organization.id), "--json")
     assert table.exit_code == 0, table.stderr

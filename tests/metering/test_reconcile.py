@@ -10,7 +10,6 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
 
-from sensor_billing.cli import reconcile as reconcile_cli
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.devtools.stripe_standin import RunningStandin
 from sensor_billing.devtools.stripe_standin.metering import cancel
@@ -31,11 +30,6 @@ PERIOD_DAYS = 10
 def period() -> str:
     """The last ten closed days, as an operator types them (END included)."""
     return f"{today() - PERIOD_DAYS * DAY:%Y-%m-%d}..{today() - DAY:%Y-%m-%d}"
-
-
-@pytest.fixture(autouse=True)
-def wide_tables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reconcile_cli.console, "width", 250)
 
 
 async def sent_usage(

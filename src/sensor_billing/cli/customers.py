@@ -6,17 +6,17 @@ import asyncio
 import json
 
 import typer
-from rich.console import Console
 
 from sensor_billing.billing.customers import CustomerSyncSummary, sync_customers
 from sensor_billing.cli.errors import reports_errors
+from sensor_billing.cli.output import stdout_console
 from sensor_billing.db import create_engine, create_session_factory
 from sensor_billing.db.health import require_database
 from sensor_billing.settings import get_settings
 from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
 
 app = typer.Typer(help="Stripe customers for organizations.", no_args_is_help=True)
-console = Console()
+console = stdout_console()
 
 
 @app.command()

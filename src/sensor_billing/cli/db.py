@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 
 from sensor_billing.cli.errors import reports_errors
+from sensor_billing.cli.output import stdout_console
 from sensor_billing.db import migrate
 from sensor_billing.db.health import require_database
 from sensor_billing.settings import get_settings
 
 app = typer.Typer(help="Database migrations (Alembic).", no_args_is_help=True)
-console = Console()
+console = stdout_console()
 
 
 @app.command()

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from sensor_billing.cli.errors import reports_errors
+from sensor_billing.cli.output import stdout_console
 from sensor_billing.devtools.dev_mode import DevOptions, run_dev
 
-console = Console()
+console = stdout_console()
 DEFAULT_DATA_DIR = Path(".data")
 
 

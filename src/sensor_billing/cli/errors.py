@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
 
+from sensor_billing.cli.output import stderr_console
 from sensor_billing.errors import (
     ApiUnreachableError,
     ConfigurationError,
@@ -25,7 +25,7 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 
-stderr = Console(stderr=True)
+stderr = stderr_console()
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -6,10 +6,10 @@ import asyncio
 import json
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from sensor_billing.cli.errors import reports_errors
+from sensor_billing.cli.output import stdout_console
 from sensor_billing.cli.usage import parse_date_option
 from sensor_billing.db import create_engine, create_session_factory, unit_of_work
 from sensor_billing.db.health import require_database
@@ -19,7 +19,7 @@ from sensor_billing.webhooks import repository
 from sensor_billing.webhooks.retention import parse_age, prune_processed_events
 
 app = typer.Typer(help="Recorded Stripe webhook events.", no_args_is_help=True)
-console = Console()
+console = stdout_console()
 
 
 @app.command()

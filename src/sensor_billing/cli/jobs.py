@@ -6,17 +6,17 @@ import asyncio
 import json
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from sensor_billing.cli.errors import EXIT_FAILURE, EXIT_USAGE, reports_errors, stderr
+from sensor_billing.cli.output import stdout_console
 from sensor_billing.errors import QueueUnavailableError
 from sensor_billing.jobs import admin
 from sensor_billing.jobs.health import redis_problem
 from sensor_billing.settings import get_settings
 
 app = typer.Typer(help="Job queues: counts, failed jobs, retries.", no_args_is_help=True)
-console = Console()
+console = stdout_console()
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
 

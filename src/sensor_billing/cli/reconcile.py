@@ -14,11 +14,11 @@ from decimal import Decimal
 import stripe
 import typer
 from redis.asyncio import Redis
-from rich.console import Console
 from rich.table import Table
 
 from sensor_billing.cli.errors import EXIT_FAILURE, reports_errors
 from sensor_billing.cli.jobs import require_redis
+from sensor_billing.cli.output import stdout_console
 from sensor_billing.cli.usage import (
     parse_date_option,
     parse_organization_option,
@@ -55,7 +55,7 @@ from sensor_billing.stripe_api.meters import (
 )
 from sensor_billing.stripe_api.rate_limit import AccountRateLimiter
 
-console = Console()
+console = stdout_console()
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,9 @@ import json
 from datetime import UTC, datetime
 
 import typer
-from rich.console import Console
 
 from sensor_billing.cli.errors import EXIT_UNAVAILABLE, reports_errors
+from sensor_billing.cli.output import stdout_console
 from sensor_billing.db import create_engine, migrate
 from sensor_billing.db.health import database_problem
 from sensor_billing.formatting import format_age
@@ -19,7 +19,7 @@ from sensor_billing.metering import repository
 from sensor_billing.metering.repository import LedgerBacklog
 from sensor_billing.settings import get_settings
 
-console = Console()
+console = stdout_console()
 
 
 async def ledger_progress(database_url: str) -> LedgerBacklog:

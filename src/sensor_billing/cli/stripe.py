@@ -7,9 +7,9 @@ import json
 from decimal import Decimal, InvalidOperation
 
 import typer
-from rich.console import Console
 
 from sensor_billing.cli.errors import EXIT_UNAVAILABLE, EXIT_USAGE, reports_errors, stderr
+from sensor_billing.cli.output import stdout_console
 from sensor_billing.devtools.trigger import (
     SUPPORTED_TYPES,
     Delivery,
@@ -30,7 +30,7 @@ from sensor_billing.stripe_api.setup import (
 )
 
 app = typer.Typer(help="The Stripe account: set-up as code, test events.", no_args_is_help=True)
-console = Console()
+console = stdout_console()
 
 
 # Stripe's unit_amount_decimal takes at most 12 decimal places; with Decimal's 28 digits of

@@ -11,12 +11,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sensor_billing.cli.errors import reports_errors
+from sensor_billing.cli.output import stdout_console
 from sensor_billing.db import create_engine, create_session_factory, unit_of_work
 from sensor_billing.db.health import require_database
 from sensor_billing.db.schema import MeterErrorReport, MeterReport
@@ -27,7 +27,7 @@ from sensor_billing.metering.service import ClosePolicy, CloseSummary, close_win
 from sensor_billing.settings import Settings, get_settings
 
 app = typer.Typer(help="Usage windows and the ledger.", no_args_is_help=True)
-console = Console()
+console = stdout_console()
 
 T = TypeVar("T")
 

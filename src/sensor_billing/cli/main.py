@@ -6,11 +6,13 @@ import typer
 
 from sensor_billing.cli import customers, db, events, jobs, stripe, usage
 from sensor_billing.cli.dev import dev
+from sensor_billing.cli.help import hide_flag_types
 from sensor_billing.cli.reconcile import correct, reconcile
 from sensor_billing.cli.serve import serve
 from sensor_billing.cli.status import status
 from sensor_billing.cli.worker import worker
 
+hide_flag_types()
 app = typer.Typer(
     name="sensor-billing",
     help="Bills temperature-monitoring organizations through Stripe, exactly once.",

@@ -20,12 +20,27 @@ from .state import StandinState
 
 DEFAULT_API_KEY = "sk_test_standin"
 _STARTUP_TIMEOUT_SECONDS = 10.0
+_THREAD_NAME = "stripe-standin"
+
+
+class HideThreadedLifecycle(logging.Filter):
+    """uvicorn logs every server's start and stop lines under one logger, `uvicorn.error`,
+    with the process id: in a process that serves its own API too (`dev`), the stand-in
+    thread's "Shutting down" and "Finished server process [pid]" read as the API's, twice.
+    The stand-in thread keeps its warnings and errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.threadName != _THREAD_NAME
+
+
+def _add_filter_once(filter_: logging.Filter) -> None:
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, type(filter_)) for f in logger.filters):
+        logger.addFilter(filter_)
 
 
 def _hide_injected_drops() -> None:
-    logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, HideInjectedDrops) for f in logger.filters):
-        logger.addFilter(HideInjectedDrops())
+    _add_filter_once(HideInjectedDrops())
 
 
 def uvicorn_config(state: StandinState, *, log_level: str = "warning") -> uvicorn.Config:
@@ -83,11 +98,16 @@ def run_in_thread(
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
     bound_port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn_config(state))
+    _add_filter_once(HideThreadedLifecycle())
     thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="stripe-standin", daemon=True
+        target=server.run, kwargs={"sockets": [sock]}, name=_THREAD_NAME, daemon=True
     )
     thread.start()
     deadline = time.monotonic() + _STARTUP_TIMEOUT_SECONDS

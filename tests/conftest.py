@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sensor_billing.db import SessionFactory, create_engine, create_session_factory, migrate
-from sensor_billing.settings import get_settings
+from sensor_billing.settings import use_fallback
 from tests.support.databases import create_database, drop_database, run_in_thread
 
 ADMIN_DATABASE_URL = os.environ.get(
@@ -87,8 +87,9 @@ async def redis_url() -> AsyncIterator[str]:
 
 @pytest.fixture(autouse=True)
 def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Settings are cached per process; tests that change the environment must not leak."""
+    """Settings are cached per process; tests that change the environment must not leak.
+    Neither may the running-dev fallback a CLI run installs."""
     monkeypatch.chdir(os.path.dirname(__file__))  # no developer .env is read by accident
-    get_settings.cache_clear()
+    use_fallback(None)
     yield
-    get_settings.cache_clear()
+    use_fallback(None)

@@ -32,6 +32,7 @@ def test_postgres_urls_of_both_spellings_get_the_asyncpg_driver(
         ("REDIS_URL", "redis://127.0.0.1:6379/abc", "database number"),
         ("REDIS_URL", "redis://127.0.0.1:6379/1/2", "database number"),
         ("STRIPE_API_BASE", "api.stripe.com", "http(s) base URL"),
+        ("API_URL", "127.0.0.1:8000", "http(s) base URL"),
         ("STRIPE_WEBHOOK_SECRET", "whsec_a,not-a-secret", "must start with whsec_"),
         ("METER_WINDOW_SECONDS", "7000", "divides a day"),
         ("METER_WINDOW_SECONDS", "0", "divides a day"),
@@ -81,10 +82,11 @@ def test_webhook_secrets_are_comma_separated_for_a_secret_roll(
 
 
 def test_defaults_without_any_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DATABASE_URL", "REDIS_URL", "STRIPE_API_KEY", "METER_WINDOW_SECONDS"):
+    for name in ("DATABASE_URL", "REDIS_URL", "STRIPE_API_KEY", "METER_WINDOW_SECONDS", "API_URL"):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
     assert settings.meter_window_seconds == 3600
+    assert settings.api_url == "http://127.0.0.1:8000"
     assert settings.stripe_api_base == "https://api.stripe.com"
     assert settings.stripe_meter_events_base == "https://meter-events.stripe.com"
     assert settings.stripe_api_key is None

@@ -3,17 +3,24 @@
 Every variable of the contract (docs: DESIGN.md "Contract") is here. `load_settings()` turns a
 pydantic validation error into a `ConfigurationError` whose message names the environment
 variable, so a malformed value stops start-up with a line a person can act on.
+
+Precedence: the environment, then `.env`, then the fallback values a caller installed with
+`use_fallback()` (the CLI: what a running `sensor-billing dev` serves), then the defaults.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -23,6 +30,9 @@ from sensor_billing.errors import ConfigurationError
 # loopback (docs: DESIGN.md "Services on this machine type").
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Where `stripe trigger` sends events unless --url says otherwise: `serve`'s and `dev`'s default.
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+ENV_FILE = Path(".env")
 
 SECONDS_PER_DAY = 86_400
 # OPS_TOKEN and OPS_SESSION_SECRET: at least this many characters (e.g. `openssl rand -hex 32`).
@@ -51,7 +61,7 @@ def _check_port(url: str) -> None:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env",
+        env_file=ENV_FILE,
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
@@ -64,6 +74,8 @@ class Settings(BaseSettings):
     stripe_webhook_secret: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     stripe_api_base: str = "https://api.stripe.com"
     stripe_meter_events_base: str = "https://meter-events.stripe.com"
+    # The running API, for the commands that talk to it (`stripe trigger`).
+    api_url: str = DEFAULT_API_URL
     # Meter ids as `sensor-billing stripe setup` prints them. Optional: meter events go by event
     # name; when set, `reconcile` reads these meters (checking their event name) instead of
     # finding the active meter of each name.
@@ -153,7 +165,7 @@ class Settings(BaseSettings):
                 raise ValueError("each secret must start with whsec_ (Stripe endpoint secret)")
         return value
 
-    @field_validator("stripe_api_base", "stripe_meter_events_base")
+    @field_validator("stripe_api_base", "stripe_meter_events_base", "api_url")
     @classmethod
     def _http_base(cls, value: str) -> str:
         parts = urlsplit(value)
@@ -262,7 +274,35 @@ def load_settings(**overrides: Any) -> Settings:
         ) from None
 
 
+def configured_variables(env_file: Path = ENV_FILE) -> set[str]:
+    """Names set (non-empty) in the environment or `.env`, upper-cased as Settings reads them."""
+    names = {name.upper() for name, value in os.environ.items() if value}
+    if env_file.is_file():
+        names |= {name.upper() for name, value in dotenv_values(env_file).items() if value}
+    return names
+
+
+# Given the variables the environment and `.env` set, the values to use for the others (by
+# variable name); called once, when the settings are first read.
+Fallback = Callable[[set[str]], Mapping[str, str]]
+_fallback: Fallback | None = None
+
+
+def use_fallback(fallback: Fallback | None) -> None:
+    """Install (or, with None, remove) values that rank below the environment and `.env`."""
+    global _fallback
+    _fallback = fallback
+    get_settings.cache_clear()
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings, read once."""
-    return load_settings()
+    if _fallback is None:
+        return load_settings()
+    configured = configured_variables()
+    values = _fallback(configured)
+    # Unset and empty variables alike take the fallback, as `dev` treats them.
+    return load_settings(
+        **{name.lower(): value for name, value in values.items() if name.upper() not in configured}
+    )

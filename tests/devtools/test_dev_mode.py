@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,26 +15,23 @@ import httpx
 import pytest
 
 from sensor_billing.webhooks.signature import sign
+from tests.support.dev_process import (
+    COMMAND,
+    die_with_parent,
+    open_folder,
+    start_dev,
+    stop,
+    wait_until_ready,
+)
 from tests.support.net import free_port
 
-COMMAND = str(Path(sys.executable).parent / "sensor-billing")
 WEBHOOK_SECRET = "whsec_dev_mode_test_secret"
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """A dev server left behind by a killed test run would hold ports and data: tie its life
-    to the test process (Linux prctl PR_SET_PDEATHSIG)."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
-    # Not under pytest's tmp_path: its /tmp/pytest-of-root is closed to other users, and as
-    # root the embedded PostgreSQL runs as one (dev refuses such a folder).
-    with tempfile.TemporaryDirectory(prefix="sb-dev-") as folder:
-        os.chmod(folder, 0o755)  # noqa: S103 - a throwaway folder, opened like the data dir
-        yield Path(folder) / "data"
+    with open_folder("sb-dev-") as folder:
+        yield folder / "data"
 
 
 @pytest.fixture
@@ -56,46 +49,6 @@ def dev_env(tmp_path: Path) -> dict[str, str]:
         "METER_GRACE_SECONDS": "1",
         "METER_CLOSE_INTERVAL_SECONDS": "10",
     }
-
-
-def start_dev(
-    port: int, data_dir: Path, env: dict[str, str], log: Path, *extra: str
-) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [COMMAND, "dev", "--port", str(port), "--data-dir", str(data_dir), *extra],
-            env=env,
-            cwd=log.parent,  # no developer .env
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
-
-
-def wait_until_ready(process: subprocess.Popen[bytes], api: str, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"dev exited early:\n{log.read_text()}"
-        try:
-            ready = httpx.get(f"{api}/readyz", timeout=1).status_code == 200
-            if ready and "sensor-billing dev is up" in log.read_text():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"dev never became ready:\n{log.read_text()}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> int | None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            return process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            return None
-    return process.returncode
 
 
 def processes_mentioning(*needles: str) -> list[str]:
@@ -202,3 +155,44 @@ def test_a_busy_port_is_refused_with_exit_2_before_anything_starts(
     assert f"port {port}".encode() in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not data_dir.exists()  # nothing was started or created
+
+
+def banner_ports(log: Path) -> tuple[int, int]:
+    """The ports of the last banner in the log: (Redis, stand-in)."""
+    output = log.read_text()
+    redis = re.findall(r"Redis\s+redis://127\.0\.0\.1:(\d+)/", output)
+    standin = re.findall(r"Stripe stand-in\s+http://127\.0\.0\.1:(\d+)", output)
+    assert redis, output
+    assert standin, output
+    return int(redis[-1]), int(standin[-1])
+
+
+def test_a_restarted_dev_takes_its_ports_again_and_replaces_a_taken_one(
+    data_dir: Path, dev_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = start_dev(port, data_dir, dev_env, first_log)
+    try:
+        wait_until_ready(first, api, first_log)
+        redis_port, standin_port = banner_ports(first_log)
+        assert (data_dir / "dev-services.json").stat().st_mode & 0o777 == 0o600
+    finally:
+        assert stop(first) == 0, first_log.read_text()
+    assert not (data_dir / "dev-services.json").exists()
+    assert first_log.read_text().count("Shutting down") == 1, first_log.read_text()
+
+    with socket.socket() as squatter:  # someone else took the stand-in's port meanwhile
+        squatter.bind(("127.0.0.1", standin_port))
+        squatter.listen()
+        second = start_dev(port, data_dir, dev_env, second_log)
+        try:
+            wait_until_ready(second, api, second_log)
+            again_redis, again_standin = banner_ports(second_log)
+        finally:
+            assert stop(second) == 0, second_log.read_text()
+
+    assert again_redis == redis_port
+    assert again_standin != standin_port
+    assert f"port {standin_port} of the last run is taken" in second_log.read_text()

@@ -20,7 +20,7 @@ from sensor_billing.devtools.trigger import (
 )
 from sensor_billing.errors import ApiUnreachableError, UnknownEventTypeError
 from sensor_billing.settings import load_settings
-from tests.support.app import running_app
+from tests.support.app import running_app, serving_app
 from tests.support.stripe_events import encode
 
 SECRET = "whsec_trigger_secret"
@@ -129,3 +129,21 @@ def test_the_command_exits_3_when_the_api_is_unreachable(monkeypatch: pytest.Mon
 
     assert result.exit_code == 3
     assert "did not answer" in result.output
+
+
+@pytest.mark.usefixtures("sessions")
+def test_without_url_the_command_posts_to_api_url(
+    database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(
+        database_url=database_url, redis_url=redis_url, stripe_webhook_secret=SECRET
+    )
+    with serving_app(settings) as url:
+        monkeypatch.setenv("API_URL", url)
+        monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", SECRET)
+
+        result = CliRunner().invoke(app, ["stripe", "trigger", "invoice.paid"])
+
+    assert result.exit_code == 0, result.output
+    assert "HTTP 200" in result.output
+    assert '"outcome":"processed"' in result.output

@@ -13,17 +13,22 @@ from sensor_billing.cli.output import stdout_console
 from sensor_billing.devtools.dev_mode import DevOptions, run_dev
 
 console = stdout_console()
-DEFAULT_DATA_DIR = Path(".data")
 
 
 @reports_errors
 def dev(
+    ctx: typer.Context,
     port: int = typer.Option(8000, min=1, max=65535, help="API port."),
     host: str = typer.Option("127.0.0.1", help="Interface the API listens on."),
     demo: bool = typer.Option(False, "--demo", help="Demo organizations and live readings."),
     data_dir: Annotated[
-        Path, typer.Option(help="Where embedded PostgreSQL and Redis keep data (reused).")
-    ] = DEFAULT_DATA_DIR,
+        Path | None,
+        typer.Option(
+            help="Where embedded PostgreSQL and Redis keep data (reused; default: "
+            "sensor-billing --data-dir, which defaults to .data)."
+        ),
+    ] = None,
 ) -> None:
     """Run API and worker with whatever is not configured supplied locally (Ctrl-C stops)."""
-    asyncio.run(run_dev(DevOptions(host=host, port=port, demo=demo, data_dir=data_dir), console))
+    folder: Path = data_dir or ctx.find_root().params["data_dir"]
+    asyncio.run(run_dev(DevOptions(host=host, port=port, demo=demo, data_dir=folder), console))

@@ -110,15 +110,18 @@ def setup(
 @reports_errors
 def trigger(
     event_type: str = typer.Argument(..., help=f"One of: {', '.join(SUPPORTED_TYPES)}."),
-    url: str = typer.Option("http://127.0.0.1:8000", help="The running API."),
+    url: str | None = typer.Option(
+        None, help="The running API (default: API_URL, which defaults to http://127.0.0.1:8000)."
+    ),
     org: str | None = typer.Option(None, help="Organization id the event names."),
     customer: str | None = typer.Option(None, help="Stripe customer id the event names."),
 ) -> None:
     """Send a realistic, signed Stripe event to the API's POST /webhooks/stripe."""
     try:
         event = build_event(event_type, new_context(organization_id=org, customer_id=customer))
+        settings = get_settings()
         delivery: Delivery = asyncio.run(
-            deliver_event(event, api_url=url, secrets_=get_settings().webhook_secrets)
+            deliver_event(event, api_url=url or settings.api_url, secrets_=settings.webhook_secrets)
         )
     except UnknownEventTypeError as error:
         stderr.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)

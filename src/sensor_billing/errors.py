@@ -32,6 +32,16 @@
     ├── OpsNotSignedInError            no, or a wrong, token or session (401)
     ├── OpsCsrfError                   a form without this session's CSRF token (403)
     └── OrganizationNotFoundError      no organization with that id (404)
+    ApiRequestError                    (under the base) a /v1 request refused; nothing written
+    ├── ServiceKeyRefusedError         no, a malformed, an unknown or a revoked service key (401)
+    ├── InvalidJsonBodyError           the body is not JSON (400)
+    ├── NoSuchOrganizationError        no organization with that id (404)
+    ├── IdempotencyKeyReusedError      the key was first used for another request (409)
+    ├── IdempotencyKeyInUseError       a request with the key is still running (409)
+    ├── SubscriptionExistsError        checkout for an organization already subscribed (409)
+    ├── CustomerMissingError           the organization has no Stripe customer yet (409)
+    ├── CustomerDeletedError           the organization's Stripe customer was deleted (409)
+    └── CheckoutNotConfiguredError     no STRIPE_API_KEY, or `stripe setup` has not run (503)
 
 HTTP and the CLI each map these to a status or exit code in one place.
 """
@@ -136,18 +146,30 @@ class StripeUnavailableError(SensorBillingError):
 
     Safe to retry with the same idempotency key and identifier (docs: error-low-level)."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, *, stripe_message: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        # Stripe's own words (no class name), for answers that pass them on.
+        self.stripe_message = stripe_message
 
 
 class StripeRefusedError(SensorBillingError):
     """Stripe refused the call for good (400, 401, 402, 403, 404): a person must look."""
 
-    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        code: str | None = None,
+        *,
+        stripe_message: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.stripe_message = stripe_message
 
 
 class StripeSetupConflictError(SensorBillingError):
@@ -190,3 +212,61 @@ class OrganizationNotFoundError(OpsRequestError):
     """No organization has the id asked for (or it is not a UUID)."""
 
     code = "not_found"
+
+
+class ApiRequestError(SensorBillingError):
+    """A `/v1` request refused before anything was written; `code` names the problem and
+    `details` adds what the caller needs to act (rendered into the error object)."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, **details: str) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class ServiceKeyRefusedError(ApiRequestError):
+    """No `Authorization: Bearer sbk_...`, or a key that is unknown or revoked."""
+
+    code = "unauthorized"
+
+
+class InvalidJsonBodyError(ApiRequestError):
+    code = "invalid_json"
+
+
+class NoSuchOrganizationError(ApiRequestError):
+    code = "organization_not_found"
+
+
+class IdempotencyKeyReusedError(ApiRequestError):
+    """The Idempotency-Key was first used with another method, path or body."""
+
+    code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInUseError(ApiRequestError):
+    """Another request with the same Idempotency-Key is still running; retry it later."""
+
+    code = "idempotency_key_in_use"
+
+
+class SubscriptionExistsError(ApiRequestError):
+    """Checkout for an organization that already has a live subscription: the Billing Portal
+    is where it changes or cancels it."""
+
+    code = "subscription_exists"
+
+
+class CustomerMissingError(ApiRequestError):
+    code = "customer_missing"
+
+
+class CustomerDeletedError(ApiRequestError):
+    code = "customer_deleted"
+
+
+class CheckoutNotConfiguredError(ApiRequestError):
+    """No STRIPE_API_KEY, or the Stripe account lacks what `stripe setup` makes."""
+
+    code = "checkout_not_configured"

@@ -3,7 +3,8 @@
 `LOG_FORMAT=text` (the default) writes `time level logger message`; `json` writes one JSON
 object per line with `time`, `level`, `logger`, `message`, `pid` and the record's `extra`
 fields, for a log pipeline to index. Both formats blank out anything shaped like a Stripe
-secret key or webhook secret, and `extra` fields whose name says they hold a secret or a raw body.
+secret key, webhook secret or service key, and `extra` fields whose name says they hold a
+secret or a raw body.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ LogFormat = Literal["text", "json"]
 TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s %(message)s"
 REDACTED: Final = "[redacted]"
 
-# Stripe secret and restricted keys (sk_/rk_ live or test) and webhook endpoint secrets.
-SECRET_PATTERN: Final = re.compile(r"\b(?:whsec_[A-Za-z0-9_]+|[sr]k_(?:live|test)_[A-Za-z0-9]+)")
+# Stripe secret and restricted keys (sk_/rk_ live or test), webhook endpoint secrets, and
+# this service's own keys (sbk_, URL-safe base64).
+SECRET_PATTERN: Final = re.compile(
+    r"\b(?:whsec_[A-Za-z0-9_]+|[sr]k_(?:live|test)_[A-Za-z0-9]+|sbk_[A-Za-z0-9_-]+)"
+)
 # `extra` fields with one of these in their name are never written, whatever their value.
 SECRET_FIELD_WORDS: Final = (
     "secret",

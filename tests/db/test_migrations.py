@@ -23,6 +23,8 @@ TABLES = {
     "metering_cursors",
     "sensor_status_periods",
     "meter_error_reports",
+    "service_keys",
+    "idempotency_keys",
 }
 
 

@@ -92,6 +92,19 @@ def test_secret_shaped_values_are_redacted_in_the_message_and_in_extra_fields() 
     assert line["attempts"] == 3
 
 
+def test_a_service_key_is_redacted_wherever_it_appears() -> None:
+    line = json.loads(
+        format_record(
+            JsonFormatter(),
+            "retry with sbk_Zx-9_aQ and go",
+            note="copied sbk_abc-DEF_123 by mistake",
+        )
+    )
+
+    assert line["message"] == "retry with [redacted] and go"
+    assert line["note"] == "copied [redacted] by mistake"
+
+
 def test_text_lines_redact_secrets_too() -> None:
     line = format_record(TextFormatter(), "bad secret whsec_abc123")
 

@@ -59,12 +59,13 @@ def map_stripe_error(error: stripe.StripeError) -> StripeUnavailableError | Stri
     """Retryable: 429, 409, 5xx, connection errors and timeouts; the rest is permanent
     (docs: error-low-level)."""
     status = error.http_status
-    message = f"{type(error).__name__}: {error.user_message or error}"
+    said = str(error.user_message or error)
+    message = f"{type(error).__name__}: {said}"
     if isinstance(error, stripe.RateLimitError | stripe.APIConnectionError):
-        return StripeUnavailableError(message, status)
+        return StripeUnavailableError(message, status, stripe_message=said)
     if isinstance(error, stripe.APIError) and (status is None or status == 409 or status >= 500):
-        return StripeUnavailableError(message, status)
-    return StripeRefusedError(message, status, error.code)
+        return StripeUnavailableError(message, status, stripe_message=said)
+    return StripeRefusedError(message, status, error.code, stripe_message=said)
 
 
 async def send_meter_event(client: stripe.StripeClient, event: MeterEvent) -> bool:

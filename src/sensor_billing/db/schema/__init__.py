@@ -1,5 +1,6 @@
 """Every table of the service, re-exported (the seed's `export * from './billing'`)."""
 
+from sensor_billing.db.schema.api import IdempotencyKey, ServiceKey
 from sensor_billing.db.schema.base import Base
 from sensor_billing.db.schema.billing import (
     BillingStateChange,
@@ -20,6 +21,7 @@ from sensor_billing.db.schema.tenancy import Organization, Sensor, SensorStatus,
 __all__ = [
     "Base",
     "BillingStateChange",
+    "IdempotencyKey",
     "MeterErrorReport",
     "MeterReport",
     "MeteringCursor",
@@ -29,6 +31,7 @@ __all__ = [
     "Sensor",
     "SensorStatus",
     "SensorStatusPeriod",
+    "ServiceKey",
     "StripeEvent",
     "StripeInvoice",
     "StripeSubscription",

@@ -1,5 +1,5 @@
-"""The FastAPI application: webhooks, health, readiness, Prometheus metrics and, with
-OPS_TOKEN set, the operations pages under /ops."""
+"""The FastAPI application: webhooks, health, readiness, Prometheus metrics, the /v1 API for
+the SaaS backend and, with OPS_TOKEN set, the operations pages under /ops."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from redis.asyncio import Redis
 from starlette.types import Receive, Scope, Send
 
 from sensor_billing import __version__
+from sensor_billing.billing.checkout_endpoints import router as checkout_router
 from sensor_billing.db import create_engine, create_session_factory
 from sensor_billing.db.health import ping_database
 from sensor_billing.http_errors import install_error_handlers
 from sensor_billing.logs import configure_logging
 from sensor_billing.observability import render_metrics
 from sensor_billing.ops import install_ops
+from sensor_billing.service_keys import ServiceKeyVerifier
 from sensor_billing.settings import Settings, get_settings
 from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
 from sensor_billing.webhooks.endpoint import install as install_webhook_route
@@ -74,8 +76,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessions = create_session_factory(engine)
         app.state.redis = redis
         app.state.recent_events = RecentEvents()
+        app.state.service_keys = ServiceKeyVerifier(app.state.sessions)
         app.state.event_recorder = EventRecorder(engine)
-        # Thin webhook events are fetched in full from Stripe; without a key they answer 502.
+        # Thin webhook events are fetched in full from Stripe (without a key they answer 502),
+        # and the /v1 checkout and portal endpoints call it (without a key: 503).
         stripe_http = create_http_client() if settings.stripe_api_key else None
         app.state.stripe = (
             create_stripe_client(settings, http_client=stripe_http) if stripe_http else None
@@ -84,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.event_recorder.aclose()
+            await app.state.service_keys.aclose()
             if stripe_http is not None:
                 await stripe_http.close_async()  # type: ignore[no-untyped-call]
             await redis.aclose()
@@ -100,6 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_webhook_route(app)
     install_ops(app, settings)
+    # The /v1 API (api.v1_router): one router per domain.
+    app.include_router(checkout_router)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

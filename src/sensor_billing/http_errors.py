@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,11 +11,23 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from sensor_billing.errors import (
+    ApiRequestError,
+    CheckoutNotConfiguredError,
+    CustomerDeletedError,
+    CustomerMissingError,
     EventFetchError,
+    IdempotencyKeyInUseError,
+    IdempotencyKeyReusedError,
+    InvalidJsonBodyError,
+    NoSuchOrganizationError,
     OpsRequestError,
     PayloadTooLargeError,
     RecordingInterruptedError,
     SensorBillingError,
+    ServiceKeyRefusedError,
+    StripeRefusedError,
+    StripeUnavailableError,
+    SubscriptionExistsError,
     UnsupportedMediaTypeError,
     WebhookNotConfiguredError,
     WebhookRejectedError,
@@ -31,7 +44,23 @@ STATUS_BY_ERROR: dict[type[SensorBillingError], int] = {
     RecordingInterruptedError: 503,
     # Stripe retries any non-2xx (docs: webhooks); 502 says the failure was upstream.
     EventFetchError: 502,
+    ApiRequestError: 400,
+    InvalidJsonBodyError: 400,
+    ServiceKeyRefusedError: 401,
+    NoSuchOrganizationError: 404,
+    IdempotencyKeyReusedError: 409,
+    IdempotencyKeyInUseError: 409,
+    SubscriptionExistsError: 409,
+    CustomerMissingError: 409,
+    CustomerDeletedError: 409,
+    CheckoutNotConfiguredError: 503,
+    # A /v1 call Stripe refused or did not answer: the failure was upstream.
+    StripeRefusedError: 502,
+    StripeUnavailableError: 502,
 }
+
+# The realm of the /v1 API's 401 (RFC 6750); /ops has its own.
+API_REALM = 'Bearer realm="sensor-billing"'
 
 
 def status_for(error: SensorBillingError) -> int:
@@ -41,16 +70,36 @@ def status_for(error: SensorBillingError) -> int:
     return 500
 
 
-def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+def error_body(code: str, message: str) -> dict[str, dict[str, Any]]:
     return {"error": {"code": code, "message": message}}
+
+
+def error_status_and_body(error: SensorBillingError) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and `{"error": {"code", "message", ...}}` of an error (not /ops)."""
+    body = error_body(getattr(error, "code", type(error).__name__), str(error))
+    if isinstance(error, StripeRefusedError):
+        body = error_body("stripe_refused", f"Stripe refused the call: {error.stripe_message}")
+        body["error"]["stripe"] = stripe_detail(error.status, error.code, error.stripe_message)
+    elif isinstance(error, StripeUnavailableError):
+        message = f"Stripe did not answer the call: {error.stripe_message}; it can be retried"
+        body = error_body("stripe_unavailable", message)
+        body["error"]["stripe"] = stripe_detail(error.status, None, error.stripe_message)
+    elif isinstance(error, ApiRequestError):
+        body["error"].update(error.details)
+    return status_for(error), body
+
+
+def stripe_detail(status: int | None, code: str | None, message: str | None) -> dict[str, Any]:
+    return {"status": status, "code": code, "message": message}
 
 
 def service_error_response(request: Request, error: SensorBillingError) -> Response:
     if isinstance(error, OpsRequestError):
         # The /ops pages answer a browser with a page (sign-in for 401), a script with JSON.
         return ops_error_response(request, error)
-    code = getattr(error, "code", type(error).__name__)
-    return JSONResponse(error_body(code, str(error)), status_code=status_for(error))
+    status, body = error_status_and_body(error)
+    headers = {"WWW-Authenticate": API_REALM} if isinstance(error, ServiceKeyRefusedError) else None
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def unexpected_error_response(request: Request, error: Exception) -> Response:

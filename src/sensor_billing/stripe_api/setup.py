@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import stripe
 
-from sensor_billing.errors import StripeSetupConflictError
+from sensor_billing.errors import CheckoutNotConfiguredError, StripeSetupConflictError
 from sensor_billing.stripe_api.meter_events import map_stripe_error
 
 # The keys the reporter sends (stripe_api.meter_events.send_meter_event).
@@ -189,12 +189,19 @@ def _meter_differences(meter: stripe.billing.Meter, spec: MeterSpec) -> list[str
     return problems
 
 
-async def _ensure_product(client: stripe.StripeClient) -> SetupItem:
+async def _find_product(client: stripe.StripeClient) -> str | None:
     page = await client.v1.products.list_async({"active": True, "limit": 100})
     async for product in page.auto_paging_iter():
         metadata: dict[str, Any] = product.to_dict().get("metadata") or {}
         if metadata.get(PRODUCT_METADATA_KEY) == PRODUCT_METADATA_VALUE:
-            return SetupItem("product", PRODUCT_NAME, product.id, "exists")
+            return product.id
+    return None
+
+
+async def _ensure_product(client: stripe.StripeClient) -> SetupItem:
+    found = await _find_product(client)
+    if found is not None:
+        return SetupItem("product", PRODUCT_NAME, found, "exists")
     created = await client.v1.products.create_async(
         {"name": PRODUCT_NAME, "metadata": {PRODUCT_METADATA_KEY: PRODUCT_METADATA_VALUE}},
         # Two set-ups started at once create one product (docs: api/idempotent_requests).
@@ -253,3 +260,42 @@ def _price_differences(
     if recurring is None or recurring.interval != "month" or recurring.usage_type != "metered":
         problems.append("not a monthly metered price")
     return problems
+
+
+async def find_subscription_prices(client: stripe.StripeClient) -> list[str]:
+    """The metered prices a subscription to the product takes, one per meter, as the set-up
+    made them: the product by its metadata, its active prices by lookup key, in the one
+    currency that has both (a Checkout Session bills one currency).
+
+    Raises `CheckoutNotConfiguredError` when the set-up has not run (or ran for several
+    currencies), and `StripeUnavailableError`/`StripeRefusedError` for Stripe's own errors."""
+    try:
+        product = await _find_product(client)
+        by_currency: dict[str, dict[str, str]] = {}
+        if product is not None:
+            page = await client.v1.prices.list_async(
+                {"product": product, "active": True, "type": "recurring", "limit": 100}
+            )
+            async for price in page.auto_paging_iter():
+                for spec in METER_SPECS:
+                    if price.lookup_key == price_lookup_key(spec.event_name, price.currency):
+                        by_currency.setdefault(price.currency, {})[spec.event_name] = price.id
+    except stripe.StripeError as error:
+        raise map_stripe_error(error) from error
+    complete = {
+        currency: prices
+        for currency, prices in by_currency.items()
+        if len(prices) == len(METER_SPECS)
+    }
+    if not complete:
+        raise CheckoutNotConfiguredError(
+            "the Stripe account has no active metered prices for the product "
+            f"{PRODUCT_NAME!r}: run `sensor-billing stripe setup`"
+        )
+    if len(complete) > 1:
+        raise CheckoutNotConfiguredError(
+            f"the product {PRODUCT_NAME!r} has metered prices in several currencies "
+            f"({', '.join(sorted(complete))}): archive those of the currencies not sold"
+        )
+    (prices,) = complete.values()
+    return [prices[spec.event_name] for spec in METER_SPECS]

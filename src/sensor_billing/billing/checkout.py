@@ -1,0 +1,154 @@
+"""Starting a subscription (a Stripe Checkout Session) and managing one (a Billing Portal
+session) for an organization, as the SaaS backend asks through /v1.
+
+The Checkout Session is in `subscription` mode with the two metered prices `stripe setup`
+made, for the organization's customer (created first, idempotently, when it has none), and
+names the organization in `client_reference_id` and in the metadata of the session and of the
+subscription it makes: the `checkout.session.completed` webhook links them by either. Metered
+prices take no quantity (docs: api/checkout/sessions/create, `line_items.quantity`: "should
+not be defined when `recurring.usage_type=metered`").
+
+Nothing here writes billing state: the webhooks do, once Stripe says what happened.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import stripe
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sensor_billing.api import StripeKeys
+from sensor_billing.billing import customers_repository, repository
+from sensor_billing.billing.customers import ensure_customer
+from sensor_billing.billing.customers_repository import OrganizationCustomer
+from sensor_billing.billing.service import TERMINAL_SUBSCRIPTION_STATUSES
+from sensor_billing.db import SessionFactory
+from sensor_billing.errors import (
+    CheckoutNotConfiguredError,
+    CustomerDeletedError,
+    CustomerMissingError,
+    NoSuchOrganizationError,
+    StripeUnavailableError,
+    SubscriptionExistsError,
+)
+from sensor_billing.stripe_api.meter_events import map_stripe_error
+from sensor_billing.stripe_api.setup import find_subscription_prices
+
+
+def portal_sessions_path(organization_id: uuid.UUID) -> str:
+    return f"/v1/organizations/{organization_id}/portal-sessions"
+
+
+def checkout_sessions_path(organization_id: uuid.UUID) -> str:
+    return f"/v1/organizations/{organization_id}/checkout-sessions"
+
+
+@dataclass(frozen=True, slots=True)
+class StartedSession:
+    id: str
+    url: str
+    customer_id: str
+
+
+def _configured(client: stripe.StripeClient | None) -> stripe.StripeClient:
+    if client is None:
+        raise CheckoutNotConfiguredError("STRIPE_API_KEY is not set: Stripe cannot be called")
+    return client
+
+
+async def _organization(session: AsyncSession, organization_id: uuid.UUID) -> OrganizationCustomer:
+    organization = await customers_repository.organization_customer(session, organization_id)
+    if organization is None:
+        raise NoSuchOrganizationError(f"no organization {organization_id}")
+    if organization.customer_id is not None and organization.customer_deleted_at is not None:
+        raise CustomerDeletedError(
+            f"the organization's Stripe customer {organization.customer_id} was deleted "
+            f"({organization.customer_deleted_at.isoformat()}); an operator clears "
+            "organizations.stripe_customer_id to give it a new one (README: customers sync)"
+        )
+    return organization
+
+
+def _options(idempotency_key: str | None) -> stripe.RequestOptions:
+    return {"idempotency_key": idempotency_key} if idempotency_key else {}
+
+
+async def start_checkout(
+    session: AsyncSession,
+    sessions: SessionFactory,
+    client: stripe.StripeClient | None,
+    organization_id: uuid.UUID,
+    *,
+    success_url: str,
+    cancel_url: str,
+    keys: StripeKeys,
+) -> StartedSession:
+    """Raises `NoSuchOrganizationError`, `CustomerDeletedError`, `SubscriptionExistsError`,
+    `CheckoutNotConfiguredError`, `StripeRefusedError`, `StripeUnavailableError`."""
+    stripe_client = _configured(client)
+    organization = await _organization(session, organization_id)
+    if organization.customer_id is not None:
+        subscription = await repository.live_subscription_id(
+            session, organization.customer_id, TERMINAL_SUBSCRIPTION_STATUSES
+        )
+        if subscription is not None:
+            portal = portal_sessions_path(organization_id)
+            raise SubscriptionExistsError(
+                f"the organization already has subscription {subscription}: open the "
+                f"Billing Portal (POST {portal}) to change or cancel it",
+                portal_sessions=portal,
+            )
+    # Before any customer is made: an account without the set-up gets none.
+    prices = await find_subscription_prices(stripe_client)
+    customer_id = organization.customer_id or await ensure_customer(
+        sessions, stripe_client, organization_id
+    )
+    reference = {"organization_id": str(organization_id)}
+    try:
+        created = await stripe_client.v1.checkout.sessions.create_async(
+            {
+                "mode": "subscription",
+                "customer": customer_id,
+                "line_items": [{"price": price} for price in prices],
+                "client_reference_id": str(organization_id),
+                "metadata": reference,
+                "subscription_data": {"metadata": reference},
+                "success_url": success_url,
+                "cancel_url": cancel_url,
+            },
+            _options(keys.for_call("checkout-session")),
+        )
+    except stripe.StripeError as error:
+        raise map_stripe_error(error) from error
+    if not created.url:  # hosted sessions always have one (docs: api/checkout/sessions/object)
+        raise StripeUnavailableError(f"Checkout Session {created.id} came back without a url")
+    return StartedSession(created.id, created.url, customer_id)
+
+
+async def open_portal(
+    session: AsyncSession,
+    client: stripe.StripeClient | None,
+    organization_id: uuid.UUID,
+    *,
+    return_url: str,
+    keys: StripeKeys,
+) -> StartedSession:
+    """Raises `NoSuchOrganizationError`, `CustomerMissingError`, `CustomerDeletedError`,
+    `CheckoutNotConfiguredError`, `StripeRefusedError`, `StripeUnavailableError`."""
+    stripe_client = _configured(client)
+    organization = await _organization(session, organization_id)
+    if organization.customer_id is None:
+        raise CustomerMissingError(
+            "the organization has no Stripe customer yet: start a subscription first "
+            f"(POST {checkout_sessions_path(organization_id)})"
+        )
+    try:
+        created = await stripe_client.v1.billing_portal.sessions.create_async(
+            {"customer": organization.customer_id, "return_url": return_url},
+            _options(keys.for_call("portal-session")),
+        )
+    except stripe.StripeError as error:
+        raise map_stripe_error(error) from error
+    return StartedSession(created.id, created.url, organization.customer_id)

@@ -6,8 +6,8 @@ revoked) and `idempotency_keys` (a key's first request and, once answered for go
 answer; rows older than 24 h are ignored and pruned as new keys arrive).
 
 Revision ID: ed2a1233314b
-Revises: 5a7d3e9b1c24
-Create Date: 2026-12-04 18:48:46.748822
+Revises: 3c8e1f6a9b27
+Create Date: 2026-12-04 19:10:00.000000
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "ed2a1233314b"
-down_revision: str | None = "5a7d3e9b1c24"
+down_revision: str | None = "3c8e1f6a9b27"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -11,6 +11,7 @@ from sensor_billing.cli import customers, db, events, jobs, keys, stripe, usage
 from sensor_billing.cli.dev import dev
 from sensor_billing.cli.dev_services import running_dev_fallback
 from sensor_billing.cli.help import hide_flag_types
+from sensor_billing.cli.openapi import openapi
 from sensor_billing.cli.reconcile import correct, reconcile
 from sensor_billing.cli.serve import serve
 from sensor_billing.cli.status import status
@@ -57,6 +58,7 @@ app.add_typer(stripe.app, name="stripe")
 app.add_typer(customers.app, name="customers")
 app.add_typer(keys.app, name="keys")
 app.command()(dev)
+app.command()(openapi)
 app.command()(reconcile)
 app.command()(serve)
 app.command()(status)

@@ -15,6 +15,7 @@ from tests.support.api import (  # noqa: F401 - fixtures, found by name
     api,
     api_settings,
     service_key,
+    stripe_setup,
 )
 
 

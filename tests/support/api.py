@@ -15,6 +15,8 @@ from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.devtools.stripe_standin import DEFAULT_API_KEY, RunningStandin
 from sensor_billing.service_keys import issue_service_key
 from sensor_billing.settings import Settings, load_settings
+from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
+from sensor_billing.stripe_api.setup import SetupOptions, SetupResult, set_up_stripe
 from tests.support.app import running_app
 
 SUCCESS_URL = "https://app.example.com/billing/done?session={CHECKOUT_SESSION_ID}"
@@ -83,3 +85,13 @@ async def api(settings: Settings, service_key: str) -> AsyncIterator[httpx.Async
     """The app on the conftest's `settings`, called with `service_key` (a fixture)."""
     async with api_client(settings, service_key) as client:
         yield client
+
+
+@pytest.fixture
+async def stripe_setup(settings: Settings) -> SetupResult:
+    """What `sensor-billing stripe setup` makes: two meters, the product, its metered prices."""
+    http = create_http_client(timeout=5.0)
+    try:
+        return await set_up_stripe(create_stripe_client(settings, http_client=http), SetupOptions())
+    finally:
+        await http.close_async()  # type: ignore[no-untyped-call]  # unannotated in the SDK

@@ -121,22 +121,21 @@ async def answer_once(
         async with unit_of_work(sessions) as session:
             answer = await work(session, StripeKeys(None))
         return answer.response()
+    binding = repository.Binding(
+        request.caller.key_id, request.method, request.path, request.parameters_sha256
+    )
     async with unit_of_work(sessions) as session:
-        await repository.reserve(
-            session,
-            key=request.key,
-            service_key_id=request.caller.key_id,
-            method=request.method,
-            path=request.path,
-            parameters_sha256=request.parameters_sha256,
-        )
+        await repository.reserve(session, request.key, binding)
     failure: Exception | None = None
     async with unit_of_work(sessions) as session:
-        row = await repository.lock(session, request.key)
-        if row is None:
+        locked = await repository.lock(session, request.key)
+        if locked is None:
             raise IdempotencyKeyInUseError(
                 "a request with this Idempotency-Key is still running; retry it later"
             )
+        row, expired = locked
+        if expired:
+            repository.take_over(row, binding)
         if not hmac.compare_digest(row.request_sha256, request.parameters_sha256):
             raise IdempotencyKeyReusedError(
                 "this Idempotency-Key was first used for another request "

@@ -25,4 +25,4 @@ def settings(
     redis_url: str,
     standin: RunningStandin,  # noqa: F811 - the fixture imported above, emptied for each test
 ) -> Settings:
-    return api_settings(database_url, redis_url, standin)
+    return api_settings(database_url, redis_url, standin.url)

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from sensor_billing.db import SessionFactory, unit_of_work
-from sensor_billing.devtools.stripe_standin import DEFAULT_API_KEY, RunningStandin
+from sensor_billing.devtools.stripe_standin import DEFAULT_API_KEY
 from sensor_billing.service_keys import issue_service_key
 from sensor_billing.settings import Settings, load_settings
 from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
@@ -24,16 +24,17 @@ CANCEL_URL = "https://app.example.com/billing"
 
 
 def api_settings(
-    database_url: str, redis_url: str, standin: RunningStandin | None, **overrides: Any
+    database_url: str, redis_url: str, stripe_url: str | None, **overrides: Any
 ) -> Settings:
-    """The app as deployed, its Stripe calls going to the stand-in (None: no STRIPE_API_KEY)."""
+    """The app as deployed, its Stripe calls going to `stripe_url`, the stand-in's (None: no
+    STRIPE_API_KEY)."""
     stripe: dict[str, Any] = (
         {}
-        if standin is None
+        if stripe_url is None
         else {
             "stripe_api_key": DEFAULT_API_KEY,
-            "stripe_api_base": standin.url,
-            "stripe_meter_events_base": standin.url,
+            "stripe_api_base": stripe_url,
+            "stripe_meter_events_base": stripe_url,
         }
     )
     return load_settings(database_url=database_url, redis_url=redis_url, **stripe, **overrides)

@@ -20,10 +20,9 @@ import stripe
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sensor_billing.api import StripeKeys
-from sensor_billing.billing import customers_repository, repository
 from sensor_billing.billing.customers import ensure_customer
-from sensor_billing.billing.customers_repository import OrganizationCustomer
 from sensor_billing.billing.service import TERMINAL_SUBSCRIPTION_STATUSES
+from sensor_billing.billing.standing_repository import OrganizationStanding, organization_standing
 from sensor_billing.db import SessionFactory
 from sensor_billing.errors import (
     CheckoutNotConfiguredError,
@@ -58,17 +57,17 @@ def _configured(client: stripe.StripeClient | None) -> stripe.StripeClient:
     return client
 
 
-async def _organization(session: AsyncSession, organization_id: uuid.UUID) -> OrganizationCustomer:
-    organization = await customers_repository.organization_customer(session, organization_id)
-    if organization is None:
+async def _standing(session: AsyncSession, organization_id: uuid.UUID) -> OrganizationStanding:
+    standing = await organization_standing(session, organization_id)
+    if standing is None:
         raise NoSuchOrganizationError(f"no organization {organization_id}")
-    if organization.customer_id is not None and organization.customer_deleted_at is not None:
+    if standing.stripe_customer_id is not None and standing.customer_deleted:
         raise CustomerDeletedError(
-            f"the organization's Stripe customer {organization.customer_id} was deleted "
-            f"({organization.customer_deleted_at.isoformat()}); an operator clears "
-            "organizations.stripe_customer_id to give it a new one (README: customers sync)"
+            f"the organization's Stripe customer {standing.stripe_customer_id} was deleted; an "
+            "operator clears organizations.stripe_customer_id to give it a new one "
+            "(README: customers sync)"
         )
-    return organization
+    return standing
 
 
 def _options(idempotency_key: str | None) -> stripe.RequestOptions:
@@ -88,21 +87,20 @@ async def start_checkout(
     """Raises `NoSuchOrganizationError`, `CustomerDeletedError`, `SubscriptionExistsError`,
     `CheckoutNotConfiguredError`, `StripeRefusedError`, `StripeUnavailableError`."""
     stripe_client = _configured(client)
-    organization = await _organization(session, organization_id)
-    if organization.customer_id is not None:
-        subscription = await repository.live_subscription_id(
-            session, organization.customer_id, TERMINAL_SUBSCRIPTION_STATUSES
+    standing = await _standing(session, organization_id)
+    # The subscription that decides entitlement ranks ended ones last: if it has ended, all have.
+    if standing.subscription_id is not None and (
+        standing.status not in TERMINAL_SUBSCRIPTION_STATUSES
+    ):
+        portal = portal_sessions_path(organization_id)
+        raise SubscriptionExistsError(
+            f"the organization already has subscription {standing.subscription_id} "
+            f"({standing.status}): open the Billing Portal (POST {portal}) to change or cancel it",
+            portal_sessions=portal,
         )
-        if subscription is not None:
-            portal = portal_sessions_path(organization_id)
-            raise SubscriptionExistsError(
-                f"the organization already has subscription {subscription}: open the "
-                f"Billing Portal (POST {portal}) to change or cancel it",
-                portal_sessions=portal,
-            )
     # Before any customer is made: an account without the set-up gets none.
     prices = await find_subscription_prices(stripe_client)
-    customer_id = organization.customer_id or await ensure_customer(
+    customer_id = standing.stripe_customer_id or await ensure_customer(
         sessions, stripe_client, organization_id
     )
     reference = {"organization_id": str(organization_id)}
@@ -138,17 +136,17 @@ async def open_portal(
     """Raises `NoSuchOrganizationError`, `CustomerMissingError`, `CustomerDeletedError`,
     `CheckoutNotConfiguredError`, `StripeRefusedError`, `StripeUnavailableError`."""
     stripe_client = _configured(client)
-    organization = await _organization(session, organization_id)
-    if organization.customer_id is None:
+    customer_id = (await _standing(session, organization_id)).stripe_customer_id
+    if customer_id is None:
         raise CustomerMissingError(
             "the organization has no Stripe customer yet: start a subscription first "
             f"(POST {checkout_sessions_path(organization_id)})"
         )
     try:
         created = await stripe_client.v1.billing_portal.sessions.create_async(
-            {"customer": organization.customer_id, "return_url": return_url},
+            {"customer": customer_id, "return_url": return_url},
             _options(keys.for_call("portal-session")),
         )
     except stripe.StripeError as error:
         raise map_stripe_error(error) from error
-    return StartedSession(created.id, created.url, organization.customer_id)
+    return StartedSession(created.id, created.url, customer_id)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sensor_billing.db.schema import Organization
@@ -50,34 +49,6 @@ class OrganizationCustomer:
     id: uuid.UUID
     name: str
     customer_id: str | None
-    customer_deleted_at: datetime | None
-
-
-_CUSTOMER_COLUMNS = (
-    Organization.id,
-    Organization.name,
-    Organization.stripe_customer_id,
-    Organization.stripe_customer_deleted_at,
-)
-
-
-def _organization_customer(
-    row: Row[uuid.UUID, str, str | None, datetime | None] | None,
-) -> OrganizationCustomer | None:
-    if row is None:
-        return None
-    return OrganizationCustomer(
-        row.id, row.name, row.stripe_customer_id, row.stripe_customer_deleted_at
-    )
-
-
-async def organization_customer(
-    session: AsyncSession, organization_id: uuid.UUID
-) -> OrganizationCustomer | None:
-    row = (
-        await session.execute(select(*_CUSTOMER_COLUMNS).where(Organization.id == organization_id))
-    ).one_or_none()
-    return _organization_customer(row)
 
 
 async def lock_organization_customer(
@@ -87,10 +58,12 @@ async def lock_organization_customer(
     find it without a customer create one between them: the second waits, then sees it."""
     row = (
         await session.execute(
-            select(*_CUSTOMER_COLUMNS).where(Organization.id == organization_id).with_for_update()
+            select(Organization.id, Organization.name, Organization.stripe_customer_id)
+            .where(Organization.id == organization_id)
+            .with_for_update()
         )
     ).one_or_none()
-    return _organization_customer(row)
+    return None if row is None else OrganizationCustomer(row.id, row.name, row.stripe_customer_id)
 
 
 async def store_customer_id(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -69,21 +68,6 @@ async def customer_deleted_at(session: AsyncSession, customer_id: str) -> dateti
         .limit(1)
     )
     return datetime.fromisoformat(deleted_at) if deleted_at else None
-
-
-async def live_subscription_id(
-    session: AsyncSession, customer_id: str, ended_statuses: Collection[str]
-) -> str | None:
-    """A subscription of the customer whose status is not one of `ended_statuses`, if any."""
-    return await session.scalar(
-        select(StripeSubscription.id)
-        .where(
-            StripeSubscription.stripe_customer_id == customer_id,
-            StripeSubscription.status.not_in(ended_statuses),
-        )
-        .order_by(StripeSubscription.id)
-        .limit(1)
-    )
 
 
 def add(session: AsyncSession, row: StripeSubscription | StripeInvoice) -> None:

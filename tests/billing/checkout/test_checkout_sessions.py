@@ -17,6 +17,7 @@ from sensor_billing.devtools.stripe_standin import RunningStandin
 from sensor_billing.settings import Settings
 from sensor_billing.stripe_api.setup import SetupResult
 from tests.billing.checkout.conftest import WEBHOOK_SECRET
+from tests.billing.checkout.test_refusals import subscription_event
 from tests.support.api import (
     CANCEL_URL,
     SUCCESS_URL,
@@ -26,6 +27,7 @@ from tests.support.api import (
     portal_path,
 )
 from tests.support.app import serving_app
+from tests.support.stripe_events import deliver
 
 
 async def stored_customer(sessions: SessionFactory, organization_id: uuid.UUID) -> str | None:
@@ -157,9 +159,6 @@ async def test_a_session_stripe_refuses_is_502_with_stripes_code_and_changes_not
 async def test_a_canceled_subscription_does_not_stand_in_the_way_of_a_new_one(
     api: httpx.AsyncClient, sessions: SessionFactory, stripe_setup: SetupResult
 ) -> None:
-    from tests.billing.checkout.test_refusals import subscription_event
-    from tests.support.stripe_events import deliver
-
     organization_id = await add_organization(sessions)
     first = await api.post(checkout_path(organization_id), json=checkout_body())
     customer_id = first.json()["customer_id"]

@@ -13,6 +13,7 @@ Nothing here writes billing state: the webhooks do, once Stripe says what happen
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 
@@ -34,6 +35,8 @@ from sensor_billing.errors import (
 )
 from sensor_billing.stripe_api.meter_events import map_stripe_error
 from sensor_billing.stripe_api.setup import find_subscription_prices
+
+logger = logging.getLogger("sensor_billing.billing")
 
 
 def portal_sessions_path(organization_id: uuid.UUID) -> str:
@@ -122,6 +125,12 @@ async def start_checkout(
         raise map_stripe_error(error) from error
     if not created.url:  # hosted sessions always have one (docs: api/checkout/sessions/object)
         raise StripeUnavailableError(f"Checkout Session {created.id} came back without a url")
+    logger.info(
+        "checkout session %s for organization %s (customer %s)",
+        created.id,
+        organization_id,
+        customer_id,
+    )
     return StartedSession(created.id, created.url, customer_id)
 
 
@@ -149,4 +158,10 @@ async def open_portal(
         )
     except stripe.StripeError as error:
         raise map_stripe_error(error) from error
+    logger.info(
+        "billing portal session %s for organization %s (customer %s)",
+        created.id,
+        organization_id,
+        customer_id,
+    )
     return StartedSession(created.id, created.url, customer_id)

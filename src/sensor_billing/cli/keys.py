@@ -10,11 +10,11 @@ from datetime import datetime
 from typing import TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sensor_billing.cli.errors import reports_errors
+from sensor_billing.cli.output import stdout_console
 from sensor_billing.db import create_engine, create_session_factory, unit_of_work
 from sensor_billing.db.health import require_database
 from sensor_billing.errors import InvalidInputError
@@ -33,7 +33,7 @@ from sensor_billing.settings import get_settings
 app = typer.Typer(
     help="Service keys for the /v1 API (Authorization: Bearer sbk_...).", no_args_is_help=True
 )
-console = Console()
+console = stdout_console()
 
 T = TypeVar("T")
 

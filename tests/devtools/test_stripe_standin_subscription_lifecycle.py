@@ -102,7 +102,7 @@ async def test_a_renewal_that_is_paid_moves_the_period_and_stays_active(
     paid, moved = webhook_receiver.events()[-2:]
     assert (paid["type"], moved["type"]) == ("invoice.paid", "customer.subscription.updated")
     assert "status" not in moved["data"]["previous_attributes"]
-    assert moved["data"]["previous_attributes"]["items"] == subscription["items"]
+    assert moved["data"]["previous_attributes"]["items"] == {"data": subscription["items"]["data"]}
 
 
 async def test_retries_running_out_mark_the_subscription_unpaid(

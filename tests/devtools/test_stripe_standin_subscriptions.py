@@ -70,7 +70,7 @@ async def test_cancel_at_period_end_and_metadata_are_updated_and_sent_as_an_upda
     assert event["type"] == "customer.subscription.updated"
     assert event["data"]["object"]["cancel_at_period_end"] is True
     assert event["data"]["previous_attributes"]["cancel_at_period_end"] is False
-    assert event["data"]["previous_attributes"]["metadata"] == {}
+    assert event["data"]["previous_attributes"]["metadata"] == {"plan": None}
 
 
 async def test_canceling_ends_the_subscription_now_and_sends_deleted(

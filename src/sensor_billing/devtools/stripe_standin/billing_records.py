@@ -216,8 +216,9 @@ class WebhookEndpoint:
 
 @dataclass(frozen=True)
 class SnapshotEvent:
-    """A v1 event: the object's full state when the event was made (`data.object`), and the
-    top-level fields that changed, with their earlier values (`data.previous_attributes`)."""
+    """A v1 event: the object's full state when the event was made (`data.object`), and for
+    `*.updated` what changed, with its earlier values (`data.previous_attributes`,
+    webhook_events.previous_attributes)."""
 
     id: str
     type: str

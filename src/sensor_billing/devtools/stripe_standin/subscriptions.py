@@ -141,10 +141,9 @@ def cancel_subscription(state: StandinState, subscription_id: str, form: Form) -
 def end_now(state: StandinState, subscription: Subscription, *, reason: str) -> None:
     """Cancel at the stand-in's now and send `customer.subscription.deleted`. Call with
     `state.lock` held."""
-    before = subscription_snapshot(state, subscription)
     now = int(state.clock.now())
     subscription.status = "canceled"
     subscription.canceled_at = now
     subscription.ended_at = now
     subscription.cancellation_reason = reason
-    emit(state, "customer.subscription.deleted", subscription_snapshot(state, subscription), before)
+    emit(state, "customer.subscription.deleted", subscription_snapshot(state, subscription))

@@ -1,8 +1,14 @@
 """v1 snapshot events: made when an object changes, sent signed to the webhook endpoints.
 
 Stripe rules followed (docs: webhooks, api/events/object):
-- an event's `data.object` is the object's full state when the event was made, and for
-  `*.updated` events `data.previous_attributes` holds the changed fields' earlier values;
+- an event's `data.object` is the object's full state when the event was made, and
+  `data.previous_attributes` holds "the names of the updated attributes and their values prior
+  to the event (only included in events of type *.updated). If an array attribute has any
+  updated elements, this object contains the entire array" (api/events/object); Stripe's
+  recorded events show hashes diffed key by key, a key added shown as null
+  (`{"metadata": {"test": null}}`, tests/fixtures/stripe/events/supabase-sync__customer.
+  subscription.updated__*; `{"invoice_settings": {"default_payment_method": null}}`,
+  zulip__customer.updated__*), and no `previous_attributes` on `*.deleted`;
   `created` has one-second resolution, so two events of one object can share it;
 - an event is sent to the endpoints that exist, and take its type (`enabled_events`, `*` for
   all), when it is made; each attempt is a POST of the event, signed like every webhook
@@ -40,13 +46,11 @@ def emit(
     created: int | None = None,
 ) -> SnapshotEvent:
     """Make the event for `data_object` as it is now and put it in the outbox. `before`, the
-    object's earlier rendering, gives `previous_attributes`; `created` defaults to now. Call
-    with `state.lock` held."""
+    object's earlier rendering, gives a `*.updated` event its `previous_attributes`; `created`
+    defaults to now. Call with `state.lock` held."""
     previous = None
-    if before is not None:
-        previous = {
-            key: before.get(key) for key, value in data_object.items() if before.get(key) != value
-        }
+    if before is not None and event_type.endswith(".updated"):
+        previous = previous_attributes(before, data_object)
     event = SnapshotEvent(
         id=new_id("evt_", 24),
         type=event_type,
@@ -62,6 +66,21 @@ def emit(
     state.webhook_events[event.id] = event
     state.webhook_outbox.append(event.id)
     return event
+
+
+def previous_attributes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys whose value changed, with their earlier value (None where the key is new):
+    hashes on both sides key by key, anything else (arrays included) whole."""
+    changed: dict[str, Any] = {}
+    for key in [*after, *(key for key in before if key not in after)]:
+        old, new = before.get(key), after.get(key)
+        if isinstance(old, Mapping) and isinstance(new, Mapping):
+            inner = previous_attributes(old, new)
+            if inner:
+                changed[key] = inner
+        elif old != new:
+            changed[key] = copy.deepcopy(old)
+    return changed
 
 
 def take_outbox(state: StandinState) -> list[str]:

@@ -338,6 +338,9 @@ class Invoice:
     lines: list[InvoiceLine]
     billing_reason: str
     number: str | None
+    # "An immutable snapshot of the subscription metadata at the time of invoice
+    # finalization" (api/invoices/object, parent.subscription_details.metadata).
+    subscription_metadata: dict[str, str] = field(default_factory=dict)
     status: InvoiceStatus = "open"
     attempt_count: int = 0
     next_payment_attempt: int | None = None
@@ -388,7 +391,11 @@ class Invoice:
             "parent": {
                 "type": "subscription_details",
                 "quote_details": None,
-                "subscription_details": {"metadata": {}, "subscription": self.subscription},
+                "subscription_details": {
+                    "metadata": dict(self.subscription_metadata),
+                    "subscription": self.subscription,
+                    "subscription_proration_date": None,
+                },
             },
             "period_end": self.period_end,
             "period_start": self.period_start,

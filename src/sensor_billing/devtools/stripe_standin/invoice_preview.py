@@ -17,11 +17,12 @@ Stripe rules followed:
   and `total` are their sum; `period_start/end` is the current period; basil shapes
   (`parent.subscription_details.subscription`, lines' `pricing.price_details.price`).
 
-Assumed where the docs are silent: a canceled subscription has nothing left to bill; a
-`customer` that is not the subscription's is refused (param `subscription`); the preview's id
-is `upcoming_in_...` and its status `draft`; it is not stored and `GET /v1/invoices/{id}` does
-not find it; parameters the stand-in does not model (`subscription_details`, `invoice_items`,
-...) are refused as unknown.
+Assumed where the docs are silent: a preview, never finalized, carries the subscription's
+metadata as it is now in `parent.subscription_details.metadata`; a canceled subscription has
+nothing left to bill; a `customer` that is not the subscription's is refused (param
+`subscription`); the preview's id is `upcoming_in_...` and its status `draft`; it is not stored
+and `GET /v1/invoices/{id}` does not find it; parameters the stand-in does not model
+(`subscription_details`, `invoice_items`, ...) are refused as unknown.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def preview_invoice(state: StandinState, form: Form) -> dict[str, Any]:
             lines=usage_lines(state, subscription, subscription.period_number),
             billing_reason="upcoming",
             number=None,
+            subscription_metadata=dict(subscription.metadata),
             status="draft",
             next_payment_attempt=end,
         )

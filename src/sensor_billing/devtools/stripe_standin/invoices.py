@@ -11,6 +11,8 @@ Stripe rules followed:
   billing/subscriptions/decimal-amounts, "Rounding");
 - a renewal moves the subscription to its next period and makes an invoice for the period
   that ended (`billing_reason` `subscription_cycle`) with `period_start/end` of that period;
+  its `parent.subscription_details.metadata` is "an immutable snapshot of the subscription
+  metadata at the time of invoice finalization" (api/invoices/object);
 - a failed payment leaves the invoice `open` with `attempted` and `attempt_count`, and the
   subscription `past_due` ("payment on the latest finalized invoice either failed or wasn't
   attempted", api/subscriptions/object `status`); a payment that succeeds makes the invoice
@@ -123,6 +125,7 @@ def renew(state: StandinState, subscription: Subscription) -> Invoice:
         lines=lines,
         billing_reason="subscription_cycle",
         number=f"STANDIN-{len(state.invoices) + 1:04d}",
+        subscription_metadata=dict(subscription.metadata),
     )
     state.invoices[invoice.id] = invoice
     subscription.latest_invoice = invoice.id

@@ -90,3 +90,38 @@ async def test_a_deleted_subscription_event_carries_no_previous_attributes(
     deleted = webhook_receiver.events()[-1]
     assert deleted["type"] == "customer.subscription.deleted"
     assert "previous_attributes" not in deleted["data"]
+
+
+async def test_an_event_made_by_an_api_call_names_its_request_and_idempotency_key(
+    client: stripe.StripeClient,
+    catalog: BillingCatalog,
+    control: httpx.AsyncClient,
+    webhook_receiver: Receiver,
+) -> None:
+    subscription = (await subscribe(client, catalog, control))["subscription"]
+
+    updated = await client.v1.subscriptions.update_async(
+        subscription["id"], {"metadata": {"plan": "pro"}}, {"idempotency_key": "plan-pro-1"}
+    )
+    await control.post("/webhook_deliveries/settle")
+
+    assert updated.last_response is not None
+    assert webhook_receiver.events()[-1]["request"] == {
+        "id": updated.last_response.request_id,
+        "idempotency_key": "plan-pro-1",
+    }
+
+
+async def test_an_event_stripe_makes_by_itself_names_no_request(
+    client: stripe.StripeClient,
+    catalog: BillingCatalog,
+    control: httpx.AsyncClient,
+    webhook_receiver: Receiver,
+) -> None:
+    subscription = (await subscribe(client, catalog, control))["subscription"]
+
+    await control_post(control, f"/subscriptions/{subscription['id']}/payment_failed")
+
+    assert [e["request"] for e in webhook_receiver.events()] == [
+        {"id": None, "idempotency_key": None}
+    ] * len(webhook_receiver.events())

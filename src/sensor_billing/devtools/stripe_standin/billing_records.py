@@ -225,6 +225,8 @@ class SnapshotEvent:
     created: int
     data_object: dict[str, Any]
     previous_attributes: dict[str, Any] | None
+    # (Request-Id, Idempotency-Key) of the API call that made it; (None, None) if automatic.
+    request: tuple[str | None, str | None]
     # The endpoints it is sent to: those that existed, and took its type, when it was made.
     endpoint_ids: tuple[str, ...]
 
@@ -240,7 +242,7 @@ class SnapshotEvent:
             "data": data,
             "livemode": False,
             "pending_webhooks": len(self.endpoint_ids),
-            "request": {"id": None, "idempotency_key": None},
+            "request": {"id": self.request[0], "idempotency_key": self.request[1]},
             "type": self.type,
         }
 

@@ -15,7 +15,8 @@ from .errors import WireAnswer
 from .faults import FaultTarget
 from .forms import Form, parse_form
 from .state import StandinState
-from .wire import ok, standin_of
+from .webhook_events import caused_by
+from .wire import ok, request_id_of, standin_of
 
 
 class StripeObject(Protocol):
@@ -47,7 +48,8 @@ def catalog_write(
             if latency:
                 # Holds the idempotency key "in progress", as a slow Stripe would.
                 await asyncio.sleep(latency)
-            result = action(state, request, form)
+            with caused_by(request_id_of(request), idempotency_key):
+                result = action(state, request, form)
             answer = ok(result if isinstance(result, dict) else result.to_stripe())
             if after is not None:
                 after(state)

@@ -13,7 +13,11 @@ Stripe rules followed (docs: webhooks, api/events/object):
 - an event is sent to the endpoints that exist, and take its type (`enabled_events`, `*` for
   all), when it is made; each attempt is a POST of the event, signed like every webhook
   (`destinations.post_signed`), and anything but a 2xx is a failure Stripe retries;
-- Stripe does not order deliveries, and can deliver one event more than once.
+- Stripe does not order deliveries, and can deliver one event more than once;
+- `request` names the API request that caused the event and "the idempotency key transmitted
+  during the request, if any"; "if null, the event was automatic (e.g., Stripe's automatic
+  subscription handling)" (api/events/object, `request.id`): events made by the control API
+  (a customer paying, a renewal, time passing) name none.
 
 Assumed where the docs are silent: events made by API calls (an update, a cancel) are sent once,
 in the background, after the call answered; events made by the control API are sent before its
@@ -25,8 +29,10 @@ answer unless it asks otherwise, so a test knows they arrived. Failed attempts a
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -35,6 +41,21 @@ from .billing_records import SnapshotEvent
 from .destinations import DELIVERY_TIMEOUT_SECONDS, post_signed
 from .records import EventDelivery, new_id
 from .state import StandinState
+
+# The API call being served, while its work runs: (Request-Id, Idempotency-Key).
+_caller: contextvars.ContextVar[tuple[str | None, str | None]] = contextvars.ContextVar(
+    "stripe_standin_caller", default=(None, None)
+)
+
+
+@contextmanager
+def caused_by(request_id: str | None, idempotency_key: str | None) -> Iterator[None]:
+    """Events made inside name this API request as their cause."""
+    token = _caller.set((request_id, idempotency_key))
+    try:
+        yield
+    finally:
+        _caller.reset(token)
 
 
 def emit(
@@ -57,6 +78,7 @@ def emit(
         created=int(state.clock.now()) if created is None else created,
         data_object=copy.deepcopy(dict(data_object)),
         previous_attributes=previous,
+        request=_caller.get(),
         endpoint_ids=tuple(
             endpoint.id
             for endpoint in state.webhook_endpoints.values()

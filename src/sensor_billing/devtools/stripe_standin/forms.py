@@ -53,6 +53,31 @@ def refuse_unknown(form: Form, known: Collection[str], *, within: str | None = N
             )
 
 
+def refuse_unmodelled(
+    form: Form,
+    modelled: Collection[str],
+    stripe_takes: Collection[str],
+    *,
+    within: str | None = None,
+) -> None:
+    """Like `refuse_unknown`, but a parameter Stripe takes (stripe_params.py) that the stand-in
+    does not model is refused saying so, rather than as unknown to Stripe, and rather than
+    ignored: a test must not pass because a filter or option was silently dropped."""
+    for name in form:
+        if name in modelled:
+            continue
+        param = name if within is None else f"{within}[{name}]"
+        if name in stripe_takes:
+            raise InvalidRequestError(
+                f"The Stripe stand-in does not model `{param}` on this endpoint (Stripe takes "
+                "it); leave it out or extend the stand-in.",
+                param=param,
+            )
+        raise InvalidRequestError(
+            f"Received unknown parameter: {param}", code="parameter_unknown", param=param
+        )
+
+
 def fingerprint_form(encoded: str) -> str:
     """Parameters in a canonical order, so a replay with the same params matches."""
     return "&".join(f"{k}={v}" for k, v in sorted(parse_qsl(encoded, keep_blank_values=True)))
@@ -92,15 +117,15 @@ def optional_bool(form: Form, name: str) -> bool | None:
     return value == "true"
 
 
-def optional_int(form: Form, name: str) -> int | None:
-    value = optional_str(form, name)
+def optional_int(form: Form, name: str, *, param: str | None = None) -> int | None:
+    value = optional_str(form, name, param=param)
     if value is None:
         return None
     try:
         return int(value)
     except ValueError:
         raise invalid_param(
-            name, f"Invalid integer: {value}", code="parameter_invalid_integer"
+            param or name, f"Invalid integer: {value}", code="parameter_invalid_integer"
         ) from None
 
 

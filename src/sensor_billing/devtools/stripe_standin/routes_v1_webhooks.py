@@ -12,16 +12,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import webhook_endpoints
+from . import event_queries, webhook_endpoints
 from .auth import require_secret_key
 from .billing_records import SnapshotEvent
-from .errors import invalid_param, no_such
+from .errors import no_such
 from .faults import FaultTarget
-from .forms import optional_str
 from .pagination import list_page
 from .routes_common import catalog_write, object_read, path_id
 from .state import StandinState
-from .webhook_events import not_yet_delivered
 from .wire import ok, query_form, standin_of, to_response
 
 # The create answer is the one time Stripe shows the secret.
@@ -48,7 +46,7 @@ async def list_endpoints(request: Request) -> Response:
     require_secret_key(state, request.headers)
     query = query_form(request)
     page = list_page(
-        webhook_endpoints.list_endpoints(state),
+        webhook_endpoints.list_endpoints(state, query),
         query=query,
         url="/v1/webhook_endpoints",
         id_of=lambda endpoint: endpoint.id,
@@ -73,23 +71,12 @@ async def list_events(request: Request) -> Response:
     state = standin_of(request)
     require_secret_key(state, request.headers)
     query = query_form(request)
-    event_type = optional_str(query, "type")
-    delivery_success = optional_str(query, "delivery_success")
-    if delivery_success not in (None, "true", "false"):
-        raise invalid_param("delivery_success", f"Invalid boolean: {delivery_success}")
-    undelivered = set(not_yet_delivered(state))
-    with state.lock:
-        events = [
-            event
-            for event in state.webhook_events.values()
-            if (event_type is None or event.type == event_type)
-            and (
-                delivery_success is None
-                or (event.id in undelivered) == (delivery_success == "false")
-            )
-        ][::-1]
     page = list_page(
-        events, query=query, url="/v1/events", id_of=_event_id, render=SnapshotEvent.to_stripe
+        event_queries.list_events(state, query),
+        query=query,
+        url="/v1/events",
+        id_of=_event_id,
+        render=SnapshotEvent.to_stripe,
     )
     return to_response(ok(page))
 

@@ -4,7 +4,8 @@ Stripe rules followed (docs: api/subscriptions/object, .../list, .../update, ...
 - one item per price, each with its own `current_period_start/end` (basil and later), the
   period counted from the billing cycle anchor (periods.py);
 - the list shows subscriptions that are not canceled unless `status` asks (`all`, or one of
-  the statuses), newest first;
+  the statuses), newest first, filtered by `customer` and `created` (the other filters Stripe
+  takes are refused as not modelled, not ignored);
 - an update sets `cancel_at_period_end` and merges `metadata`; a canceled subscription "can
   only update its cancellation_details and metadata";
 - canceling ends the subscription now: `status` `canceled`, `canceled_at` and `ended_at` set,
@@ -17,12 +18,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from stripe.params import SubscriptionListParams
+
 from .billing_records import CheckoutLineItem, Subscription, SubscriptionItem
 from .errors import InvalidRequestError, invalid_param, no_such
-from .forms import Form, merge_metadata, optional_bool, optional_map, optional_str, refuse_unknown
+from .forms import (
+    Form,
+    merge_metadata,
+    optional_bool,
+    optional_map,
+    optional_str,
+    refuse_unknown,
+    refuse_unmodelled,
+)
+from .pagination import PAGING_PARAMS, created_filter
 from .periods import period
 from .records import new_id
 from .state import StandinState
+from .stripe_params import stripe_takes
 from .webhook_events import emit
 
 
@@ -82,9 +95,13 @@ _STATUSES = ("active", "past_due", "unpaid", "canceled", "incomplete", "incomple
 _UPDATE_PARAMS = frozenset({"cancel_at_period_end", "metadata", "cancellation_details", "expand"})
 _CANCELED_MAY_UPDATE = frozenset({"metadata", "cancellation_details", "expand"})
 _CANCEL_PARAMS = frozenset({"expand"})
+_LIST_PARAMS = PAGING_PARAMS | {"customer", "status", "created"}
+_LIST_STRIPE_TAKES = stripe_takes(SubscriptionListParams)
 
 
 def list_subscriptions(state: StandinState, query: Form) -> list[Subscription]:
+    refuse_unmodelled(query, _LIST_PARAMS, _LIST_STRIPE_TAKES)
+    made_in_range = created_filter(query)
     customer = optional_str(query, "customer")
     status = optional_str(query, "status")
     if status is not None and status not in _STATUSES:
@@ -95,6 +112,7 @@ def list_subscriptions(state: StandinState, query: Form) -> list[Subscription]:
             for subscription in state.subscriptions.values()
             if (customer is None or subscription.customer == customer)
             and _status_matches(subscription, status)
+            and made_in_range(subscription.created)
         ]
     return found[::-1]
 

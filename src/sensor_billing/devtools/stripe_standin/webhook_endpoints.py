@@ -16,11 +16,23 @@ import re
 import secrets
 from urllib.parse import urlsplit
 
+from stripe.params import WebhookEndpointListParams
+
 from .billing_records import WebhookEndpoint
 from .errors import invalid_param, missing_param, no_such
-from .forms import Form, optional_map, optional_str, refuse_unknown, required_str, sub_form
+from .forms import (
+    Form,
+    optional_map,
+    optional_str,
+    refuse_unknown,
+    refuse_unmodelled,
+    required_str,
+    sub_form,
+)
+from .pagination import PAGING_PARAMS
 from .records import new_id
 from .state import StandinState
+from .stripe_params import stripe_takes
 
 _PARAMS = frozenset({"url", "enabled_events", "description", "metadata", "api_version", "expand"})
 _EVENT_TYPE = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)+)$")
@@ -93,6 +105,7 @@ def delete_endpoint(state: StandinState, endpoint_id: str) -> WebhookEndpoint:
         return endpoint
 
 
-def list_endpoints(state: StandinState) -> list[WebhookEndpoint]:
+def list_endpoints(state: StandinState, query: Form) -> list[WebhookEndpoint]:
+    refuse_unmodelled(query, PAGING_PARAMS, stripe_takes(WebhookEndpointListParams))
     with state.lock:
         return list(state.webhook_endpoints.values())[::-1]

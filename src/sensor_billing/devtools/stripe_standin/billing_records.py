@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from .records import Price, json_number
+from .records import Price
+from .unmodelled_fields import (
+    checkout_session_fields,
+    invoice_fields,
+    invoice_line_fields,
+    subscription_fields,
+    subscription_item_fields,
+    with_unmodelled,
+)
 
 # The version events are rendered as: the first whose shapes the stand-in follows.
 API_VERSION = "2025-03-31.basil"
@@ -50,7 +58,7 @@ class CheckoutSession:
 
     def to_stripe(self) -> dict[str, Any]:
         paid = "paid" if self.amount_total else "no_payment_required"
-        return {
+        modelled: dict[str, Any] = {
             "id": self.id,
             "object": "checkout.session",
             "after_expiration": None,
@@ -84,6 +92,7 @@ class CheckoutSession:
             # Stripe clears the URL once the session can no longer be paid.
             "url": self.url if self.status == "open" else None,
         }
+        return with_unmodelled(modelled, checkout_session_fields())
 
 
 @dataclass
@@ -97,6 +106,7 @@ class SubscriptionItem:
     metadata: dict[str, str] = field(default_factory=dict)
 
     def to_stripe(self, subscription: str, prices: Mapping[str, Price]) -> dict[str, Any]:
+        price = prices[self.price]
         body: dict[str, Any] = {
             "id": self.id,
             "object": "subscription_item",
@@ -105,14 +115,16 @@ class SubscriptionItem:
             "current_period_start": self.current_period_start,
             "discounts": [],
             "metadata": dict(self.metadata),
-            "price": prices[self.price].to_stripe(),
+            # Basil still sends the deprecated `plan` beside `price` (stripe 16.1 types it).
+            "plan": price.to_plan(),
+            "price": price.to_stripe(),
             "subscription": subscription,
             "tax_rates": [],
         }
         if self.quantity is not None:
             # A metered item has no quantity: usage decides what is billed.
             body["quantity"] = self.quantity
-        return body
+        return with_unmodelled(body, subscription_item_fields())
 
 
 @dataclass
@@ -135,7 +147,7 @@ class Subscription:
 
     def to_stripe(self, prices: Mapping[str, Price]) -> dict[str, Any]:
         items = [item.to_stripe(self.id, prices) for item in self.items]
-        return {
+        modelled: dict[str, Any] = {
             "id": self.id,
             "object": "subscription",
             "application": None,
@@ -178,6 +190,7 @@ class Subscription:
             "trial_end": None,
             "trial_start": None,
         }
+        return with_unmodelled(modelled, subscription_fields())
 
 
 @dataclass
@@ -289,7 +302,7 @@ class InvoiceLine:
         self, invoice: str, subscription: str, currency: str, prices: Mapping[str, Price]
     ) -> dict[str, Any]:
         price = prices[self.price]
-        return {
+        modelled: dict[str, Any] = {
             "id": self.id,
             "object": "line_item",
             "amount": self.amount,
@@ -320,9 +333,15 @@ class InvoiceLine:
                 "price_details": {"price": price.id, "product": price.product},
                 "unit_amount_decimal": format(price.unit_amount_decimal, "f"),
             },
-            "quantity": json_number(self.quantity),
+            # Basil's `quantity` is whole; the exact usage is `quantity_decimal` (later versions;
+            # "quantity ... truncated to an integer", changelog/dahlia/2026-03-25/
+            # invoice-items-decimal-quantity).
+            "quantity": int(self.quantity),
+            "quantity_decimal": format(self.quantity.normalize(), "f"),
+            "subtotal": self.amount,
             "taxes": [],
         }
+        return with_unmodelled(modelled, invoice_line_fields())
 
 
 InvoiceStatus = Literal["draft", "open", "paid"]
@@ -343,6 +362,10 @@ class Invoice:
     # "An immutable snapshot of the subscription metadata at the time of invoice
     # finalization" (api/invoices/object, parent.subscription_details.metadata).
     subscription_metadata: dict[str, str] = field(default_factory=dict)
+    # The customer's, copied when the invoice is made ("once the invoice is finalized, this
+    # field will no longer be updated", api/invoices/object `customer_name`).
+    customer_name: str | None = None
+    customer_email: str | None = None
     status: InvoiceStatus = "open"
     attempt_count: int = 0
     next_payment_attempt: int | None = None
@@ -357,7 +380,8 @@ class Invoice:
         lines = [
             line.to_stripe(self.id, self.subscription, self.currency, prices) for line in self.lines
         ]
-        return {
+        finalized_at = self.created if self.number else None
+        modelled: dict[str, Any] = {
             "id": self.id,
             "object": "invoice",
             "amount_due": self.total,
@@ -404,11 +428,18 @@ class Invoice:
             "starting_balance": 0,
             "status": self.status,
             "status_transitions": {
-                "finalized_at": self.created if self.number else None,
+                "finalized_at": finalized_at,
                 "marked_uncollectible_at": None,
                 "paid_at": self.paid_at,
                 "voided_at": None,
             },
             "subtotal": self.total,
+            "subtotal_excluding_tax": self.total,
             "total": self.total,
+            "total_excluding_tax": self.total,
+            "customer_email": self.customer_email,
+            "customer_name": self.customer_name,
+            "effective_at": finalized_at,
+            "webhooks_delivered_at": finalized_at,
         }
+        return with_unmodelled(modelled, invoice_fields())

@@ -32,7 +32,7 @@ from typing import Any
 from .billing_records import Invoice
 from .errors import InvalidRequestError, invalid_param, no_such_reference
 from .forms import Form, optional_str, refuse_unknown
-from .invoices import current_period, usage_lines
+from .invoices import current_period, customer_details, usage_lines
 from .records import new_id
 from .state import StandinState
 
@@ -69,6 +69,7 @@ def preview_invoice(state: StandinState, form: Form) -> dict[str, Any]:
         if subscription.status == "canceled":
             raise InvalidRequestError(NOTHING_UPCOMING, code="invoice_upcoming_none", status=404)
         start, end = current_period(state, subscription)
+        customer_name, customer_email = customer_details(state, subscription.customer)
         preview = Invoice(
             id=new_id("upcoming_in_", 24),
             customer=subscription.customer,
@@ -81,6 +82,8 @@ def preview_invoice(state: StandinState, form: Form) -> dict[str, Any]:
             billing_reason="upcoming",
             number=None,
             subscription_metadata=dict(subscription.metadata),
+            customer_name=customer_name,
+            customer_email=customer_email,
             status="draft",
             next_payment_attempt=end,
         )

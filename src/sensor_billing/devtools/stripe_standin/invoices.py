@@ -18,7 +18,10 @@ Stripe rules followed:
   attempted", api/subscriptions/object `status`); a payment that succeeds makes the invoice
   `paid` (`amount_paid`, `status_transitions.paid_at`) and the subscription `active` again.
 
-Assumed where the docs are silent: the next retry is 3 days after a failure (Smart Retries
+Assumed where the docs are silent: fractional usage (decimal meter values) is billed exactly;
+the line's `quantity` (whole in basil) is that usage truncated, the exact one `quantity_decimal`
+(as later versions truncate it, changelog/dahlia/2026-03-25/invoice-items-decimal-quantity); the
+next retry is 3 days after a failure (Smart Retries
 choose their own times); `invoice.created` and `invoice.finalized` are not sent (only the
 payment events); the first invoice Stripe makes when a subscription starts is not modelled.
 """
@@ -114,6 +117,7 @@ def renew(state: StandinState, subscription: Subscription) -> Invoice:
             price.interval_count,
             subscription.period_number,
         )
+    customer_name, customer_email = customer_details(state, subscription.customer)
     invoice = Invoice(
         id=new_id("in_", 24),
         customer=subscription.customer,
@@ -126,6 +130,8 @@ def renew(state: StandinState, subscription: Subscription) -> Invoice:
         billing_reason="subscription_cycle",
         number=f"STANDIN-{len(state.invoices) + 1:04d}",
         subscription_metadata=dict(subscription.metadata),
+        customer_name=customer_name,
+        customer_email=customer_email,
     )
     state.invoices[invoice.id] = invoice
     subscription.latest_invoice = invoice.id
@@ -148,6 +154,14 @@ def open_invoice(state: StandinState, subscription: Subscription) -> Invoice | N
     """The subscription's latest invoice while it is still unpaid."""
     invoice = state.invoices.get(subscription.latest_invoice or "")
     return invoice if invoice is not None and invoice.status == "open" else None
+
+
+def customer_details(state: StandinState, customer_id: str) -> tuple[str | None, str | None]:
+    """The customer's name and email as an invoice copies them. Call with `state.lock` held."""
+    customer = state.customers.get(customer_id)
+    if customer is None or customer.deleted:
+        return None, None
+    return customer.name, customer.email
 
 
 def get_invoice(state: StandinState, invoice_id: str) -> Invoice:

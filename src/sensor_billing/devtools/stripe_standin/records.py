@@ -372,7 +372,6 @@ class Price:
     metadata: dict[str, str] = field(default_factory=dict)
 
     def to_stripe(self) -> dict[str, Any]:
-        whole = self.unit_amount_decimal == self.unit_amount_decimal.to_integral_value()
         return {
             "id": self.id,
             "object": "price",
@@ -397,7 +396,36 @@ class Price:
             "tiers_mode": None,
             "transform_quantity": None,
             "type": "recurring",
-            # Stripe answers `unit_amount: null` when the amount has a fractional part.
-            "unit_amount": int(self.unit_amount_decimal) if whole else None,
+            "unit_amount": self._whole_amount(),
             "unit_amount_decimal": format(self.unit_amount_decimal, "f"),
         }
+
+    def to_plan(self) -> dict[str, Any]:
+        """The price in the legacy Plan shape a subscription item still carries; basil removed
+        `aggregate_usage` (meters aggregate) (docs: api/plans/object)."""
+        return {
+            "id": self.id,
+            "object": "plan",
+            "active": self.active,
+            "amount": self._whole_amount(),
+            "amount_decimal": format(self.unit_amount_decimal, "f"),
+            "billing_scheme": "per_unit",
+            "created": self.created,
+            "currency": self.currency,
+            "interval": self.interval,
+            "interval_count": self.interval_count,
+            "livemode": False,
+            "metadata": dict(self.metadata),
+            "meter": self.meter,
+            "nickname": self.nickname,
+            "product": self.product,
+            "tiers_mode": None,
+            "transform_usage": None,
+            "trial_period_days": None,
+            "usage_type": self.usage_type,
+        }
+
+    def _whole_amount(self) -> int | None:
+        # Stripe answers `unit_amount: null` when the amount has a fractional part.
+        whole = self.unit_amount_decimal == self.unit_amount_decimal.to_integral_value()
+        return int(self.unit_amount_decimal) if whole else None

@@ -39,7 +39,10 @@ def list_page(
     url: str,
     id_of: Callable[[T], str],
     render: Callable[[T], dict[str, Any]],
+    expand: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
+    """A page of `items`; `expand` answers the rendered page with what `expand[]` asked
+    (expansion.expand_in_list); a list without it refuses `expand[]`."""
     limit = optional_int(query, "limit")
     if limit is None:
         limit = DEFAULT_LIMIT
@@ -60,9 +63,14 @@ def list_page(
         if starting_after is not None:
             start = _position(items, id_of, starting_after, "starting_after") + 1
         page, has_more = items[start : start + limit], start + limit < len(items)
+    data = [render(item) for item in page]
+    if expand is not None:
+        data = expand(data)
+    elif query.get("expand") is not None:
+        raise invalid_param("expand", "The Stripe stand-in does not expand this list.")
     return {
         "object": "list",
-        "data": [render(item) for item in page],
+        "data": data,
         "has_more": has_more,
         "url": url,
     }

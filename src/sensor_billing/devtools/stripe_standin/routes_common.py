@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from starlette.requests import Request
 from starlette.responses import Response
 
+from . import expansion
 from .auth import require_secret_key
 from .calls import serve_call
 from .errors import WireAnswer
@@ -16,7 +17,7 @@ from .faults import FaultTarget
 from .forms import Form, parse_form
 from .state import StandinState
 from .webhook_events import caused_by
-from .wire import ok, request_id_of, standin_of
+from .wire import ok, query_form, request_id_of, standin_of
 
 
 class StripeObject(Protocol):
@@ -34,23 +35,29 @@ def catalog_write(
     *,
     fault_target: FaultTarget | None = None,
     after: Callable[[StandinState], None] | None = None,
+    answers: str | None = None,
 ) -> Callable[[Request], Awaitable[Response]]:
     """An endpoint that needs the secret key, honours Idempotency-Key, and takes injected
     faults only when the plan targets `fault_target`. `after` runs once the work is done (e.g.
-    to send the webhook events it made in the background)."""
+    to send the webhook events it made in the background). `answers` is the type of object it
+    answers: `expand[]` is checked before the work and applied to the answer (expansion.py);
+    without it `expand` is left as the endpoint treats it."""
 
     async def endpoint(request: Request) -> Response:
         state = standin_of(request)
 
         async def work(body: bytes, idempotency_key: str | None) -> WireAnswer:
             form = parse_form(body.decode())
+            if answers is not None:
+                expansion.check(answers, form)
             latency = state.config.write_latency_seconds
             if latency:
                 # Holds the idempotency key "in progress", as a slow Stripe would.
                 await asyncio.sleep(latency)
             with caused_by(request_id_of(request), idempotency_key):
                 result = action(state, request, form)
-            answer = ok(result if isinstance(result, dict) else result.to_stripe())
+            rendered = result if isinstance(result, dict) else result.to_stripe()
+            answer = ok(expansion.expand(state, rendered, form) if answers else rendered)
             if after is not None:
                 after(state)
             return answer
@@ -79,7 +86,7 @@ def object_read(
         state = standin_of(request)
 
         async def work(body: bytes, idempotency_key: str | None) -> WireAnswer:
-            return ok(action(state, request))
+            return ok(expansion.expand(state, action(state, request), query_form(request)))
 
         return await serve_call(
             request,

@@ -18,6 +18,7 @@ create_session = catalog_write(
         state, form, str(request.base_url)
     ),
     fault_target=FaultTarget.BILLING_PORTAL,
+    answers="billing_portal.session",
 )
 
 

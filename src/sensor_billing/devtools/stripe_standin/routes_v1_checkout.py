@@ -25,11 +25,13 @@ create_session = catalog_write(
     lambda state, request, form: checkout.create_session(state, form, str(request.base_url)),
     fault_target=FaultTarget.CHECKOUT,
     after=send_outbox_in_background,
+    answers="checkout.session",
 )
 expire_session = catalog_write(
     lambda state, request, _: checkout.expire_session(state, path_id(request)),
     fault_target=FaultTarget.CHECKOUT,
     after=send_outbox_in_background,
+    answers="checkout.session",
 )
 
 

@@ -10,6 +10,7 @@ from starlette.routing import Route
 from . import invoice_preview, invoices, subscriptions
 from .auth import require_secret_key
 from .billing_records import Subscription
+from .expansion import expand_in_list
 from .faults import FaultTarget
 from .pagination import list_page
 from .routes_common import catalog_write, object_read, path_id
@@ -28,6 +29,7 @@ update_subscription = catalog_write(
     ),
     fault_target=FaultTarget.SUBSCRIPTIONS,
     after=send_outbox_in_background,
+    answers="subscription",
 )
 cancel_subscription = catalog_write(
     lambda state, request, form: subscriptions.subscription_snapshot(
@@ -35,6 +37,7 @@ cancel_subscription = catalog_write(
     ),
     fault_target=FaultTarget.SUBSCRIPTIONS,
     after=send_outbox_in_background,
+    answers="subscription",
 )
 
 
@@ -49,6 +52,7 @@ async def list_subscriptions(request: Request) -> Response:
         url="/v1/subscriptions",
         id_of=_subscription_id,
         render=lambda subscription: subscriptions.subscription_snapshot(state, subscription),
+        expand=lambda page: expand_in_list(state, "subscription", page, query),
     )
     return to_response(ok(page))
 
@@ -65,6 +69,7 @@ retrieve_invoice = object_read(
 preview_invoice = catalog_write(
     lambda state, _, form: invoice_preview.preview_invoice(state, form),
     fault_target=FaultTarget.INVOICES,
+    answers="invoice",
 )
 
 routes = [

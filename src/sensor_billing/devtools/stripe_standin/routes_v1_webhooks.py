@@ -26,7 +26,8 @@ from .wire import ok, query_form, standin_of, to_response
 create_endpoint = catalog_write(
     lambda state, _, form: webhook_endpoints.create_endpoint(state, form).to_stripe(
         with_secret=True
-    )
+    ),
+    answers="webhook_endpoint",
 )
 delete_endpoint = catalog_write(
     lambda state, request, _: {

@@ -143,6 +143,8 @@ class Subscription:
     canceled_at: int | None = None
     ended_at: int | None = None
     cancellation_reason: str | None = None
+    cancellation_comment: str | None = None
+    cancellation_feedback: str | None = None
     latest_invoice: str | None = None
 
     def to_stripe(self, prices: Mapping[str, Price]) -> dict[str, Any]:
@@ -157,8 +159,8 @@ class Subscription:
             "cancel_at_period_end": self.cancel_at_period_end,
             "canceled_at": self.canceled_at,
             "cancellation_details": {
-                "comment": None,
-                "feedback": None,
+                "comment": self.cancellation_comment,
+                "feedback": self.cancellation_feedback,
                 "reason": self.cancellation_reason,
             },
             "collection_method": "charge_automatically",

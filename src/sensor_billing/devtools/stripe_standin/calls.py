@@ -69,7 +69,8 @@ async def _run_idempotent(
             param="Idempotency-Key",
         )
     if key is not None:
-        fingerprint = f"{request.method} {request.url.path} {_canonical(body, via)}"
+        query = fingerprint_form(request.url.query)
+        fingerprint = f"{request.method} {request.url.path}?{query} {_canonical(body, via)}"
         lifetime = V1_KEY_LIFETIME_SECONDS if via == "v1" else V2_KEY_LIFETIME_SECONDS
         saved = state.idempotency.begin(key, fingerprint, lifetime)
         if saved is not None:

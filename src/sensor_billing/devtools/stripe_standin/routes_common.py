@@ -30,6 +30,15 @@ def path_id(request: Request) -> str:
     return value
 
 
+def call_params(request: Request, body: bytes) -> Form:
+    """A call's parameters: the SDKs send a DELETE's in the query string, as a GET's (stripe
+    16.1 `_api_requestor`: "get" and "delete" encode params into the URL), a POST's in the
+    form-encoded body."""
+    if request.method == "DELETE":
+        return parse_form("&".join(part for part in (request.url.query, body.decode()) if part))
+    return parse_form(body.decode())
+
+
 def catalog_write(
     action: Callable[[StandinState, Request, Form], StripeObject | dict[str, Any]],
     *,
@@ -47,7 +56,7 @@ def catalog_write(
         state = standin_of(request)
 
         async def work(body: bytes, idempotency_key: str | None) -> WireAnswer:
-            form = parse_form(body.decode())
+            form = call_params(request, body)
             if answers is not None:
                 expansion.check(answers, form)
             latency = state.config.write_latency_seconds

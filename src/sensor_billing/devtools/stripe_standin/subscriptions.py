@@ -6,8 +6,10 @@ Stripe rules followed (docs: api/subscriptions/object, .../list, .../update, ...
 - the list shows subscriptions that are not canceled unless `status` asks (`all`, or one of
   the statuses), newest first, filtered by `customer` and `created` (the other filters Stripe
   takes are refused as not modelled, not ignored);
-- an update sets `cancel_at_period_end` and merges `metadata`; a canceled subscription "can
-  only update its cancellation_details and metadata";
+- an update sets `cancel_at_period_end`, merges `metadata` and sets
+  `cancellation_details[comment|feedback]` (feedback one of Stripe's eight reasons; also taken
+  by the cancel); a canceled subscription "can only update its cancellation_details and
+  metadata";
 - canceling ends the subscription now: `status` `canceled`, `canceled_at` and `ended_at` set,
   `customer.subscription.deleted` sent; canceling it again answers "No such subscription"
   (resource_missing), as Stripe does for a subscription that already ended.
@@ -18,7 +20,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from stripe.params import SubscriptionListParams
+from stripe.params import (
+    SubscriptionCancelParams,
+    SubscriptionCancelParamsCancellationDetails,
+    SubscriptionListParams,
+    SubscriptionUpdateParams,
+    SubscriptionUpdateParamsCancellationDetails,
+)
 
 from .billing_records import CheckoutLineItem, Subscription, SubscriptionItem
 from .errors import InvalidRequestError, invalid_param, no_such
@@ -28,8 +36,8 @@ from .forms import (
     optional_bool,
     optional_map,
     optional_str,
-    refuse_unknown,
     refuse_unmodelled,
+    sub_form,
 )
 from .pagination import PAGING_PARAMS, created_filter
 from .periods import period
@@ -94,7 +102,10 @@ _STATUSES = ("active", "past_due", "unpaid", "canceled", "incomplete", "incomple
              "trialing", "paused", "all", "ended")  # fmt: skip
 _UPDATE_PARAMS = frozenset({"cancel_at_period_end", "metadata", "cancellation_details", "expand"})
 _CANCELED_MAY_UPDATE = frozenset({"metadata", "cancellation_details", "expand"})
-_CANCEL_PARAMS = frozenset({"expand"})
+_CANCEL_PARAMS = frozenset({"cancellation_details", "expand"})
+# api/subscriptions/update, cancellation_details.feedback.
+CANCELLATION_FEEDBACK = ("customer_service", "low_quality", "missing_features", "other",
+                         "switched_service", "too_complex", "too_expensive", "unused")  # fmt: skip
 _LIST_PARAMS = PAGING_PARAMS | {"customer", "status", "created"}
 _LIST_STRIPE_TAKES = stripe_takes(SubscriptionListParams)
 
@@ -128,7 +139,11 @@ def _status_matches(subscription: Subscription, status: str | None) -> bool:
 
 
 def update_subscription(state: StandinState, subscription_id: str, form: Form) -> Subscription:
-    refuse_unknown(form, _UPDATE_PARAMS)
+    refuse_unmodelled(form, _UPDATE_PARAMS, stripe_takes(SubscriptionUpdateParams))
+    # Everything is read before anything changes: a bad value leaves the subscription as it was.
+    cancel_at_period_end = optional_bool(form, "cancel_at_period_end")
+    metadata = optional_map(form, "metadata")
+    details = _cancellation_details(form, SubscriptionUpdateParamsCancellationDetails)
     with state.lock:
         subscription = get_subscription(state, subscription_id)
         if subscription.status == "canceled" and not set(form) <= _CANCELED_MAY_UPDATE:
@@ -136,10 +151,10 @@ def update_subscription(state: StandinState, subscription_id: str, form: Form) -
                 "A canceled subscription can only update its cancellation_details and metadata."
             )
         before = subscription_snapshot(state, subscription)
-        cancel_at_period_end = optional_bool(form, "cancel_at_period_end")
         if cancel_at_period_end is not None:
             subscription.cancel_at_period_end = cancel_at_period_end
-        merge_metadata(subscription.metadata, optional_map(form, "metadata"))
+        merge_metadata(subscription.metadata, metadata)
+        _set_cancellation_details(subscription, details)
         after = subscription_snapshot(state, subscription)
         if after != before:
             emit(state, "customer.subscription.updated", after, before)
@@ -147,13 +162,43 @@ def update_subscription(state: StandinState, subscription_id: str, form: Form) -
 
 
 def cancel_subscription(state: StandinState, subscription_id: str, form: Form) -> Subscription:
-    refuse_unknown(form, _CANCEL_PARAMS)
+    refuse_unmodelled(form, _CANCEL_PARAMS, stripe_takes(SubscriptionCancelParams))
+    details = _cancellation_details(form, SubscriptionCancelParamsCancellationDetails)
     with state.lock:
         subscription = get_subscription(state, subscription_id)
         if subscription.status == "canceled":
             raise no_such("subscription", subscription_id)
+        _set_cancellation_details(subscription, details)
         end_now(state, subscription, reason="cancellation_requested")
         return subscription
+
+
+def _cancellation_details(form: Form, params_type: type) -> dict[str, str | None]:
+    """`cancellation_details[comment|feedback]`: what is given, `""` unsetting it."""
+    given = sub_form(form, "cancellation_details")
+    if given is None:
+        return {}
+    where = "cancellation_details"
+    refuse_unmodelled(given, ("comment", "feedback"), stripe_takes(params_type), within=where)
+    details: dict[str, str | None] = {}
+    for name in ("comment", "feedback"):
+        value = optional_str(given, name, param=f"{where}[{name}]")
+        if value is not None:
+            details[name] = value or None
+    feedback = details.get("feedback")
+    if feedback is not None and feedback not in CANCELLATION_FEEDBACK:
+        raise invalid_param(
+            f"{where}[feedback]",
+            f"Invalid {where}[feedback]: must be one of {', '.join(CANCELLATION_FEEDBACK)}",
+        )
+    return details
+
+
+def _set_cancellation_details(subscription: Subscription, details: dict[str, str | None]) -> None:
+    if "comment" in details:
+        subscription.cancellation_comment = details["comment"]
+    if "feedback" in details:
+        subscription.cancellation_feedback = details["feedback"]
 
 
 def end_now(state: StandinState, subscription: Subscription, *, reason: str) -> None:

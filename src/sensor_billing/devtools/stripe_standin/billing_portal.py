@@ -10,25 +10,28 @@ Stripe rules followed (docs: api/customer_portal/sessions/create, .../object):
 Assumed where the docs are silent: the account has a default configuration
 (`DEFAULT_CONFIGURATION`; a test-mode account without one is refused at Stripe); another
 configuration id is refused as missing; `flow_data` and `on_behalf_of` are not modelled and
-refused as unknown parameters; the session's `url` opens a stand-in page that links back to
+refused saying so; the session's `url` opens a stand-in page that links back to
 `return_url`.
 """
 
 from __future__ import annotations
 
+from stripe.params.billing_portal import SessionCreateParams
+
 from .billing_records import PortalSession
 from .checkout import checked_url
 from .errors import no_such, no_such_reference
-from .forms import Form, optional_str, refuse_unknown, required_str
+from .forms import Form, optional_str, refuse_unmodelled, required_str
 from .records import new_id
 from .state import StandinState
+from .stripe_params import stripe_takes
 
 DEFAULT_CONFIGURATION = "bpc_standin_default"
 _PARAMS = frozenset({"customer", "return_url", "configuration", "locale", "expand"})
 
 
 def create_portal_session(state: StandinState, form: Form, base_url: str) -> PortalSession:
-    refuse_unknown(form, _PARAMS)
+    refuse_unmodelled(form, _PARAMS, stripe_takes(SessionCreateParams))
     customer_id = required_str(form, "customer")
     return_url = checked_url(form, "return_url", required=False)
     configuration = optional_str(form, "configuration") or DEFAULT_CONFIGURATION

@@ -19,12 +19,12 @@ Stripe rules followed (docs: api/checkout/sessions/create, .../expire, .../objec
   from `subscription_data[metadata]`) and sets the session `complete` with `subscription`.
 
 Assumed where the docs are silent: only `mode=subscription` and the hosted page are modelled
-(other modes and `ui_mode`s, and parameters the stand-in does not model, are refused, so a test
-never relies on a parameter ignored in silence); line items with different currencies or
-billing intervals are refused with the stand-in's own wording; `client_reference_id` is at most
-200 characters; an expired session is marked so when next read, with its
-`checkout.session.expired` event dated at its `expires_at`; the first invoice a new
-subscription gets at Stripe is not modelled. Completing sends `customer.created` (when the
+(other modes and `ui_mode`s, and parameters the stand-in does not model, are refused saying so,
+so a test never relies on a parameter ignored in silence; forms.refuse_unmodelled); line items
+with different currencies or billing intervals are refused with the stand-in's own wording;
+`client_reference_id` is at most 200 characters; an expired session is marked so when next
+read, with its `checkout.session.expired` event dated at its `expires_at`; the first invoice a
+new subscription gets at Stripe is not modelled. Completing sends `customer.created` (when the
 session made the customer), `checkout.session.completed`, then `customer.subscription.created`.
 """
 
@@ -33,11 +33,18 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from urllib.parse import urlsplit
 
+from stripe.params.checkout import (
+    SessionCreateParams,
+    SessionCreateParamsLineItem,
+    SessionCreateParamsSubscriptionData,
+)
+
 from .billing_records import CheckoutLineItem, CheckoutSession
 from .errors import InvalidRequestError, invalid_param, missing_param, no_such, no_such_reference
-from .forms import Form, optional_map, optional_str, refuse_unknown, required_str, sub_form
+from .forms import Form, optional_map, optional_str, refuse_unmodelled, required_str, sub_form
 from .records import Customer, Price, new_id
 from .state import StandinState
+from .stripe_params import stripe_takes
 from .subscriptions import start_subscription, subscription_snapshot
 from .webhook_events import emit
 
@@ -64,7 +71,7 @@ _SUBSCRIPTION_DATA_PARAMS = frozenset({"metadata"})
 
 
 def create_session(state: StandinState, form: Form, base_url: str) -> CheckoutSession:
-    refuse_unknown(form, _PARAMS)
+    refuse_unmodelled(form, _PARAMS, stripe_takes(SessionCreateParams))
     _check_mode(form)
     success_url = checked_url(form, "success_url", required=True)
     assert success_url is not None
@@ -76,7 +83,12 @@ def create_session(state: StandinState, form: Form, base_url: str) -> CheckoutSe
             f"client_reference_id must be at most {MAX_CLIENT_REFERENCE_LENGTH} characters.",
         )
     subscription_data = sub_form(form, "subscription_data") or {}
-    refuse_unknown(subscription_data, _SUBSCRIPTION_DATA_PARAMS, within="subscription_data")
+    refuse_unmodelled(
+        subscription_data,
+        _SUBSCRIPTION_DATA_PARAMS,
+        stripe_takes(SessionCreateParamsSubscriptionData),
+        within="subscription_data",
+    )
     customer_id = optional_str(form, "customer")
     with state.lock:
         if customer_id is not None:
@@ -148,7 +160,9 @@ def _line_items(state: StandinState, form: Form) -> tuple[list[CheckoutLineItem]
         if key != str(index):
             raise InvalidRequestError(f"Invalid array: {where} is missing.", param="line_items")
         entry = sub_form(raw, key) or {}
-        refuse_unknown(entry, _LINE_ITEM_PARAMS, within=where)
+        refuse_unmodelled(
+            entry, _LINE_ITEM_PARAMS, stripe_takes(SessionCreateParamsLineItem), within=where
+        )
         price = _active_price(state, required_str(entry, "price", param=f"{where}[price]"), where)
         items.append(CheckoutLineItem(price.id, _quantity(entry, price, where)))
         prices.append(price)

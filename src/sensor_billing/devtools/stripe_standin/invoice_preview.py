@@ -22,19 +22,22 @@ metadata as it is now in `parent.subscription_details.metadata`; a canceled subs
 nothing left to bill; a `customer` that is not the subscription's is refused (param
 `subscription`); the preview's id is `upcoming_in_...` and its status `draft`; it is not stored
 and `GET /v1/invoices/{id}` does not find it; parameters the stand-in does not model
-(`subscription_details`, `invoice_items`, ...) are refused as unknown.
+(`subscription_details`, `invoice_items`, ...) are refused saying so.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from stripe.params import InvoiceCreatePreviewParams
+
 from .billing_records import Invoice
 from .errors import InvalidRequestError, invalid_param, no_such_reference
-from .forms import Form, optional_str, refuse_unknown
+from .forms import Form, optional_str, refuse_unmodelled
 from .invoices import current_period, customer_details, usage_lines
 from .records import new_id
 from .state import StandinState
+from .stripe_params import stripe_takes
 
 _PARAMS = frozenset({"customer", "subscription", "expand"})
 NEEDS_A_SUBSCRIPTION = (
@@ -48,7 +51,7 @@ NOTHING_UPCOMING = (
 
 
 def preview_invoice(state: StandinState, form: Form) -> dict[str, Any]:
-    refuse_unknown(form, _PARAMS)
+    refuse_unmodelled(form, _PARAMS, stripe_takes(InvoiceCreatePreviewParams))
     customer_id = optional_str(form, "customer")
     subscription_id = optional_str(form, "subscription")
     with state.lock:

@@ -16,7 +16,7 @@ import re
 import secrets
 from urllib.parse import urlsplit
 
-from stripe.params import WebhookEndpointListParams
+from stripe.params import WebhookEndpointCreateParams, WebhookEndpointListParams
 
 from .billing_records import WebhookEndpoint
 from .errors import invalid_param, missing_param, no_such
@@ -24,7 +24,6 @@ from .forms import (
     Form,
     optional_map,
     optional_str,
-    refuse_unknown,
     refuse_unmodelled,
     required_str,
     sub_form,
@@ -40,7 +39,7 @@ SECRET_PATTERN = r"^whsec_\S+$"  # noqa: S105 - the shape of a secret, not one
 
 
 def create_endpoint(state: StandinState, form: Form) -> WebhookEndpoint:
-    refuse_unknown(form, _PARAMS)
+    refuse_unmodelled(form, _PARAMS, stripe_takes(WebhookEndpointCreateParams))
     url = required_str(form, "url")
     listed = sub_form(form, "enabled_events")
     if not listed:

@@ -231,3 +231,46 @@ async def test_an_injected_failure_on_the_preview_is_a_500(
         await client.v1.invoices.create_preview_async({"subscription": subscription["id"]})
 
     assert failed.value.http_status == 500
+
+
+async def test_a_subscription_ending_at_its_period_end_previews_its_usage_and_no_next_seat(
+    client: stripe.StripeClient, catalog: BillingCatalog, control: httpx.AsyncClient
+) -> None:
+    subscription = (
+        await subscribe(
+            client,
+            catalog,
+            control,
+            line_items=[
+                {"price": catalog.metered_price},
+                {"price": catalog.licensed_price, "quantity": 2},
+            ],
+        )
+    )["subscription"]
+    customer, (start, _) = subscription["customer"], period_of(subscription)
+    await send_event(client, customer=customer, value="4", event_name=READINGS, timestamp=start)
+    await client.v1.subscriptions.update_async(subscription["id"], {"cancel_at_period_end": True})
+
+    preview = await client.v1.invoices.create_preview_async({"subscription": subscription["id"]})
+
+    [usage] = preview.lines.data
+    assert usage.pricing is not None
+    assert usage.pricing.price_details is not None
+    assert (usage.pricing.price_details.price, usage.amount) == (catalog.metered_price, 2)
+    assert preview.amount_due == 2
+
+
+async def test_a_seats_only_subscription_ending_at_its_period_end_has_no_upcoming_invoice(
+    client: stripe.StripeClient, catalog: BillingCatalog, control: httpx.AsyncClient
+) -> None:
+    subscription = (
+        await subscribe(
+            client, catalog, control, line_items=[{"price": catalog.licensed_price, "quantity": 1}]
+        )
+    )["subscription"]
+    await client.v1.subscriptions.update_async(subscription["id"], {"cancel_at_period_end": True})
+
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        await client.v1.invoices.create_preview_async({"subscription": subscription["id"]})
+
+    assert (refused.value.http_status, refused.value.code) == (404, "invoice_upcoming_none")

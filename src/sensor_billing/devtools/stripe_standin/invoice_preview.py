@@ -19,7 +19,10 @@ Stripe rules followed:
 
 Assumed where the docs are silent: a preview, never finalized, carries the subscription's
 metadata as it is now in `parent.subscription_details.metadata`; a canceled subscription has
-nothing left to bill; a `customer` that is not the subscription's is refused (param
+nothing left to bill; one set to cancel at its period end (`cancel_at_period_end`,
+"cancel at the end of the current period", api/subscriptions/object) bills that period's usage
+and no seats for a next period, and a seats-only one has no upcoming invoice
+(`invoice_upcoming_none`); a `customer` that is not the subscription's is refused (param
 `subscription`); the preview's id is `upcoming_in_...` and its status `draft`; it is not stored
 and `GET /v1/invoices/{id}` does not find it; parameters the stand-in does not model
 (`subscription_details`, `invoice_items`, ...) are refused saying so.
@@ -71,6 +74,15 @@ def preview_invoice(state: StandinState, form: Form) -> dict[str, Any]:
             )
         if subscription.status == "canceled":
             raise InvalidRequestError(NOTHING_UPCOMING, code="invoice_upcoming_none", status=404)
+        # Set to cancel at its period end, it has no next period to bill seats for in advance.
+        lines = usage_lines(
+            state,
+            subscription,
+            subscription.period_number,
+            renews=not subscription.cancel_at_period_end,
+        )
+        if not lines:
+            raise InvalidRequestError(NOTHING_UPCOMING, code="invoice_upcoming_none", status=404)
         start, end = current_period(state, subscription)
         customer_name, customer_email = customer_details(state, subscription.customer)
         preview = Invoice(
@@ -81,7 +93,7 @@ def preview_invoice(state: StandinState, form: Form) -> dict[str, Any]:
             currency=subscription.currency,
             period_start=start,
             period_end=end,
-            lines=usage_lines(state, subscription, subscription.period_number),
+            lines=lines,
             billing_reason="upcoming",
             number=None,
             subscription_metadata=dict(subscription.metadata),

@@ -40,11 +40,16 @@ from .summaries import aggregate
 RETRY_AFTER_SECONDS = 3 * 24 * 3600
 
 
-def usage_lines(state: StandinState, subscription: Subscription, number: int) -> list[InvoiceLine]:
-    """What the end of period `number` bills: each metered item's usage over that period and
-    each licensed item for the period after it. Call with `state.lock` held."""
+def usage_lines(
+    state: StandinState, subscription: Subscription, number: int, *, renews: bool = True
+) -> list[InvoiceLine]:
+    """What the end of period `number` bills: each metered item's usage over that period and,
+    if the subscription `renews`, each licensed item for the period after it. Call with
+    `state.lock` held."""
     lines = []
     for item in subscription.items:
+        if item.quantity is not None and not renews:
+            continue
         price = state.prices[item.price]
         start, end = period(
             subscription.billing_cycle_anchor, price.interval, price.interval_count, number

@@ -125,3 +125,23 @@ async def test_an_event_stripe_makes_by_itself_names_no_request(
     assert [e["request"] for e in webhook_receiver.events()] == [
         {"id": None, "idempotency_key": None}
     ] * len(webhook_receiver.events())
+
+
+async def test_an_event_read_back_counts_the_endpoints_still_waiting_for_it(
+    client: stripe.StripeClient,
+    catalog: BillingCatalog,
+    control: httpx.AsyncClient,
+    webhook_receiver: Receiver,
+) -> None:
+    webhook_receiver.statuses = [500]
+    await subscribe(client, catalog, control)
+    failed, delivered = [e["id"] for e in webhook_receiver.events()[:2]]
+
+    waiting = await client.v1.events.retrieve_async(failed)
+    done = await client.v1.events.retrieve_async(delivered)
+    await control.post("/webhook_deliveries")
+    retried = await client.v1.events.retrieve_async(failed)
+
+    # As sent, each event still waited for its one endpoint.
+    assert [e["pending_webhooks"] for e in webhook_receiver.events()[:2]] == [1, 1]
+    assert (waiting.pending_webhooks, done.pending_webhooks, retried.pending_webhooks) == (1, 0, 0)

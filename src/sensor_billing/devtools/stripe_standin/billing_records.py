@@ -245,7 +245,9 @@ class SnapshotEvent:
     # The endpoints it is sent to: those that existed, and took its type, when it was made.
     endpoint_ids: tuple[str, ...]
 
-    def to_stripe(self) -> dict[str, Any]:
+    def to_stripe(self, pending_webhooks: int) -> dict[str, Any]:
+        """`pending_webhooks`: "number of webhooks that haven't been successfully delivered"
+        (api/events/object), now (webhook_events.pending_webhooks)."""
         data: dict[str, Any] = {"object": copy.deepcopy(self.data_object)}
         if self.previous_attributes is not None:
             data["previous_attributes"] = copy.deepcopy(self.previous_attributes)
@@ -256,7 +258,7 @@ class SnapshotEvent:
             "created": self.created,
             "data": data,
             "livemode": False,
-            "pending_webhooks": len(self.endpoint_ids),
+            "pending_webhooks": pending_webhooks,
             "request": {"id": self.request[0], "idempotency_key": self.request[1]},
             "type": self.type,
         }

@@ -20,6 +20,7 @@ from .faults import FaultTarget
 from .pagination import list_page
 from .routes_common import catalog_write, object_read, path_id
 from .state import StandinState
+from .webhook_events import render
 from .wire import ok, query_form, standin_of, to_response
 
 # The create answer is the one time Stripe shows the secret.
@@ -62,7 +63,7 @@ def _read_event(state: StandinState, request: Request) -> dict[str, Any]:
         event = state.webhook_events.get(event_id)
     if event is None:
         raise no_such("event", event_id)
-    return event.to_stripe()
+    return render(state, event)
 
 
 retrieve_event = object_read(_read_event, fault_target=FaultTarget.EVENTS)
@@ -77,7 +78,7 @@ async def list_events(request: Request) -> Response:
         query=query,
         url="/v1/events",
         id_of=_event_id,
-        render=SnapshotEvent.to_stripe,
+        render=lambda event: render(state, event),
     )
     return to_response(ok(page))
 

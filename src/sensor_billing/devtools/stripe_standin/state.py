@@ -194,6 +194,22 @@ class StandinState:
                 and self.meters[event.meter_id].formula == formula
             ]
 
+    def delivered_pairs(self) -> set[tuple[str, str | None]]:
+        """(event, endpoint) pairs that an endpoint has answered 2xx."""
+        with self.lock:
+            return {(d.event_id, d.endpoint) for d in self.webhook_deliveries if d.succeeded}
+
+    def pending_webhooks(self, event: SnapshotEvent) -> int:
+        """The endpoints of `event` that still exist and have not answered it 2xx yet."""
+        with self.lock:
+            delivered = self.delivered_pairs()
+            return sum(
+                1
+                for endpoint_id in event.endpoint_ids
+                if endpoint_id in self.webhook_endpoints
+                and (event.id, endpoint_id) not in delivered
+            )
+
     def snapshot(self) -> dict[str, Any]:
         """The control API's view (`GET /_standin/state`)."""
         with self.lock:
@@ -225,6 +241,8 @@ class StandinState:
             "billing_portal_sessions": [s.to_stripe() for s in self.portal_sessions.values()],
             "invoices": [i.to_stripe(self.prices) for i in self.invoices.values()],
             "webhook_endpoints": [e.to_stripe() for e in self.webhook_endpoints.values()],
-            "webhook_events": [e.to_stripe() for e in self.webhook_events.values()],
+            "webhook_events": [
+                e.to_stripe(self.pending_webhooks(e)) for e in self.webhook_events.values()
+            ],
             "webhook_deliveries": [d.to_control() for d in self.webhook_deliveries],
         }

@@ -123,7 +123,7 @@ async def deliver(
     """Send each event, in the order given, to each of its endpoints that still exists (with
     `only_undelivered`, to those that have not answered it 2xx yet)."""
     with state.lock:
-        delivered = _delivered_pairs(state) if only_undelivered else set()
+        delivered = state.delivered_pairs() if only_undelivered else set()
         plan = [
             (event, state.webhook_endpoints[endpoint_id])
             for event in (state.webhook_events[event_id] for event_id in event_ids)
@@ -134,7 +134,7 @@ async def deliver(
     async with httpx.AsyncClient(timeout=DELIVERY_TIMEOUT_SECONDS) as client:
         for event, endpoint in plan:
             status, error = await post_signed(
-                client, endpoint.url, endpoint.secret, event.to_stripe()
+                client, endpoint.url, endpoint.secret, render(state, event)
             )
             attempt = EventDelivery(event.id, state.clock.now(), status, error, endpoint.id)
             with state.lock:
@@ -163,14 +163,15 @@ async def settle(state: StandinState) -> None:
         await asyncio.gather(*list(state.webhook_tasks), return_exceptions=True)
 
 
-def _delivered_pairs(state: StandinState) -> set[tuple[str, str | None]]:
-    return {(d.event_id, d.endpoint) for d in state.webhook_deliveries if d.succeeded}
+def render(state: StandinState, event: SnapshotEvent) -> dict[str, Any]:
+    """The event as the API answers it and as a delivery sends it, counted now."""
+    return event.to_stripe(state.pending_webhooks(event))
 
 
 def not_yet_delivered(state: StandinState) -> list[str]:
     """Events that some endpoint of theirs has not answered 2xx, oldest first."""
     with state.lock:
-        delivered = _delivered_pairs(state)
+        delivered = state.delivered_pairs()
         return [
             event.id
             for event in state.webhook_events.values()

@@ -259,3 +259,23 @@ async def test_the_hosted_page_pays_the_session_and_returns_to_the_success_url(
     assert paid.headers["location"] == f"https://app.example/billing/done?session={session.id}"
     await control.post("/webhook_deliveries/settle")
     assert (await client.v1.checkout.sessions.retrieve_async(session.id)).status == "complete"
+
+
+async def test_a_completed_session_names_the_customer_who_paid(
+    client: stripe.StripeClient, catalog: BillingCatalog, control: httpx.AsyncClient
+) -> None:
+    customer = await client.v1.customers.create_async(
+        {"name": "Cold Chain", "email": "billing@coldchain.example"}
+    )
+    session = await open_session(client, catalog, customer=customer.id)
+    assert session.customer_details is None
+
+    await complete(control, session.id)
+
+    completed = await client.v1.checkout.sessions.retrieve_async(session.id)
+    assert completed.customer_details is not None
+    assert (
+        completed.customer_details.email,
+        completed.customer_details.name,
+        completed.customer_details.tax_exempt,
+    ) == ("billing@coldchain.example", "Cold Chain", "none")

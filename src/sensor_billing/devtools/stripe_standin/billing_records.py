@@ -55,6 +55,8 @@ class CheckoutSession:
     url: str
     status: SessionStatus = "open"
     subscription: str | None = None
+    # Who paid, as the page collected it; None until the session is complete.
+    customer_details: dict[str, Any] | None = None
 
     def to_stripe(self) -> dict[str, Any]:
         paid = "paid" if self.amount_total else "no_payment_required"
@@ -73,7 +75,7 @@ class CheckoutSession:
             "currency": self.currency,
             "customer": self.customer,
             "customer_creation": None if self.customer else "always",
-            "customer_details": None,
+            "customer_details": copy.deepcopy(self.customer_details),
             "customer_email": None,
             "expires_at": self.expires_at,
             "invoice": None,

@@ -16,7 +16,9 @@ Stripe rules followed (docs: api/checkout/sessions/create, .../expire, .../objec
   Checkout Sessions with a status in ["open"] can be expired. This Checkout Session has a
   status of `complete`."); the `url` is null once the session is no longer open;
 - completing it creates the subscription (status `active`, one item per line item, metadata
-  from `subscription_data[metadata]`) and sets the session `complete` with `subscription`.
+  from `subscription_data[metadata]`) and sets the session `complete` with `subscription` and
+  `customer_details` ("the customer details including the customer's tax exempt status and
+  the customer's tax IDs", api/checkout/sessions/object; null while open).
 
 Assumed where the docs are silent: only `mode=subscription` and the hosted page are modelled
 (other modes and `ui_mode`s, and parameters the stand-in does not model, are refused saying so,
@@ -24,8 +26,10 @@ so a test never relies on a parameter ignored in silence; forms.refuse_unmodelle
 with different currencies or billing intervals are refused with the stand-in's own wording;
 `client_reference_id` is at most 200 characters; an expired session is marked so when next
 read, with its `checkout.session.expired` event dated at its `expires_at`; the first invoice a
-new subscription gets at Stripe is not modelled. Completing sends `customer.created` (when the
-session made the customer), `checkout.session.completed`, then `customer.subscription.created`.
+new subscription gets at Stripe is not modelled; the page collects no address, phone or tax id,
+so a completed session's `customer_details` holds the customer's own name and email.
+Completing sends `customer.created` (when the session made the customer),
+`checkout.session.completed`, then `customer.subscription.created`.
 """
 
 from __future__ import annotations
@@ -268,9 +272,25 @@ def complete_session(state: StandinState, session_id: str) -> CheckoutSession:
         )
         session.status = "complete"
         session.subscription = subscription.id
+        session.customer_details = _customer_details(state.customers[session.customer])
         emit(state, "checkout.session.completed", session.to_stripe())
         emit(state, "customer.subscription.created", subscription_snapshot(state, subscription))
         return session
+
+
+def _customer_details(customer: Customer) -> dict[str, object]:
+    """What the hosted page collects, as the session shows it once complete (the recorded
+    basil-era session in tests/fixtures/stripe): here, the customer's own name and email."""
+    return {
+        "address": None,
+        "business_name": None,
+        "email": customer.email,
+        "individual_name": None,
+        "name": customer.name,
+        "phone": None,
+        "tax_exempt": "none",
+        "tax_ids": [],
+    }
 
 
 class SessionNotOpenError(Exception):

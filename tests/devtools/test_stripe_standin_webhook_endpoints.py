@@ -118,3 +118,27 @@ async def test_registering_an_endpoint_needs_a_whsec_secret(control: httpx.Async
     )
 
     assert answer.status_code == 400
+
+
+async def test_an_endpoint_asking_for_events_in_a_version_the_stand_in_does_not_render_is_refused(
+    client: stripe.StripeClient,
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        await client.v1.webhook_endpoints.create_async(
+            {
+                "url": "https://app.example/hook",
+                "enabled_events": ["*"],
+                "api_version": "2020-08-27",
+            }
+        )
+    rendered = await client.v1.webhook_endpoints.create_async(
+        {
+            "url": "https://app.example/hook",
+            "enabled_events": ["*"],
+            "api_version": "2025-03-31.basil",
+        }
+    )
+
+    assert refused.value.param == "api_version"
+    assert "2025-03-31.basil" in str(refused.value.user_message)
+    assert rendered.api_version == "2025-03-31.basil"

@@ -5,7 +5,9 @@ Stripe rules followed (docs: api/webhook_endpoints/create, .../object):
 - the endpoint's signing `secret` (`whsec_...`) is returned only at creation;
 - a deleted endpoint receives nothing more.
 
-Assumed where the docs are silent: `url` must be http(s) (test mode reaches loopback here);
+Assumed where the docs are silent: an endpoint's events are rendered at `API_VERSION` (basil),
+so an `api_version` other than that is refused rather than accepted and not honoured; `url`
+must be http(s) (test mode reaches loopback here);
 event type names are not checked against Stripe's catalogue. The control API registers an
 endpoint with a secret the caller already holds (dev mode and tests know their `whsec_`).
 """
@@ -18,7 +20,7 @@ from urllib.parse import urlsplit
 
 from stripe.params import WebhookEndpointCreateParams, WebhookEndpointListParams
 
-from .billing_records import WebhookEndpoint
+from .billing_records import API_VERSION, WebhookEndpoint
 from .errors import invalid_param, missing_param, no_such
 from .forms import (
     Form,
@@ -45,6 +47,12 @@ def create_endpoint(state: StandinState, form: Form) -> WebhookEndpoint:
     if not listed:
         raise missing_param("enabled_events")
     events = [value for _, value in sorted(listed.items()) if isinstance(value, str)]
+    api_version = optional_str(form, "api_version")
+    if api_version not in (None, API_VERSION):
+        raise invalid_param(
+            "api_version",
+            f"The Stripe stand-in renders events at {API_VERSION} only, not {api_version}.",
+        )
     return register_endpoint(
         state,
         url=url,
@@ -52,7 +60,7 @@ def create_endpoint(state: StandinState, form: Form) -> WebhookEndpoint:
         enabled_events=events,
         description=optional_str(form, "description"),
         metadata=optional_map(form, "metadata") or {},
-        api_version=optional_str(form, "api_version"),
+        api_version=api_version,
     )
 
 

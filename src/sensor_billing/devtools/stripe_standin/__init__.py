@@ -5,8 +5,9 @@ refuses.
 Start it in tests with `run_in_thread()` and point `stripe.StripeClient(base_addresses=...)` at
 `.url`; read what it accepted from `.state`. See the modules for the Stripe rules each follows
 (checkout.py, billing_portal.py, subscriptions.py, subscription_lifecycle.py, invoices.py,
-invoice_preview.py, webhook_events.py, webhook_endpoints.py for billing) and
-docs/stripe-standin.md for the control API the billing tests use.
+invoice_preview.py, webhook_events.py, webhook_endpoints.py, event_queries.py, expansion.py,
+pagination.py, unmodelled_fields.py, stripe_params.py for billing) and docs/stripe-standin.md
+for the control API the billing tests use.
 
 Where Stripe's documentation is silent, the stand-in assumes:
 - A bad or missing key is answered 401 with error type `invalid_request_error` (what Stripe's

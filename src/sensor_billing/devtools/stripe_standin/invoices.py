@@ -18,12 +18,23 @@ Stripe rules followed:
   attempted", api/subscriptions/object `status`); a payment that succeeds makes the invoice
   `paid` (`amount_paid`, `status_transitions.paid_at`) and the subscription `active` again.
 
-Assumed where the docs are silent: fractional usage (decimal meter values) is billed exactly;
-the line's `quantity` (whole in basil) is that usage truncated, the exact one `quantity_decimal`
-(as later versions truncate it, changelog/dahlia/2026-03-25/invoice-items-decimal-quantity); the
-next retry is 3 days after a failure (Smart Retries
-choose their own times); `invoice.created` and `invoice.finalized` are not sent (only the
-payment events); the first invoice Stripe makes when a subscription starts is not modelled.
+Assumed where the docs are silent or disagree:
+- a period's usage is the events with `period_start <= timestamp < period_end` (half-open), so
+  an event at the very end of one period bills in the next. The meter event summary page says
+  both "`end_time` (exclusive)" and "events within `start_time` (inclusive) and `end_time`
+  (inclusive)" (api/billing/meter-event-summary/object); the stand-in reads it as exclusive;
+- "rounded to the nearest whole cent" (decimal-amounts) gives one example, 1.5 -> 2, which
+  half-up and half-even (banker's) rounding both give; the stand-in rounds half up (2.5 -> 3);
+- fractional usage (decimal meter values) is billed exactly; the line's `quantity` (whole in
+  basil) is that usage truncated, the exact one `quantity_decimal` (as later versions truncate
+  it, changelog/dahlia/2026-03-25/invoice-items-decimal-quantity);
+- the invoice is made, finalized and attempted the moment the period ends: Stripe's draft
+  "finalized about an hour after creation" (billing/subscriptions/overview, "invoice
+  lifecycle") is not modelled;
+- the next retry is 3 days after a failure (Smart Retries choose their own times);
+  `invoice.created` and `invoice.finalized` are not sent (only the payment events), and the
+  period's move and the status change are one `customer.subscription.updated`; the first
+  invoice Stripe makes when a subscription starts is not modelled.
 """
 
 from __future__ import annotations

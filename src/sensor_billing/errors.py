@@ -4,6 +4,7 @@
     ├── ConfigurationError             a setting is missing or malformed (start-up stops)
     │   └── PortInUseError             `dev`, `serve`: the API port is taken
     ├── InvalidInputError              a command's argument is malformed or names nothing
+    │   └── InvalidParameterError      an HTTP request's parameter is malformed (422)
     ├── DataDirInUseError              `dev`: another instance holds the data folder
     ├── DatabaseUnavailableError       PostgreSQL does not answer
     ├── QueueUnavailableError          Redis does not answer or is too old for bullmq
@@ -41,6 +42,8 @@
     ├── SubscriptionExistsError        checkout for an organization already subscribed (409)
     ├── CustomerMissingError           the organization has no Stripe customer yet (409)
     ├── CustomerDeletedError           the organization's Stripe customer was deleted (409)
+    ├── NoBillingPeriodError           usage of the current period was asked for, and the
+    │                                  organization has no subscription period (409)
     └── CheckoutNotConfiguredError     no STRIPE_API_KEY, or `stripe setup` has not run (503)
 
 HTTP and the CLI each map these to a status or exit code in one place.
@@ -64,6 +67,13 @@ class PortInUseError(ConfigurationError):
 class InvalidInputError(SensorBillingError):
     """A command-line argument is malformed, out of range, or names something that does not
     exist. Nothing was written; the message names the option."""
+
+
+class InvalidParameterError(InvalidInputError):
+    """A query or path parameter of an HTTP request is malformed or out of range (422);
+    nothing was written or asked of Stripe. The message names the parameter."""
+
+    code = "invalid_request"
 
 
 class DataDirInUseError(SensorBillingError):
@@ -270,3 +280,10 @@ class CheckoutNotConfiguredError(ApiRequestError):
     """No STRIPE_API_KEY, or the Stripe account lacks what `stripe setup` makes."""
 
     code = "checkout_not_configured"
+
+
+class NoBillingPeriodError(ApiRequestError):
+    """The current billing period was asked for, and the organization has no subscription
+    with one (409): ask for a period with `from` and `to` instead."""
+
+    code = "no_current_period"

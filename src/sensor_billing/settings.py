@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # finding the active meter of each name.
     stripe_meter_active_sensors: str | None = None
     stripe_meter_temperature_readings: str | None = None
+    # How long `GET /v1/organizations/{id}/usage` waits for Stripe's invoice preview before it
+    # answers with the ledger's figures alone (the preview marked unavailable): the product's
+    # page waits on this answer.
+    stripe_preview_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     meter_window_seconds: int = 3600
     # A window closes this long after it ends, so readings still in flight are counted.
     meter_grace_seconds: int = Field(default=120, ge=0, le=3600)

@@ -6,7 +6,9 @@
 Builds a throwaway database (migrated with `sensor_billing.db.migrate.upgrade`) holding
 `--ledger-rows` meter_reports rows (1,000 organizations, both meters, hourly windows going back
 as far as the count needs; 97% sent, 1% each pending, failed and skipped, with attempts and
-Stripe errors), a subscription per organization whose current period holds the last 30 days,
+Stripe errors), a subscription per organization whose current period holds the last 30 days
+(every tenth past due with a failed invoice; every fifth organization also has an older
+canceled one),
 `--events` stripe_events over 30 days and a state change for every tenth: all generated with
 `INSERT ... SELECT generate_series`. Then starts `sensor-billing serve` (one uvicorn process)
 with OPS_TOKEN set and fetches every page with the bearer token.
@@ -61,14 +63,36 @@ async def generate(url: str, ledger_rows: int, events: int, now: datetime) -> No
             """,
             ORGANIZATIONS,
         )
+        # The organizations list decides each one's entitlement: every tenth subscription is
+        # past due (its failed invoice starts the grace period), every fifth organization also
+        # has an older canceled subscription that the live one must win over.
         await connection.execute(
             """
+            WITH o AS (SELECT stripe_customer_id, row_number() OVER (ORDER BY id) AS n
+                         FROM organizations)
             INSERT INTO stripe_subscriptions (id, stripe_customer_id, status,
                 current_period_start, current_period_end, last_event_id, last_event_created)
-            SELECT 'sub_' || stripe_customer_id, stripe_customer_id, 'active',
+            SELECT 'sub_' || stripe_customer_id, stripe_customer_id,
+                   CASE WHEN n % 10 = 0 THEN 'past_due' ELSE 'active' END,
                    $1::timestamptz - interval '30 days', $1::timestamptz + interval '1 day',
                    'evt_bench_setup', $1::timestamptz - interval '30 days'
-              FROM organizations
+              FROM o
+            UNION ALL
+            SELECT 'sub_old_' || stripe_customer_id, stripe_customer_id, 'canceled',
+                   $1::timestamptz - interval '60 days', $1::timestamptz - interval '30 days',
+                   'evt_bench_setup', $1::timestamptz - interval '30 days'
+              FROM o WHERE n % 5 = 0
+            """,
+            last_window,
+        )
+        await connection.execute(
+            """
+            INSERT INTO stripe_invoices (id, stripe_customer_id, stripe_subscription_id,
+                payment_status, first_failed_at, last_event_id, last_event_created)
+            SELECT 'in_' || stripe_customer_id, stripe_customer_id, id, 'payment_failed',
+                   $1::timestamptz - interval '2 days', 'evt_bench_setup',
+                   $1::timestamptz - interval '2 days'
+              FROM stripe_subscriptions WHERE status = 'past_due'
             """,
             last_window,
         )
@@ -212,6 +236,10 @@ async def main(arguments: argparse.Namespace) -> int:
                 organization,
                 organization_rows // 2,
             )
+            middle_organization = await admin.fetchrow(
+                "SELECT name, id FROM organizations ORDER BY name, id OFFSET $1 LIMIT 1",
+                ORGANIZATIONS // 2,
+            )
             deep_event = await admin.fetchrow(
                 "SELECT processed_at, id FROM stripe_events"
                 " ORDER BY processed_at DESC, id DESC OFFSET $1 LIMIT 1",
@@ -239,7 +267,11 @@ async def main(arguments: argparse.Namespace) -> int:
             pages = {
                 "baseline  GET /healthz": "/healthz",
                 "overview": "/ops",
-                "organizations list": "/ops/organizations",
+                "organizations list (status, entitlement)": "/ops/organizations",
+                "organizations list, middle page": (
+                    f"/ops/organizations?after={middle_organization['name']}"
+                    f"|{middle_organization['id']}"
+                ),
                 "organization (chart, ledger, changes)": f"/ops/organizations/{organization}",
                 "organization, failed rows only": (
                     f"/ops/organizations/{organization}?status=failed"

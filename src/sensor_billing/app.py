@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from sensor_billing import __version__
 from sensor_billing.billing.checkout_endpoints import router as checkout_router
+from sensor_billing.clock import utc_now
 from sensor_billing.db import create_engine, create_session_factory
 from sensor_billing.db.health import ping_database
 from sensor_billing.http_errors import install_error_handlers
@@ -102,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # look up the global providers on every request (about a tenth of a webhook's CPU).
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    # What "now" is for entitlement (grace periods): a test replaces it to move time.
+    app.state.clock = utc_now
     install_error_handlers(app)
     install_webhook_route(app)
     install_ops(app, settings)

@@ -26,7 +26,7 @@ from sensor_billing.errors import (
 from sensor_billing.settings import load_settings
 from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
 from tests.billing.ledger_rows import HOUR, add_report
-from tests.billing.test_standing import CUSTOMER, T0, new_organization, send, subscription
+from tests.support.billing_state import CUSTOMER, T0, new_organization, send, subscription
 from tests.support.net import free_port
 
 START = datetime(2026, 11, 1, tzinfo=UTC)

@@ -200,6 +200,37 @@ async def test_the_organization_page_shows_the_usage_and_ledger_of_the_database(
     assert len(browser.find_elements(By.CSS_SELECTOR, "#changes tr")) == 1 + 2
 
 
+async def test_the_organizations_list_shows_each_subscription_status_and_entitlement(
+    signed_in: webdriver.Chrome, base_url: str, seeded: Seeded
+) -> None:
+    browser = signed_in
+    browser.get(f"{base_url}/ops/organizations")
+    screenshot(browser, "organizations")
+
+    def row(organization_id: object) -> dict[str, str]:
+        cells = browser.find_elements(
+            By.CSS_SELECTOR, f'tr[data-organization="{organization_id}"] [data-field]'
+        )
+        return {str(cell.get_attribute("data-field")): str(cell.text) for cell in cells}
+
+    # The seed's organization has an active subscription; the other never subscribed.
+    assert row(seeded.organization_id) == {
+        "subscription-status": "active",
+        "entitlement": "entitled",
+        "entitlement-reason": "(active)",
+    }
+    assert row(seeded.other_organization_id) == {
+        "subscription-status": "none",
+        "entitlement": "not entitled",
+        "entitlement-reason": "(no_subscription)",
+    }
+    refused = browser.find_element(
+        By.CSS_SELECTOR,
+        f'tr[data-organization="{seeded.other_organization_id}"] [data-field="entitlement"]',
+    )
+    assert "alert" in str(refused.get_attribute("class"))
+
+
 async def test_the_webhook_log_lists_recorded_events_and_filters_by_type(
     signed_in: webdriver.Chrome, base_url: str, seeded: Seeded, sessions: SessionFactory
 ) -> None:

@@ -4,13 +4,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sensor_billing.billing.entitlement import Entitlement, SubscriptionStanding, entitlement
-from sensor_billing.billing.standing_repository import OrganizationStanding, organization_standing
+from sensor_billing.billing.standing_repository import (
+    OrganizationStanding,
+    organization_standing,
+    organization_standings,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,3 +50,19 @@ async def organization_billing(
     if standing is None:
         return None
     return OrganizationBilling(standing, entitlement_of(standing, now=now, grace=grace))
+
+
+async def organization_billings(
+    session: AsyncSession,
+    organization_ids: Sequence[uuid.UUID],
+    *,
+    now: datetime,
+    grace: timedelta,
+) -> dict[uuid.UUID, OrganizationBilling]:
+    """Each organization's standing and entitlement at `now`, in one statement (a page of
+    them); organizations that do not exist are left out."""
+    standings = await organization_standings(session, organization_ids)
+    return {
+        org_id: OrganizationBilling(standing, entitlement_of(standing, now=now, grace=grace))
+        for org_id, standing in standings.items()
+    }

@@ -5,11 +5,12 @@ every page it gates. Nothing here commits."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, literal, select, true
+from sqlalchemy import Row, Select, and_, case, func, literal, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sensor_billing.billing.entitlement import STATUS_RANK, UNKNOWN_STATUS_RANK
@@ -19,6 +20,7 @@ from sensor_billing.db.schema import Organization, StripeInvoice, StripeSubscrip
 @dataclass(frozen=True, slots=True)
 class OrganizationStanding:
     organization_id: uuid.UUID
+    name: str
     stripe_customer_id: str | None
     customer_deleted: bool
     subscription_id: str | None
@@ -30,7 +32,7 @@ class OrganizationStanding:
     past_due_since: datetime | None
 
 
-def _standing_query(organization_id: uuid.UUID) -> Select[Any]:
+def _standing_query() -> Select[Any]:
     subscription = (
         select(StripeSubscription)
         .where(StripeSubscription.stripe_customer_id == Organization.stripe_customer_id)
@@ -62,6 +64,7 @@ def _standing_query(organization_id: uuid.UUID) -> Select[Any]:
     return (
         select(
             Organization.id,
+            Organization.name,
             Organization.stripe_customer_id,
             Organization.stripe_customer_deleted_at.is_not(None),
             subscription.c.id,
@@ -74,7 +77,6 @@ def _standing_query(organization_id: uuid.UUID) -> Select[Any]:
         )
         .select_from(Organization)
         .outerjoin(subscription, and_(true()))
-        .where(Organization.id == organization_id)
     )
 
 
@@ -82,13 +84,30 @@ async def organization_standing(
     session: AsyncSession, organization_id: uuid.UUID
 ) -> OrganizationStanding | None:
     """None when there is no such organization."""
-    row = (await session.execute(_standing_query(organization_id))).one_or_none()
-    if row is None:
-        return None
-    (org_id, customer_id, deleted, sub_id, status, start, end, cancel, prices, since) = row
+    query = _standing_query().where(Organization.id == organization_id)
+    row = (await session.execute(query)).one_or_none()
+    return None if row is None else _standing(row)
+
+
+async def organization_standings(
+    session: AsyncSession, organization_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, OrganizationStanding]:
+    """The standing of each organization of a page (those that exist), in one statement."""
+    if not organization_ids:
+        return {}
+    query = _standing_query().where(Organization.id.in_(organization_ids))
+    standings = [_standing(row) for row in await session.execute(query)]
+    return {standing.organization_id: standing for standing in standings}
+
+
+def _standing(row: Row[Any]) -> OrganizationStanding:
+    (org_id, name, customer, deleted, sub_id, status, start, end, cancel, prices, since) = tuple(
+        row
+    )
     return OrganizationStanding(
         organization_id=org_id,
-        stripe_customer_id=customer_id,
+        name=name,
+        stripe_customer_id=customer,
         customer_deleted=bool(deleted),
         subscription_id=sub_id,
         status=status,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sensor_billing.cli import customers, db, events, jobs, keys, stripe, usage
+from sensor_billing.cli import customers, db, events, jobs, keys, orgs, stripe, usage
 from sensor_billing.cli.dev import dev
 from sensor_billing.cli.dev_services import running_dev_fallback
 from sensor_billing.cli.help import hide_flag_types
@@ -57,6 +57,7 @@ app.add_typer(usage.app, name="usage")
 app.add_typer(stripe.app, name="stripe")
 app.add_typer(customers.app, name="customers")
 app.add_typer(keys.app, name="keys")
+app.add_typer(orgs.app, name="orgs")
 app.command()(dev)
 app.command()(openapi)
 app.command()(reconcile)

@@ -107,7 +107,9 @@ async def organizations(
         if q and q.strip():
             found = await service.find_organization_id(session, q)
             return RedirectResponse(f"/ops/organizations/{found}", status_code=303)
-        page = await service.organization_list(session, after)
+        page = await service.organization_list(
+            session, _settings(request), after, now=request.app.state.clock()
+        )
     return render(request, "organizations.html", _context(operator, page=page, nav="organizations"))
 
 
@@ -122,7 +124,12 @@ async def organization(
     org_id = service.parse_organization_id(organization_id)
     async with unit_of_work(request.app.state.sessions) as session:
         page = await service.organization_page(
-            session, _settings(request), org_id, status=status, before=before
+            session,
+            _settings(request),
+            org_id,
+            status=status,
+            before=before,
+            now=request.app.state.clock(),
         )
     return render(request, "organization.html", _context(operator, page=page, nav="organizations"))
 

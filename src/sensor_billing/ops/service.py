@@ -18,6 +18,11 @@ from typing import Final, TypeVar
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sensor_billing.billing.standing import (
+    OrganizationBilling,
+    organization_billing,
+    organization_billings,
+)
 from sensor_billing.db.schema import BillingStateChange, MeterReport, StripeSubscription
 from sensor_billing.db.schema.metering import ReportStatus
 from sensor_billing.errors import OrganizationNotFoundError
@@ -213,15 +218,22 @@ async def find_organization_id(session: AsyncSession, query: str) -> uuid.UUID:
 class OrganizationList:
     organizations: list[OrganizationSummary]
     next_after: str | None
+    # Each listed organization's subscription and entitlement (billing/entitlement.py).
+    billing: dict[uuid.UUID, OrganizationBilling] = field(default_factory=dict)
 
 
-async def organization_list(session: AsyncSession, after: str | None) -> OrganizationList:
+async def organization_list(
+    session: AsyncSession, settings: Settings, after: str | None, *, now: datetime
+) -> OrganizationList:
     rows = await repository.organizations_page(
         session, after=_page_key(after, str, uuid.UUID), limit=PAGE_SIZE + 1
     )
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
-    return OrganizationList(rows, f"{rows[-1].name}|{rows[-1].id}" if more else None)
+    billing = await organization_billings(
+        session, [row.id for row in rows], now=now, grace=settings.past_due_grace
+    )
+    return OrganizationList(rows, f"{rows[-1].name}|{rows[-1].id}" if more else None, billing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +258,9 @@ class OrganizationPage:
     ledger_status: str | None
     next_before: str | None
     changes: list[BillingStateChange] = field(default_factory=list)
+    # The subscription that decides the entitlement (which may not be the one Stripe told about
+    # last, `subscription`), and the entitlement.
+    billing: OrganizationBilling | None = None
 
 
 def _month(now: datetime) -> tuple[datetime, datetime]:
@@ -264,16 +279,19 @@ async def organization_page(
     *,
     status: str | None,
     before: str | None,
+    now: datetime,
 ) -> OrganizationPage:
     organization = await repository.find_organization(session, organization_id)
     if organization is None:
         raise OrganizationNotFoundError(f"no organization {organization_id}")
+    billing = await organization_billing(
+        session, organization_id, now=now, grace=settings.past_due_grace
+    )
     subscription = None
     if organization.stripe_customer_id:
         subscription = await repository.latest_subscription(
             session, organization.stripe_customer_id
         )
-    now = datetime.now(UTC)
     if subscription and subscription.current_period_start and subscription.current_period_end:
         start, end = subscription.current_period_start, subscription.current_period_end
         source = "the subscription's current period"
@@ -326,6 +344,7 @@ async def organization_page(
         ledger_status=status,
         next_before=f"{last.window_start.isoformat()}|{last.id}" if more and last else None,
         changes=await repository.state_changes(session, organization.id, STATE_CHANGES_SHOWN),
+        billing=billing,
     )
 
 

@@ -1,6 +1,65 @@
+"""The app as the SaaS backend calls it (the /v1 billing endpoints), on the test database and
+Redis, with a Stripe address that records every connection made to it."""
+
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from sensor_billing.billing.endpoints import router as billing_router
+from sensor_billing.db import SessionFactory
+from sensor_billing.settings import Settings, load_settings
+from tests.support.app import running_app
+from tests.support.billing_state import at
+from tests.support.net import ConnectionWitness
 from tests.webhooks.conftest import (  # noqa: F401 - fixtures, found by name
+    SECRET,
     client,
     settings,
 )
+
+
+@dataclass
+class Api:
+    app: FastAPI
+    client: httpx.AsyncClient
+    stripe: ConnectionWitness
+
+    def at(self, seconds: int) -> None:
+        """Move the app's clock."""
+        self.app.state.clock = lambda: at(seconds)
+
+    async def billing(self, organization_id: object) -> httpx.Response:
+        return await self.client.get(f"/v1/organizations/{organization_id}/billing")
+
+
+@pytest.fixture
+def stripe_witness() -> Iterator[ConnectionWitness]:
+    witness = ConnectionWitness()
+    yield witness
+    witness.close()
+
+
+@pytest.fixture
+def api_settings(database_url: str, redis_url: str, stripe_witness: ConnectionWitness) -> Settings:
+    # A Stripe key and an address that records any connection: /billing must never use them.
+    return load_settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        stripe_webhook_secret=SECRET,
+        stripe_api_key="sk_test_billing_endpoint",
+        stripe_api_base=stripe_witness.url,
+        stripe_meter_events_base=stripe_witness.url,
+    )
+
+
+@pytest.fixture
+async def api(
+    api_settings: Settings, sessions: SessionFactory, stripe_witness: ConnectionWitness
+) -> AsyncIterator[Api]:
+    async with running_app(api_settings, routers=[billing_router]) as (app, http):
+        yield Api(app, http, stripe_witness)

@@ -18,6 +18,7 @@ TABLES = {
     "stripe_events",
     "stripe_subscriptions",
     "stripe_invoices",
+    "stripe_prices",
     "billing_state_changes",
     "meter_reports",
     "metering_cursors",

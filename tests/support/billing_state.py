@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
 
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.schema import Organization
+from sensor_billing.stripe_api.setup import price_lookup_key
 from tests.support.stripe_events import deliver, make_event
 from tests.webhooks.conftest import SECRET
 
@@ -30,23 +32,64 @@ async def new_organization(
         return organization.id
 
 
-def subscription(
-    sub_id: str, status: str, *, start: int = T0, customer: str = CUSTOMER
+def price_object(
+    price_id: str, event_name: str, unit_amount_decimal: str, *, currency: str = "eur"
 ) -> dict[str, Any]:
-    item = {
-        "id": f"si_{sub_id}",
-        "object": "subscription_item",
-        "current_period_start": start,
-        "current_period_end": start + 30 * 86_400,
-        "price": {"id": "price_sensors", "recurring": {"usage_type": "metered"}},
+    """A metered Price as Stripe embeds it in a subscription item, made by `stripe setup`
+    (its lookup key names the meter event)."""
+    amount = Decimal(unit_amount_decimal)
+    return {
+        "id": price_id,
+        "object": "price",
+        "active": True,
+        "billing_scheme": "per_unit",
+        "currency": currency,
+        "lookup_key": price_lookup_key(event_name, currency),
+        "product": "prod_monitoring",
+        "recurring": {
+            "interval": "month",
+            "interval_count": 1,
+            "meter": f"mtr_{event_name}",
+            "usage_type": "metered",
+        },
+        "type": "recurring",
+        "unit_amount": int(amount) if amount == amount.to_integral_value() else None,
+        "unit_amount_decimal": unit_amount_decimal,
     }
+
+
+SENSORS = price_object("price_sensors", "active_sensors", "500")
+READINGS = price_object("price_readings", "temperature_readings", "0.01")
+MINIMAL_PRICE = {"id": "price_sensors", "recurring": {"usage_type": "metered"}}
+
+
+def subscription(
+    sub_id: str,
+    status: str,
+    *,
+    start: int = T0,
+    customer: str = CUSTOMER,
+    prices: list[dict[str, Any]] | None = None,
+    cancel_at_period_end: bool = False,
+) -> dict[str, Any]:
+    """A subscription in the 2025-03-31 shape (periods on the items), with these prices."""
+    items = [
+        {
+            "id": f"si_{sub_id}_{index}",
+            "object": "subscription_item",
+            "current_period_start": start,
+            "current_period_end": start + 30 * 86_400,
+            "price": price,
+        }
+        for index, price in enumerate(prices or [MINIMAL_PRICE])
+    ]
     return {
         "id": sub_id,
         "object": "subscription",
         "customer": customer,
         "status": status,
-        "cancel_at_period_end": False,
-        "items": {"object": "list", "data": [item]},
+        "cancel_at_period_end": cancel_at_period_end,
+        "items": {"object": "list", "data": items},
     }
 
 

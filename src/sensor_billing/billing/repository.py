@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sensor_billing.billing.stripe_objects import PriceSnapshot
 from sensor_billing.db.schema import (
     BillingStateChange,
     Organization,
     StripeInvoice,
+    StripePrice,
     StripeSubscription,
 )
 
@@ -68,6 +72,36 @@ async def customer_deleted_at(session: AsyncSession, customer_id: str) -> dateti
         .limit(1)
     )
     return datetime.fromisoformat(deleted_at) if deleted_at else None
+
+
+async def record_prices(session: AsyncSession, prices: Sequence[PriceSnapshot]) -> None:
+    """Keep prices not seen before; a known one is left as it is (Stripe never changes a
+    price's amount, currency or meter)."""
+    if not prices:
+        return
+    await session.execute(
+        insert(StripePrice)
+        .values(
+            [
+                {
+                    "id": price.id,
+                    "currency": price.currency,
+                    "unit_amount_decimal": price.unit_amount_decimal,
+                    "meter_id": price.meter_id,
+                    "lookup_key": price.lookup_key,
+                }
+                for price in prices
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=[StripePrice.id])
+    )
+
+
+async def prices_by_id(session: AsyncSession, price_ids: Sequence[str]) -> dict[str, StripePrice]:
+    if not price_ids:
+        return {}
+    rows = await session.scalars(select(StripePrice).where(StripePrice.id.in_(price_ids)))
+    return {row.id: row for row in rows}
 
 
 def add(session: AsyncSession, row: StripeSubscription | StripeInvoice) -> None:

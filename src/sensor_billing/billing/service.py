@@ -109,6 +109,8 @@ TERMINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
 async def apply_subscription(
     session: AsyncSession, event: EventContext, snapshot: SubscriptionSnapshot
 ) -> Result:
+    # Any event's copy of a price is right (prices never change), stale or not.
+    await repository.record_prices(session, snapshot.metered_prices)
     await repository.lock_stripe_object(session, snapshot.id)
     row = await repository.get_subscription(session, snapshot.id)
     if stale := _stale(row, event):

@@ -7,15 +7,19 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sensor_billing.billing.entitlement import Entitlement, SubscriptionStanding, entitlement
+from sensor_billing.billing.repository import prices_by_id
 from sensor_billing.billing.standing_repository import (
     OrganizationStanding,
     organization_standing,
     organization_standings,
 )
+from sensor_billing.errors import NoSuchOrganizationError
+from sensor_billing.stripe_api.setup import event_name_of_price
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +70,54 @@ async def organization_billings(
         org_id: OrganizationBilling(standing, entitlement_of(standing, now=now, grace=grace))
         for org_id, standing in standings.items()
     }
+
+
+@dataclass(frozen=True, slots=True)
+class PriceInfo:
+    """A metered price of the subscription, as its events described it; only the id when no
+    event carrying the full price has arrived yet (a subscription recorded before prices were
+    kept: its next event fills them)."""
+
+    id: str
+    event_name: str | None = None
+    meter_id: str | None = None
+    currency: str | None = None
+    unit_amount_decimal: Decimal | None = None
+
+
+async def metered_prices(session: AsyncSession, price_ids: Sequence[str]) -> list[PriceInfo]:
+    known = await prices_by_id(session, price_ids)
+    prices = []
+    for price_id in price_ids:
+        row = known.get(price_id)
+        if row is None:
+            prices.append(PriceInfo(price_id))
+            continue
+        prices.append(
+            PriceInfo(
+                id=row.id,
+                event_name=event_name_of_price(row.lookup_key, row.currency),
+                meter_id=row.meter_id,
+                currency=row.currency,
+                unit_amount_decimal=row.unit_amount_decimal,
+            )
+        )
+    return prices
+
+
+@dataclass(frozen=True, slots=True)
+class BillingView:
+    """What `GET /v1/organizations/{id}/billing` answers: standing, entitlement, prices."""
+
+    billing: OrganizationBilling
+    prices: list[PriceInfo]
+
+
+async def billing_view(
+    session: AsyncSession, organization_id: uuid.UUID, *, now: datetime, grace: timedelta
+) -> BillingView:
+    """Raises `NoSuchOrganizationError`. Reads PostgreSQL only: no Stripe call, no write."""
+    billing = await organization_billing(session, organization_id, now=now, grace=grace)
+    if billing is None:
+        raise NoSuchOrganizationError(f"no organization {organization_id}")
+    return BillingView(billing, await metered_prices(session, billing.standing.metered_price_ids))

@@ -8,15 +8,18 @@ the API version they were created with, so both shapes are read.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 # The widths of the columns these values are stored in (db/schema/billing.py): a longer value
 # is not one Stripe sends, so it reads as unreadable, like a missing one.
 MAX_ID_LENGTH = 255
 MAX_STATUS_LENGTH = 32
+MAX_LOOKUP_KEY_LENGTH = 200
 # Invoice amounts are BIGINT columns; a number outside them is not an amount Stripe sends.
 MIN_AMOUNT, MAX_AMOUNT = -(2**63), 2**63 - 1
 
@@ -52,6 +55,46 @@ def _items(subscription: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True, slots=True)
+class PriceSnapshot:
+    id: str
+    currency: str
+    unit_amount_decimal: Decimal | None
+    meter_id: str | None
+    lookup_key: str | None
+
+
+# Stripe's unit_amount_decimal: minor units, at most 12 decimal places (docs: api/prices/object).
+_DECIMAL_AMOUNT = re.compile(r"^\d{1,18}(\.\d{1,12})?$")
+
+
+def _unit_amount(price: dict[str, Any]) -> Decimal | None:
+    text = price.get("unit_amount_decimal")
+    if isinstance(text, str) and _DECIMAL_AMOUNT.match(text):
+        return Decimal(text)
+    whole = price.get("unit_amount")
+    if isinstance(whole, int) and not isinstance(whole, bool) and 0 <= whole <= MAX_AMOUNT:
+        return Decimal(whole)
+    return None
+
+
+def read_price(price: dict[str, Any]) -> PriceSnapshot | None:
+    """A full Price object (a subscription item's `price`); None when it is only an id or
+    lacks its id or currency."""
+    price_id = _text(price.get("id"), MAX_ID_LENGTH)
+    currency = _text(price.get("currency"), 3)
+    if price_id is None or currency is None:
+        return None
+    recurring = _dict(price.get("recurring"))
+    return PriceSnapshot(
+        id=price_id,
+        currency=currency.lower(),
+        unit_amount_decimal=_unit_amount(price),
+        meter_id=object_id(recurring.get("meter")),
+        lookup_key=_text(price.get("lookup_key"), MAX_LOOKUP_KEY_LENGTH),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriptionSnapshot:
     id: str
     customer_id: str
@@ -61,6 +104,8 @@ class SubscriptionSnapshot:
     metered_price_ids: list[str]
     cancel_at_period_end: bool
     ended_at: datetime | None
+    # The metered prices' full objects, where the event carries them.
+    metered_prices: tuple[PriceSnapshot, ...] = ()
 
 
 def subscription_period(subscription: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
@@ -77,17 +122,25 @@ def subscription_period(subscription: dict[str, Any]) -> tuple[datetime | None, 
     return (min(starts) if starts else None, max(ends) if ends else None)
 
 
-def metered_price_ids(subscription: dict[str, Any]) -> list[str]:
-    """Prices billed by usage: legacy `usage_type=metered` or backed by a Billing Meter."""
+def _metered_items_prices(subscription: dict[str, Any]) -> list[dict[str, Any]]:
+    """Items' prices billed by usage: legacy `usage_type=metered` or backed by a Billing Meter."""
     prices = []
     for item in _items(subscription):
         price = _dict(item.get("price")) or _dict(item.get("plan"))
         recurring = _dict(price.get("recurring")) or price
-        metered = recurring.get("usage_type") == "metered" or bool(recurring.get("meter"))
-        price_id = object_id(price.get("id"))
-        if metered and price_id is not None:
-            prices.append(price_id)
-    return sorted(set(prices))
+        if recurring.get("usage_type") == "metered" or bool(recurring.get("meter")):
+            prices.append(price)
+    return prices
+
+
+def metered_price_ids(subscription: dict[str, Any]) -> list[str]:
+    ids = (object_id(price.get("id")) for price in _metered_items_prices(subscription))
+    return sorted({price_id for price_id in ids if price_id is not None})
+
+
+def metered_prices(subscription: dict[str, Any]) -> tuple[PriceSnapshot, ...]:
+    read = (read_price(price) for price in _metered_items_prices(subscription))
+    return tuple({price.id: price for price in read if price is not None}.values())
 
 
 def read_subscription(subscription: dict[str, Any]) -> SubscriptionSnapshot | None:
@@ -106,6 +159,7 @@ def read_subscription(subscription: dict[str, Any]) -> SubscriptionSnapshot | No
         metered_price_ids=metered_price_ids(subscription),
         cancel_at_period_end=bool(subscription.get("cancel_at_period_end")),
         ended_at=from_unix(subscription.get("ended_at")),
+        metered_prices=metered_prices(subscription),
     )
 
 

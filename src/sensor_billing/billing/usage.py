@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 import stripe
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sensor_billing.billing.standing import PriceInfo, metered_prices
 from sensor_billing.billing.standing_repository import organization_standing
 from sensor_billing.errors import (
     InvalidParameterError,
@@ -128,9 +129,11 @@ class UsageReport:
     current: bool
     meters: list[MeterUsage]
     preview: PreviewOutcome
-    # For the preview: whom to ask about which subscription.
+    # For the preview: whom to ask about which subscription, and the subscription's prices
+    # (which meter event each preview line bills).
     customer_id: str | None = None
     subscription_id: str | None = None
+    prices: list[PriceInfo] = field(default_factory=list)
 
 
 def meter_usage(figures: list[LedgerFigure]) -> list[MeterUsage]:
@@ -175,6 +178,7 @@ async def read_usage(
         ),
         customer_id=standing.stripe_customer_id,
         subscription_id=standing.subscription_id,
+        prices=await metered_prices(session, standing.metered_price_ids),
     )
 
 

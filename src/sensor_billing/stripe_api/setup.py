@@ -116,6 +116,15 @@ def price_lookup_key(event_name: str, currency: str) -> str:
     return f"sensor_billing_{event_name}_monthly_{currency}"
 
 
+def event_name_of_price(lookup_key: str | None, currency: str) -> str | None:
+    """The meter event a price made by the set-up bills, from its lookup key; None for a
+    price made otherwise."""
+    for spec in METER_SPECS:
+        if lookup_key == price_lookup_key(spec.event_name, currency):
+            return spec.event_name
+    return None
+
+
 async def set_up_stripe(client: stripe.StripeClient, options: SetupOptions) -> SetupResult:
     """Make sure meters, product and prices exist; create only what is missing.
 

@@ -6,6 +6,7 @@ from sensor_billing.db.schema.billing import (
     BillingStateChange,
     StripeEvent,
     StripeInvoice,
+    StripePrice,
     StripeSubscription,
 )
 from sensor_billing.db.schema.metering import (
@@ -34,6 +35,7 @@ __all__ = [
     "ServiceKey",
     "StripeEvent",
     "StripeInvoice",
+    "StripePrice",
     "StripeSubscription",
     "TemperatureReading",
 ]

@@ -15,8 +15,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Identity, Index, String, Text, func, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Numeric,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -63,6 +75,32 @@ class StripeSubscription(Base):
     last_event_created: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class StripePrice(Base):
+    """A price as the subscription events that carry it describe it (each subscription item
+    holds its full Price object; docs: api/subscription_items/object).
+
+    Stripe never changes a price's amount, currency or meter (docs: api/prices/update takes
+    none of them), so the first copy seen is the copy: rows are written once and never
+    updated. `GET /v1/organizations/{id}/billing` reads them, so it never asks Stripe.
+    """
+
+    __tablename__ = "stripe_prices"
+
+    id: Mapped[str] = mapped_column(StripeId, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    # Minor units, at most 12 decimal places (docs: api/prices/object, unit_amount_decimal);
+    # None for a tiered price, which has no single unit amount.
+    unit_amount_decimal: Mapped[Decimal | None] = mapped_column(Numeric(30, 12))
+    # The Billing Meter it bills; None for a legacy metered price (usage records).
+    meter_id: Mapped[str | None] = mapped_column(StripeId)
+    # `stripe setup` names its prices by lookup key (setup.price_lookup_key): that is how the
+    # meter event a price bills is known without asking Stripe for the meter.
+    lookup_key: Mapped[str | None] = mapped_column(String(200))
+    recorded_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
     )
 
 

@@ -1,0 +1,139 @@
+"""`GET /v1/organizations/{id}/billing` and `GET /v1/organizations/{id}/usage`: what the SaaS
+backend reads. Thin: parse, read through `billing.standing` / `billing.usage`, answer.
+
+`/billing` gates the product's pages, so it reads PostgreSQL only (no Stripe call, no write).
+`/usage` asks Stripe for the invoice preview after its unit of work has ended, so no database
+connection waits on Stripe.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from sensor_billing.billing.schemas import (
+    ORGANIZATION_EXAMPLE,
+    BillingAnswer,
+    UsageAnswer,
+    billing_answer,
+    usage_answer,
+)
+from sensor_billing.billing.standing import billing_view
+from sensor_billing.billing.usage import attach_preview, period_request, read_usage
+from sensor_billing.db import unit_of_work
+from sensor_billing.http_errors import error_body
+from sensor_billing.settings import Settings
+
+router = APIRouter(prefix="/v1", tags=["billing"])
+
+# A query parameter longer than this is no time: refused before it is parsed.
+MAX_PARAMETER_LENGTH = 64
+
+
+def _error(code: str, description: str, message: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"example": error_body(code, message)}},
+    }
+
+
+ORGANIZATION_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: _error(
+        "organization_not_found",
+        "No organization with that id (`organization_not_found`)",
+        f"no organization {ORGANIZATION_EXAMPLE}",
+    ),
+    422: _error(
+        "invalid_request",
+        "A parameter is malformed; the message names it (`invalid_request`)",
+        "path parameter organization_id: Input should be a valid UUID",
+    ),
+}
+
+
+def _settings(request: Request) -> Settings:
+    settings = request.app.state.settings
+    assert isinstance(settings, Settings)
+    return settings
+
+
+@router.get(
+    "/organizations/{organization_id}/billing",
+    response_model=BillingAnswer,
+    responses=ORGANIZATION_ERRORS,
+    summary="Whether the organization is entitled, its subscription and prices",
+)
+async def get_organization_billing(request: Request, organization_id: uuid.UUID) -> BillingAnswer:
+    """Read from this service's copy of Stripe's state (kept by webhooks): no Stripe call."""
+    state = request.app.state
+    async with unit_of_work(state.sessions) as session:
+        view = await billing_view(
+            session,
+            organization_id,
+            now=state.clock(),
+            grace=_settings(request).past_due_grace,
+        )
+    return billing_answer(view)
+
+
+@router.get(
+    "/organizations/{organization_id}/usage",
+    response_model=UsageAnswer,
+    responses={
+        **ORGANIZATION_ERRORS,
+        409: _error(
+            "no_current_period",
+            "period=current, and the organization has no subscription with a current period "
+            "(`no_current_period`): ask with from and to",
+            f"organization {ORGANIZATION_EXAMPLE} has no subscription with a current period; "
+            "ask for a period with from= and to=",
+        ),
+    },
+    summary="Usage in a billing period, and the amount due so far",
+)
+async def get_organization_usage(
+    request: Request,
+    organization_id: uuid.UUID,
+    period: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_PARAMETER_LENGTH,
+            description="`current`: the subscription's current period (the default)",
+            examples=["current"],
+        ),
+    ] = None,
+    start: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            max_length=MAX_PARAMETER_LENGTH,
+            description="Start (included) of a period to read instead: ISO 8601 with an offset",
+            examples=["2026-11-01T00:00:00Z"],
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        Query(
+            alias="to",
+            max_length=MAX_PARAMETER_LENGTH,
+            description="End (excluded), at most 366 days after `from`",
+            examples=["2026-12-01T00:00:00Z"],
+        ),
+    ] = None,
+) -> UsageAnswer:
+    """Per meter, the ledger's usage in the period: sent to Stripe, pending, failed, and
+    reported invalid after sending. For the current period, Stripe's invoice preview (amount
+    due so far); where Stripe fails or does not answer within STRIPE_PREVIEW_TIMEOUT_SECONDS
+    the ledger's figures still answer, the preview marked `unavailable`."""
+    asked = period_request(period, start, end)
+    state = request.app.state
+    async with unit_of_work(state.sessions) as session:
+        report = await read_usage(session, organization_id, asked)
+    report = await attach_preview(
+        report,
+        getattr(state, "stripe", None),
+        wait_seconds=_settings(request).stripe_preview_timeout_seconds,
+    )
+    return usage_answer(report)

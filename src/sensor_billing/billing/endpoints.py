@@ -22,7 +22,7 @@ from sensor_billing.billing.schemas import (
 )
 from sensor_billing.billing.standing import billing_view
 from sensor_billing.billing.usage import attach_preview, period_request, read_usage
-from sensor_billing.db import unit_of_work
+from sensor_billing.db import single_statement, unit_of_work
 from sensor_billing.http_errors import error_body
 from sensor_billing.settings import Settings
 
@@ -68,9 +68,9 @@ def _settings(request: Request) -> Settings:
 async def get_organization_billing(request: Request, organization_id: uuid.UUID) -> BillingAnswer:
     """Read from this service's copy of Stripe's state (kept by webhooks): no Stripe call."""
     state = request.app.state
-    async with unit_of_work(state.sessions) as session:
+    async with single_statement(state.engine) as connection:
         view = await billing_view(
-            session,
+            connection,
             organization_id,
             now=state.clock(),
             grace=_settings(request).past_due_grace,

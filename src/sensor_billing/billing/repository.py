@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
@@ -97,11 +99,27 @@ async def record_prices(session: AsyncSession, prices: Sequence[PriceSnapshot]) 
     )
 
 
-async def prices_by_id(session: AsyncSession, price_ids: Sequence[str]) -> dict[str, StripePrice]:
+@dataclass(frozen=True, slots=True)
+class KnownPrice:
+    """A row of `stripe_prices`."""
+
+    id: str
+    currency: str
+    unit_amount_decimal: Decimal | None
+    meter_id: str | None
+    lookup_key: str | None
+
+
+async def prices_by_id(session: AsyncSession, price_ids: Sequence[str]) -> dict[str, KnownPrice]:
     if not price_ids:
         return {}
     rows = await session.scalars(select(StripePrice).where(StripePrice.id.in_(price_ids)))
-    return {row.id: row for row in rows}
+    return {
+        row.id: KnownPrice(
+            row.id, row.currency, row.unit_amount_decimal, row.meter_id, row.lookup_key
+        )
+        for row in rows
+    }
 
 
 def add(session: AsyncSession, row: StripeSubscription | StripeInvoice) -> None:

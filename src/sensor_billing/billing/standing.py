@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from sensor_billing.billing.entitlement import Entitlement, SubscriptionStanding, entitlement
-from sensor_billing.billing.repository import prices_by_id
+from sensor_billing.billing.repository import KnownPrice, prices_by_id
 from sensor_billing.billing.standing_repository import (
     OrganizationStanding,
     organization_standing,
+    organization_standing_and_prices,
     organization_standings,
 )
 from sensor_billing.errors import NoSuchOrganizationError
@@ -85,8 +86,8 @@ class PriceInfo:
     unit_amount_decimal: Decimal | None = None
 
 
-async def metered_prices(session: AsyncSession, price_ids: Sequence[str]) -> list[PriceInfo]:
-    known = await prices_by_id(session, price_ids)
+def price_infos(price_ids: Sequence[str], known: dict[str, KnownPrice]) -> list[PriceInfo]:
+    """The subscription's prices in its order, each as complete as `stripe_prices` knows it."""
     prices = []
     for price_id in price_ids:
         row = known.get(price_id)
@@ -105,6 +106,10 @@ async def metered_prices(session: AsyncSession, price_ids: Sequence[str]) -> lis
     return prices
 
 
+async def metered_prices(session: AsyncSession, price_ids: Sequence[str]) -> list[PriceInfo]:
+    return price_infos(price_ids, await prices_by_id(session, price_ids))
+
+
 @dataclass(frozen=True, slots=True)
 class BillingView:
     """What `GET /v1/organizations/{id}/billing` answers: standing, entitlement, prices."""
@@ -114,10 +119,14 @@ class BillingView:
 
 
 async def billing_view(
-    session: AsyncSession, organization_id: uuid.UUID, *, now: datetime, grace: timedelta
+    connection: AsyncConnection, organization_id: uuid.UUID, *, now: datetime, grace: timedelta
 ) -> BillingView:
-    """Raises `NoSuchOrganizationError`. Reads PostgreSQL only: no Stripe call, no write."""
-    billing = await organization_billing(session, organization_id, now=now, grace=grace)
-    if billing is None:
+    """Raises `NoSuchOrganizationError`. One statement on PostgreSQL: no Stripe call, no
+    write."""
+    found = await organization_standing_and_prices(connection, organization_id)
+    if found is None:
         raise NoSuchOrganizationError(f"no organization {organization_id}")
-    return BillingView(billing, await metered_prices(session, billing.standing.metered_price_ids))
+    standing, known = found
+    billing = OrganizationBilling(standing, entitlement_of(standing, now=now, grace=grace))
+    prices = price_infos(standing.metered_price_ids, {price.id: price for price in known})
+    return BillingView(billing, prices)

@@ -8,13 +8,29 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, case, func, literal, select, true
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    Row,
+    Select,
+    Text,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    true,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from sensor_billing.billing.entitlement import STATUS_RANK, UNKNOWN_STATUS_RANK
-from sensor_billing.db.schema import Organization, StripeInvoice, StripeSubscription
+from sensor_billing.billing.repository import KnownPrice
+from sensor_billing.db.schema import Organization, StripeInvoice, StripePrice, StripeSubscription
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +48,9 @@ class OrganizationStanding:
     past_due_since: datetime | None
 
 
-def _standing_query() -> Select[Any]:
+def standing_query(*, with_prices: bool = False) -> Select[Any]:
+    """The standing of every organization (add a WHERE). `with_prices` adds, as a JSON array,
+    the prices `stripe_prices` holds for the subscription's metered price ids."""
     subscription = (
         select(StripeSubscription)
         .where(StripeSubscription.stripe_customer_id == Organization.stripe_customer_id)
@@ -61,30 +79,82 @@ def _standing_query() -> Select[Any]:
         ),
         else_=None,
     )
-    return (
-        select(
-            Organization.id,
-            Organization.name,
-            Organization.stripe_customer_id,
-            Organization.stripe_customer_deleted_at.is_not(None),
-            subscription.c.id,
-            subscription.c.status,
-            subscription.c.current_period_start,
-            subscription.c.current_period_end,
-            subscription.c.cancel_at_period_end,
-            subscription.c.metered_price_ids,
-            past_due_since,
-        )
-        .select_from(Organization)
-        .outerjoin(subscription, and_(true()))
+    columns: list[Any] = [
+        Organization.id,
+        Organization.name,
+        Organization.stripe_customer_id,
+        Organization.stripe_customer_deleted_at.is_not(None),
+        subscription.c.id,
+        subscription.c.status,
+        subscription.c.current_period_start,
+        subscription.c.current_period_end,
+        subscription.c.cancel_at_period_end,
+        subscription.c.metered_price_ids,
+        past_due_since,
+    ]
+    if with_prices:
+        columns.append(_prices_json(subscription.c.metered_price_ids))
+    return select(*columns).select_from(Organization).outerjoin(subscription, and_(true()))
+
+
+def _prices_json(price_ids: Any) -> Any:
+    # The amount as text: a JSON number would come back as a float.
+    price = func.json_build_object(
+        "id",
+        StripePrice.id,
+        "currency",
+        StripePrice.currency,
+        "unit_amount_decimal",
+        cast(StripePrice.unit_amount_decimal, Text),
+        "meter_id",
+        StripePrice.meter_id,
+        "lookup_key",
+        StripePrice.lookup_key,
     )
+    return select(func.json_agg(price)).where(StripePrice.id == any_(price_ids)).scalar_subquery()
+
+
+# Built once, with the id as a parameter: the product asks this on every page it gates, and
+# building a statement of this shape took more CPU than PostgreSQL takes to run it (py-spy on
+# benchmarks/billing_read.py: a third of the endpoint's time went into constructing it).
+_BILLING_BY_ID = standing_query(with_prices=True).where(
+    Organization.id == bindparam("organization_id", type_=Uuid())
+)
+
+
+async def organization_standing_and_prices(
+    connection: AsyncConnection, organization_id: uuid.UUID
+) -> tuple[OrganizationStanding, list[KnownPrice]] | None:
+    """The standing and the known prices of its subscription in one statement; None when
+    there is no such organization."""
+    row = (
+        await connection.execute(_BILLING_BY_ID, {"organization_id": organization_id})
+    ).one_or_none()
+    if row is None:
+        return None
+    *standing, prices = tuple(row)
+    known = [
+        KnownPrice(
+            id=price["id"],
+            currency=price["currency"],
+            unit_amount_decimal=(
+                Decimal(price["unit_amount_decimal"])
+                if price["unit_amount_decimal"] is not None
+                else None
+            ),
+            meter_id=price["meter_id"],
+            lookup_key=price["lookup_key"],
+        )
+        for price in (prices or [])
+    ]
+    return _standing(standing), known
 
 
 async def organization_standing(
     session: AsyncSession, organization_id: uuid.UUID
 ) -> OrganizationStanding | None:
     """None when there is no such organization."""
-    query = _standing_query().where(Organization.id == organization_id)
+    query = standing_query().where(Organization.id == organization_id)
     row = (await session.execute(query)).one_or_none()
     return None if row is None else _standing(row)
 
@@ -95,12 +165,12 @@ async def organization_standings(
     """The standing of each organization of a page (those that exist), in one statement."""
     if not organization_ids:
         return {}
-    query = _standing_query().where(Organization.id.in_(organization_ids))
+    query = standing_query().where(Organization.id.in_(organization_ids))
     standings = [_standing(row) for row in await session.execute(query)]
     return {standing.organization_id: standing for standing in standings}
 
 
-def _standing(row: Row[Any]) -> OrganizationStanding:
+def _standing(row: Row[Any] | Sequence[Any]) -> OrganizationStanding:
     (org_id, name, customer, deleted, sub_id, status, start, end, cancel, prices, since) = tuple(
         row
     )

@@ -3,7 +3,8 @@ Redis, with a Stripe address that records every connection made to it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -57,9 +58,22 @@ def api_settings(database_url: str, redis_url: str, stripe_witness: ConnectionWi
     )
 
 
+ApiFactory = Callable[[Settings], AbstractAsyncContextManager[Api]]
+
+
 @pytest.fixture
-async def api(
-    api_settings: Settings, sessions: SessionFactory, stripe_witness: ConnectionWitness
-) -> AsyncIterator[Api]:
-    async with running_app(api_settings, routers=[billing_router]) as (app, http):
-        yield Api(app, http, stripe_witness)
+def api_factory(sessions: SessionFactory, stripe_witness: ConnectionWitness) -> ApiFactory:
+    """Opens the app on the given settings, as the SaaS backend calls it."""
+
+    @asynccontextmanager
+    async def open_api(app_settings: Settings) -> AsyncIterator[Api]:
+        async with running_app(app_settings, routers=[billing_router]) as (app, http):
+            yield Api(app, http, stripe_witness)
+
+    return open_api
+
+
+@pytest.fixture
+async def api(api_settings: Settings, api_factory: ApiFactory) -> AsyncIterator[Api]:
+    async with api_factory(api_settings) as api:
+        yield api

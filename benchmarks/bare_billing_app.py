@@ -1,6 +1,7 @@
-"""The baseline of `benchmarks.billing_read`: a bare FastAPI app whose one endpoint runs the same
-one-row select as `GET /v1/organizations/{id}/billing` (the organization's standing,
-`billing.standing_repository`) straight on an asyncpg pool and returns the row as JSON.
+"""The baseline of `benchmarks.billing_read`: a bare FastAPI app whose one endpoint runs the very
+statement of `GET /v1/organizations/{id}/billing` (the organization's standing and its prices,
+`billing.standing_repository.BILLING_BY_ID_SQL`) straight on an asyncpg pool and returns the row
+as JSON.
 
     DATABASE_URL=... .venv/bin/python -m uvicorn benchmarks.bare_billing_app:app --port 8001
 
@@ -18,25 +19,11 @@ from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
-from sqlalchemy import literal_column
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
 from benchmarks._support import dsn
-from sensor_billing.billing.standing_repository import standing_query
-from sensor_billing.db.schema import Organization
+from sensor_billing.billing.standing_repository import BILLING_BY_ID_SQL
 
 POOL_SIZE = 20  # the API's default DATABASE_POOL_SIZE
-
-
-def standing_sql() -> str:
-    """The API's statement with its constants (the status ranks) written in and $1 for the
-    organization's id."""
-    query = standing_query().where(Organization.id == literal_column("$1::uuid"))
-    dialect = asyncpg_dialect()  # type: ignore[no-untyped-call]  # unannotated in SQLAlchemy
-    return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-
-
-STANDING_SQL = standing_sql()
 
 
 @asynccontextmanager
@@ -55,5 +42,5 @@ app = FastAPI(lifespan=lifespan)
 
 @app.get("/bare/organizations/{organization_id}/billing")
 async def organization_billing(request: Request, organization_id: uuid.UUID) -> dict[str, Any]:
-    row = await request.app.state.pool.fetchrow(STANDING_SQL, organization_id)
+    row = await request.app.state.pool.fetchrow(BILLING_BY_ID_SQL, organization_id)
     return {key: str(value) for key, value in dict(row).items()} if row else {}

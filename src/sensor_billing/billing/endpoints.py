@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from sensor_billing.billing.schemas import (
     ORGANIZATION_EXAMPLE,
@@ -22,7 +22,7 @@ from sensor_billing.billing.schemas import (
 )
 from sensor_billing.billing.standing import billing_view
 from sensor_billing.billing.usage import attach_preview, period_request, read_usage
-from sensor_billing.db import single_statement, unit_of_work
+from sensor_billing.db import driver_connection, unit_of_work
 from sensor_billing.http_errors import error_body
 from sensor_billing.settings import Settings
 
@@ -65,17 +65,18 @@ def _settings(request: Request) -> Settings:
     responses=ORGANIZATION_ERRORS,
     summary="Whether the organization is entitled, its subscription and prices",
 )
-async def get_organization_billing(request: Request, organization_id: uuid.UUID) -> BillingAnswer:
+async def get_organization_billing(request: Request, organization_id: uuid.UUID) -> Response:
     """Read from this service's copy of Stripe's state (kept by webhooks): no Stripe call."""
     state = request.app.state
-    async with single_statement(state.engine) as connection:
+    async with driver_connection(state.engine) as connection:
         view = await billing_view(
             connection,
             organization_id,
             now=state.clock(),
             grace=_settings(request).past_due_grace,
         )
-    return billing_answer(view)
+    # Serialised here: FastAPI would validate the answer against its own model again first.
+    return Response(billing_answer(view).model_dump_json(), media_type="application/json")
 
 
 @router.get(

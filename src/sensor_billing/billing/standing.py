@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sensor_billing.billing.entitlement import Entitlement, SubscriptionStanding, entitlement
 from sensor_billing.billing.repository import KnownPrice, prices_by_id
@@ -119,10 +120,10 @@ class BillingView:
 
 
 async def billing_view(
-    connection: AsyncConnection, organization_id: uuid.UUID, *, now: datetime, grace: timedelta
+    connection: Any, organization_id: uuid.UUID, *, now: datetime, grace: timedelta
 ) -> BillingView:
-    """Raises `NoSuchOrganizationError`. One statement on PostgreSQL: no Stripe call, no
-    write."""
+    """`connection`: an asyncpg connection (`db.driver_connection`). Raises
+    `NoSuchOrganizationError`. One statement on PostgreSQL: no Stripe call, no write."""
     found = await organization_standing_and_prices(connection, organization_id)
     if found is None:
         raise NoSuchOrganizationError(f"no organization {organization_id}")

@@ -15,18 +15,18 @@ from sqlalchemy import (
     Row,
     Select,
     Text,
-    Uuid,
     and_,
     any_,
-    bindparam,
     case,
     cast,
     func,
     literal,
+    literal_column,
     select,
     true,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from sensor_billing.billing.entitlement import STATUS_RANK, UNKNOWN_STATUS_RANK
 from sensor_billing.billing.repository import KnownPrice
@@ -114,22 +114,28 @@ def _prices_json(price_ids: Any) -> Any:
     return select(func.json_agg(price)).where(StripePrice.id == any_(price_ids)).scalar_subquery()
 
 
-# Built once, with the id as a parameter: the product asks this on every page it gates, and
-# building a statement of this shape took more CPU than PostgreSQL takes to run it (py-spy on
-# benchmarks/billing_read.py: a third of the endpoint's time went into constructing it).
-_BILLING_BY_ID = standing_query(with_prices=True).where(
-    Organization.id == bindparam("organization_id", type_=Uuid())
+def _asyncpg_text(query: Select[Any]) -> str:
+    """The statement as asyncpg takes it: its constants (the status ranks) written in, $1 the
+    organization's id."""
+    dialect = asyncpg_dialect()  # type: ignore[no-untyped-call]  # unannotated in SQLAlchemy
+    return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+# Compiled once: the product asks this on every page it gates, and building (then looking up in
+# SQLAlchemy's cache) a statement of this shape took more CPU than PostgreSQL takes to run it
+# (py-spy on benchmarks/billing_read.py: a third of the endpoint's time went into building it,
+# then a tenth into its cache key).
+BILLING_BY_ID_SQL = _asyncpg_text(
+    standing_query(with_prices=True).where(Organization.id == literal_column("$1::uuid"))
 )
 
 
 async def organization_standing_and_prices(
-    connection: AsyncConnection, organization_id: uuid.UUID
+    connection: Any, organization_id: uuid.UUID
 ) -> tuple[OrganizationStanding, list[KnownPrice]] | None:
-    """The standing and the known prices of its subscription in one statement; None when
-    there is no such organization."""
-    row = (
-        await connection.execute(_BILLING_BY_ID, {"organization_id": organization_id})
-    ).one_or_none()
+    """The standing and the known prices of its subscription in one statement, on an asyncpg
+    connection (`db.driver_connection`); None when there is no such organization."""
+    row = await connection.fetchrow(BILLING_BY_ID_SQL, organization_id)
     if row is None:
         return None
     *standing, prices = tuple(row)

@@ -6,7 +6,7 @@ items' full Price objects, and a price's amount, currency and meter never change
 subscriptions recorded before this table are filled by their subscription's next event.
 
 Revision ID: 7d2b4f8e6a13
-Revises: 3c8e1f6a9b27
+Revises: ed2a1233314b
 Create Date: 2026-12-04 19:30:00.000000
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "7d2b4f8e6a13"
-down_revision: str | None = "3c8e1f6a9b27"
+down_revision: str | None = "ed2a1233314b"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

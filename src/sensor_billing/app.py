@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from sensor_billing import __version__
 from sensor_billing.billing.checkout_endpoints import router as checkout_router
+from sensor_billing.billing.endpoints import router as billing_router
 from sensor_billing.clock import utc_now
 from sensor_billing.db import create_engine, create_session_factory
 from sensor_billing.db.health import ping_database
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_ops(app, settings)
     # The /v1 API (api.v1_router): one router per domain.
     app.include_router(checkout_router)
+    app.include_router(billing_router)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

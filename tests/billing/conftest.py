@@ -1,5 +1,5 @@
-"""The app as the SaaS backend calls it (the /v1 billing endpoints), on the test database and
-Redis, with a Stripe address that records every connection made to it."""
+"""The app as the SaaS backend calls it (the /v1 billing endpoints, with a service key), on the
+test database and Redis, with a Stripe address that records every connection made to it."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from sensor_billing.billing.endpoints import router as billing_router
 from sensor_billing.db import SessionFactory
+from sensor_billing.service_keys import issue_service_key
 from sensor_billing.settings import Settings, load_settings
 from tests.support.app import running_app
 from tests.support.billing_state import at
@@ -67,7 +67,9 @@ def api_factory(sessions: SessionFactory, stripe_witness: ConnectionWitness) -> 
 
     @asynccontextmanager
     async def open_api(app_settings: Settings) -> AsyncIterator[Api]:
-        async with running_app(app_settings, routers=[billing_router]) as (app, http):
+        key = await issue_service_key(sessions, "saas-backend")
+        async with running_app(app_settings) as (app, http):
+            http.headers["Authorization"] = f"Bearer {key}"
             yield Api(app, http, stripe_witness)
 
     return open_api

@@ -154,3 +154,11 @@ async def test_a_malformed_organization_id_is_422_naming_it(api: Api) -> None:
     assert error["code"] == "invalid_request"
     assert error["message"].startswith("path parameter organization_id:")
     assert api.stripe.connections() == 0
+
+
+async def test_without_a_service_key_nothing_is_answered(api: Api) -> None:
+    org = await new_organization(api.app.state.sessions, CUSTOMER)
+    for path in (f"/v1/organizations/{org}/billing", f"/v1/organizations/{org}/usage"):
+        answer = await api.client.get(path, headers={"Authorization": "Bearer sbk_not_a_key"})
+        assert answer.status_code == 401, path
+        assert answer.json()["error"]["code"] == "unauthorized"

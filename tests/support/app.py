@@ -5,12 +5,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 import httpx
 import uvicorn
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
 from sensor_billing.app import create_app
 from sensor_billing.settings import Settings
@@ -19,13 +19,8 @@ STARTUP_TIMEOUT_SECONDS = 10.0
 
 
 @asynccontextmanager
-async def running_app(
-    settings: Settings, routers: Sequence[APIRouter] = ()
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """The app; `routers` are added as the app would add them (endpoints not wired yet)."""
+async def running_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     app = create_app(settings)
-    for router in routers:
-        app.include_router(router)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

@@ -81,6 +81,37 @@ export async function openBillingPortal(
   return outcome(data, error, response);
 }
 
+/** May the organization use the product now (entitlement, subscription, prices). */
+export async function getBilling(
+  client: SensorBillingClient,
+  organizationId: string,
+): Promise<Outcome<Schemas["BillingAnswer"]>> {
+  const { data, error, response } = await client.GET(
+    "/v1/organizations/{organization_id}/billing",
+    { params: { path: { organization_id: organizationId } } },
+  );
+  return outcome(data, error, response);
+}
+
+/** Usage of the current period (or of `from`..`to`) and, for the current one, the amount
+ * due so far; `value.preview.status` is `unavailable` when Stripe did not answer. */
+export async function getUsage(
+  client: SensorBillingClient,
+  organizationId: string,
+  period?: { from: string; to: string },
+): Promise<Outcome<Schemas["UsageAnswer"]>> {
+  const { data, error, response } = await client.GET(
+    "/v1/organizations/{organization_id}/usage",
+    {
+      params: {
+        path: { organization_id: organizationId },
+        query: period ?? { period: "current" },
+      },
+    },
+  );
+  return outcome(data, error, response);
+}
+
 type Method = "get" | "put" | "post" | "delete" | "patch";
 type OperationsOf<P extends keyof paths> = {
   [M in Method]: [NonNullable<paths[P][M]>] extends [never]
@@ -100,4 +131,6 @@ export type V1OperationIsALiteralUnion = Assert<string extends V1Operation ? fal
 export const v1Calls = {
   "POST /v1/organizations/{organization_id}/checkout-sessions": startCheckout,
   "POST /v1/organizations/{organization_id}/portal-sessions": openBillingPortal,
+  "GET /v1/organizations/{organization_id}/billing": getBilling,
+  "GET /v1/organizations/{organization_id}/usage": getUsage,
 } satisfies Record<V1Operation, (client: SensorBillingClient, ...args: never[]) => unknown>;

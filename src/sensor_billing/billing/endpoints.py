@@ -11,10 +11,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 
+from sensor_billing.api import ErrorAnswer, error_responses, v1_router
 from sensor_billing.billing.schemas import (
-    ORGANIZATION_EXAMPLE,
     BillingAnswer,
     UsageAnswer,
     billing_answer,
@@ -23,33 +23,19 @@ from sensor_billing.billing.schemas import (
 from sensor_billing.billing.standing import billing_view
 from sensor_billing.billing.usage import attach_preview, period_request, read_usage
 from sensor_billing.db import driver_connection, unit_of_work
-from sensor_billing.http_errors import error_body
 from sensor_billing.settings import Settings
 
-router = APIRouter(prefix="/v1", tags=["billing"])
+router = v1_router(tags=["billing"])
 
 # A query parameter longer than this is no time: refused before it is parsed.
 MAX_PARAMETER_LENGTH = 64
 
-
-def _error(code: str, description: str, message: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"example": error_body(code, message)}},
+NO_CURRENT_PERIOD: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": ErrorAnswer,
+        "description": "period=current, and the organization has no subscription with a "
+        "current period (`no_current_period`): ask with from and to",
     }
-
-
-ORGANIZATION_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: _error(
-        "organization_not_found",
-        "No organization with that id (`organization_not_found`)",
-        f"no organization {ORGANIZATION_EXAMPLE}",
-    ),
-    422: _error(
-        "invalid_request",
-        "A parameter is malformed; the message names it (`invalid_request`)",
-        "path parameter organization_id: Input should be a valid UUID",
-    ),
 }
 
 
@@ -62,7 +48,7 @@ def _settings(request: Request) -> Settings:
 @router.get(
     "/organizations/{organization_id}/billing",
     response_model=BillingAnswer,
-    responses=ORGANIZATION_ERRORS,
+    responses=error_responses(404, 422),
     summary="Whether the organization is entitled, its subscription and prices",
 )
 async def get_organization_billing(request: Request, organization_id: uuid.UUID) -> Response:
@@ -82,16 +68,7 @@ async def get_organization_billing(request: Request, organization_id: uuid.UUID)
 @router.get(
     "/organizations/{organization_id}/usage",
     response_model=UsageAnswer,
-    responses={
-        **ORGANIZATION_ERRORS,
-        409: _error(
-            "no_current_period",
-            "period=current, and the organization has no subscription with a current period "
-            "(`no_current_period`): ask with from and to",
-            f"organization {ORGANIZATION_EXAMPLE} has no subscription with a current period; "
-            "ask for a period with from= and to=",
-        ),
-    },
+    responses={**error_responses(404, 422), **NO_CURRENT_PERIOD},
     summary="Usage in a billing period, and the amount due so far",
 )
 async def get_organization_usage(

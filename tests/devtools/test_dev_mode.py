@@ -101,6 +101,22 @@ def test_dev_runs_the_whole_loop_from_nothing_and_stops_without_leftovers(
         )
         assert answer.status_code == 200, answer.text
 
+        # The banner's key and curl lines read what the product reads, for a demo
+        # organization subscribed through checkout.
+        key = re.search(r"service key\s+(sbk_\S+)", output)
+        curls = re.findall(r"curl -H \"Authorization: Bearer (sbk_\S+)\" (http://\S+)", output)
+        assert key, output
+        assert [url.rsplit("/", 1)[1] for _, url in curls] == ["billing", "usage"], output
+        assert {secret for secret, _ in curls} == {key.group(1)}
+        billing, usage = (
+            httpx.get(url, headers={"Authorization": f"Bearer {key.group(1)}"}, timeout=10)
+            for _, url in curls
+        )
+        assert billing.status_code == 200, billing.text
+        assert billing.json()["entitlement"]["entitled"] is True
+        assert usage.status_code == 200, usage.text
+        assert usage.json()["period"]["current"] is True
+
         deadline = time.monotonic() + 40
         events: list[object] = []
         while not events and time.monotonic() < deadline:

@@ -39,6 +39,7 @@ from sensor_billing.devtools.demo import (
     insert_readings_forever,
     seed_demo_organizations,
 )
+from sensor_billing.devtools.demo_api import DemoApi, add_demo_api_lines, open_demo_api
 from sensor_billing.devtools.dev_banner import Banner
 from sensor_billing.devtools.dev_ports import (
     PortChoice,
@@ -265,10 +266,20 @@ async def _start_and_serve(
             secret=settings.webhook_secrets[0],
             enabled_events=["*"],
         )
+    demo_api = None
+    if options.demo:
+        demo_organizations = list(dict.fromkeys(sensor.organization_id for sensor in sensors))
+        demo_api = await open_demo_api(
+            sessions,
+            settings,
+            api_url=f"http://{_loopback(options.host)}:{api_socket.getsockname()[1]}",
+            standin=standin,
+            organization_ids=demo_organizations,
+        )
     remember_ports(
         options.data_dir, last_ports | {name: choice.port for name, choice in ports.items()}
     )
-    banner = dev_banner(options, settings, standin, ports, time.monotonic() - started)
+    banner = dev_banner(options, settings, standin, ports, time.monotonic() - started, demo_api)
     console.print("\n".join(banner.rendered()), highlight=False, soft_wrap=True)
     console.file.flush()  # a pipe or log file would otherwise hold the addresses back
     write_services(options.data_dir, services_now(banner.settings(), banner.rendered()))
@@ -296,6 +307,7 @@ def dev_banner(
     standin: RunningStandin | None,
     ports: dict[str, PortChoice],
     seconds: float,
+    demo_api: DemoApi | None = None,
 ) -> Banner:
     """What dev prints once up; each line's settings are what the CLI reads from its file."""
     api = f"http://{options.host}:{options.port}"
@@ -338,6 +350,8 @@ def dev_banner(
     banner.add("data folder", str(options.data_dir.resolve()))
     if options.demo:
         banner.add("demo", "3 organizations, a reading per second each")
+    if demo_api is not None:
+        add_demo_api_lines(banner, api, demo_api)
     banner.add(
         "sensor-billing ...",
         "other commands run here (or with --data-dir) use these services",

@@ -212,3 +212,33 @@ def test_a_restarted_dev_takes_its_ports_again_and_replaces_a_taken_one(
     assert again_redis == redis_port
     assert again_standin != standin_port
     assert f"port {standin_port} of the last run is taken" in second_log.read_text()
+
+
+def test_a_demo_restarted_on_its_data_folder_keeps_its_subscriptions_and_a_new_key(
+    data_dir: Path, dev_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    keys = []
+    for run in ("first", "second"):
+        log = tmp_path / f"{run}.log"
+        process = start_dev(port, data_dir, dev_env, log, "--demo")
+        try:
+            wait_until_ready(process, api, log)
+            output = log.read_text()
+            key = re.search(r"service key\s+(sbk_\S+)", output)
+            subscribed = re.search(r"subscribed\s+(\d+) demo organization", output)
+            assert key, output
+            assert subscribed, output
+            keys.append(key.group(1))
+            billing_url = re.search(r"curl -H \"[^\"]+\" (http://\S+/billing)", output)
+            assert billing_url, output
+            billing = httpx.get(
+                billing_url.group(1), headers={"Authorization": f"Bearer {key.group(1)}"}
+            )
+            assert billing.json()["entitlement"]["entitled"] is True
+        finally:
+            assert stop(process) == 0, log.read_text()
+        # The second start finds the subscriptions the first one made.
+        assert subscribed.group(1) == ("3" if run == "first" else "0")
+    assert keys[0] != keys[1]

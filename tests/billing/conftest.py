@@ -9,11 +9,14 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+import stripe
 from fastapi import FastAPI
 
 from sensor_billing.db import SessionFactory
+from sensor_billing.devtools.stripe_standin import DEFAULT_API_KEY, RunningStandin, run_in_thread
 from sensor_billing.service_keys import issue_service_key
 from sensor_billing.settings import Settings, load_settings
+from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
 from tests.support.app import running_app
 from tests.support.billing_state import at
 from tests.support.net import ConnectionWitness
@@ -79,3 +82,32 @@ def api_factory(sessions: SessionFactory, stripe_witness: ConnectionWitness) -> 
 async def api(api_settings: Settings, api_factory: ApiFactory) -> AsyncIterator[Api]:
     async with api_factory(api_settings) as api:
         yield api
+
+
+@pytest.fixture
+def standin() -> Iterator[RunningStandin]:
+    """A stand-in of the test's own (the preview and checkout tests change its state)."""
+    with run_in_thread(api_keys=[DEFAULT_API_KEY]) as running:
+        yield running
+
+
+@pytest.fixture
+def standin_settings(database_url: str, redis_url: str, standin: RunningStandin) -> Settings:
+    """The app and the worker as deployed, Stripe being the stand-in."""
+    return load_settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        stripe_webhook_secret=SECRET,
+        stripe_api_key=DEFAULT_API_KEY,
+        stripe_api_base=standin.url,
+        stripe_meter_events_base=standin.url,
+        stripe_preview_timeout_seconds=10,
+    )
+
+
+@pytest.fixture
+async def stripe_client(standin_settings: Settings) -> AsyncIterator[stripe.StripeClient]:
+    """The service's Stripe client, on the stand-in."""
+    http = create_http_client(timeout=5.0)
+    yield create_stripe_client(standin_settings, http_client=http)
+    await http.close_async()  # type: ignore[no-untyped-call]  # unannotated in the SDK

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import httpx
 import pytest
+import stripe
 
 from sensor_billing.db import SessionFactory
 from sensor_billing.devtools.demo import (
@@ -22,11 +23,11 @@ from sensor_billing.devtools.demo import (
     insert_readings_forever,
     seed_demo_organizations,
 )
-from sensor_billing.devtools.stripe_standin import DEFAULT_API_KEY, RunningStandin, run_in_thread
+from sensor_billing.devtools.stripe_standin import RunningStandin
 from sensor_billing.jobs.worker import MeteringWorker
 from sensor_billing.service_keys import issue_service_key
-from sensor_billing.settings import Settings, load_settings
-from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
+from sensor_billing.settings import Settings
+from sensor_billing.stripe_api.client import create_http_client
 from sensor_billing.stripe_api.setup import SetupOptions, set_up_stripe
 from tests.metering.conftest import FAST_JOB_OPTIONS, drain
 from tests.support.app import serving_app
@@ -40,42 +41,27 @@ DEMO_SECONDS = 3.0
 
 
 @pytest.fixture
-def standin() -> Iterator[RunningStandin]:
-    with run_in_thread(api_keys=[DEFAULT_API_KEY]) as running:
-        yield running
-
-
-@pytest.fixture
-def loop_settings(database_url: str, redis_url: str, standin: RunningStandin) -> Settings:
+def loop_settings(standin_settings: Settings) -> Settings:
     # One-second windows with no grace: the demo's readings are closed and reported within
     # seconds, and their timestamps stay inside the subscription's first period.
-    return load_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        stripe_api_key=DEFAULT_API_KEY,
-        stripe_api_base=standin.url,
-        stripe_meter_events_base=standin.url,
-        stripe_webhook_secret=SECRET,
-        stripe_preview_timeout_seconds=10,
-        meter_window_seconds=1,
-        meter_grace_seconds=0,
-        meter_rate_limit_per_second=1000,
-        meter_stream_threshold=1_000_000,
+    return standin_settings.model_copy(
+        update={
+            "meter_window_seconds": 1,
+            "meter_grace_seconds": 0,
+            "meter_rate_limit_per_second": 1000,
+            "meter_stream_threshold": 1_000_000,
+        }
     )
 
 
 @pytest.fixture
-async def stripe_set_up(standin: RunningStandin, loop_settings: Settings) -> None:
+async def stripe_set_up(stripe_client: stripe.StripeClient) -> None:
     """`stripe setup` against the stand-in: the two meters, the product, its prices."""
-    http = create_http_client(timeout=5.0)
-    try:
-        options = SetupOptions(
-            currency="eur",
-            unit_amounts={"active_sensors": SENSOR_CENTS, "temperature_readings": READING_CENTS},
-        )
-        await set_up_stripe(create_stripe_client(loop_settings, http_client=http), options)
-    finally:
-        await http.close_async()  # type: ignore[no-untyped-call]  # unannotated in the SDK
+    options = SetupOptions(
+        currency="eur",
+        unit_amounts={"active_sensors": SENSOR_CENTS, "temperature_readings": READING_CENTS},
+    )
+    await set_up_stripe(stripe_client, options)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ unavailable with the reason, when it fails, refuses or does not answer in time."
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -19,11 +19,9 @@ from sensor_billing.devtools.stripe_standin import (
     DEFAULT_API_KEY,
     FaultPlan,
     RunningStandin,
-    run_in_thread,
 )
 from sensor_billing.devtools.stripe_standin.faults import FaultTarget
-from sensor_billing.settings import Settings, load_settings
-from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
+from sensor_billing.settings import Settings
 from sensor_billing.stripe_api.setup import SetupOptions, SetupResult, set_up_stripe
 from tests.billing.conftest import Api
 from tests.billing.ledger_rows import add_report
@@ -34,32 +32,6 @@ from tests.webhooks.conftest import SECRET
 INVOICES = (FaultTarget.INVOICES,)
 SENSOR_CENTS = Decimal(500)
 READING_CENTS = Decimal("0.5")
-
-
-@pytest.fixture
-def standin() -> Iterator[RunningStandin]:
-    with run_in_thread(api_keys=[DEFAULT_API_KEY]) as running:
-        yield running
-
-
-@pytest.fixture
-def standin_settings(database_url: str, redis_url: str, standin: RunningStandin) -> Settings:
-    return load_settings(
-        database_url=database_url,
-        redis_url=redis_url,
-        stripe_webhook_secret=SECRET,
-        stripe_api_key=DEFAULT_API_KEY,
-        stripe_api_base=standin.url,
-        stripe_meter_events_base=standin.url,
-        stripe_preview_timeout_seconds=5,
-    )
-
-
-@pytest.fixture
-async def stripe_client(standin_settings: Settings) -> AsyncIterator[stripe.StripeClient]:
-    http = create_http_client(timeout=5.0)
-    yield create_stripe_client(standin_settings, http_client=http)
-    await http.close_async()  # type: ignore[no-untyped-call]  # unannotated in the SDK
 
 
 async def subscribed_in_stripe(

@@ -81,6 +81,44 @@ async def new_organizations(sessions: SessionFactory) -> list[uuid.UUID]:
         return [row.id for row in rows]
 
 
+async def recorded_events_and_changes(
+    sessions: SessionFactory,
+) -> tuple[Counter[str], Counter[str]]:
+    """How often each event id is in `stripe_events`, and in `billing_state_changes`."""
+    async with sessions() as session:
+        recorded = Counter(
+            (await session.execute(text("SELECT event_id FROM stripe_events"))).scalars()
+        )
+        changes = Counter(
+            (await session.execute(text("SELECT event_id FROM billing_state_changes"))).scalars()
+        )
+    return recorded, changes
+
+
+async def assert_every_object_at_its_newest_event(
+    sessions: SessionFactory,
+    organizations: list[uuid.UUID],
+    by_object: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Each organization linked to its customer, each subscription and invoice at the state
+    of its newest event (`storm_events`), and nothing else mirrored."""
+    async with sessions() as session:
+        subscriptions = {row.id: row for row in await session.scalars(select(StripeSubscription))}
+        invoices = {row.id: row for row in await session.scalars(select(StripeInvoice))}
+        linked = dict(
+            (await session.execute(select(Organization.id, Organization.stripe_customer_id))).all()
+        )
+    for index, org in enumerate(organizations):
+        assert linked[org] == f"cus_storm_{index}"
+        newest_update = by_object[f"sub_storm_{index}"][-1]
+        sub = subscriptions[f"sub_storm_{index}"]
+        assert (sub.status, sub.last_event_id) == ("unpaid", newest_update["id"])
+        paid = by_object[f"in_storm_{index}"][-1]
+        invoice = invoices[f"in_storm_{index}"]
+        assert (invoice.payment_status, invoice.last_event_id) == ("paid", paid["id"])
+    assert len(subscriptions) == len(invoices) == len(organizations)
+
+
 async def storm(
     client: httpx.AsyncClient,
     events: list[dict[str, Any]],
@@ -148,30 +186,11 @@ async def test_webhook_storm_applies_every_event_once(
     assert outcomes["processed"] == len(events), outcomes
     assert outcomes["duplicate"] == len(ok) - len(events), outcomes
     applied = sum(1 for a in ok if a["outcome"] == "processed" and a["effect"] == "applied")
-    async with sessions() as session:
-        recorded = Counter(
-            (await session.execute(text("SELECT event_id FROM stripe_events"))).scalars()
-        )
-        changes = Counter(
-            (await session.execute(text("SELECT event_id FROM billing_state_changes"))).scalars()
-        )
-        subscriptions = {row.id: row for row in await session.scalars(select(StripeSubscription))}
-        invoices = {row.id: row for row in await session.scalars(select(StripeInvoice))}
-        linked = dict(
-            (await session.execute(select(Organization.id, Organization.stripe_customer_id))).all()
-        )
+    recorded, changes = await recorded_events_and_changes(sessions)
     assert recorded == Counter(event["id"] for event in events)  # each event recorded once
     assert all(count == 1 for count in changes.values()), changes.most_common(3)
     assert sum(changes.values()) == applied  # one change per applied event, none from a copy
-    for index, org in enumerate(organizations):
-        assert linked[org] == f"cus_storm_{index}"
-        newest_update = by_object[f"sub_storm_{index}"][-1]
-        sub = subscriptions[f"sub_storm_{index}"]
-        assert (sub.status, sub.last_event_id) == ("unpaid", newest_update["id"])
-        paid = by_object[f"in_storm_{index}"][-1]
-        invoice = invoices[f"in_storm_{index}"]
-        assert (invoice.payment_status, invoice.last_event_id) == ("paid", paid["id"])
-    assert len(subscriptions) == len(invoices) == ORGANIZATIONS
+    await assert_every_object_at_its_newest_event(sessions, organizations, by_object)
 
     statuses = Counter(str(response.status_code) for response in responses)
     # Requests that waited the pool's whole timeout (DATABASE_POOL_TIMEOUT_SECONDS) for a

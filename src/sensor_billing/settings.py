@@ -105,8 +105,8 @@ class Settings(BaseSettings):
     # (100 by default) times the number of processes.
     database_pool_size: int = Field(default=20, ge=1, le=500)
     # How long an API request waits for a free connection before it fails (500, so Stripe
-    # delivers again). Short on purpose: SQLAlchemy's pool does not wake its waiters when it
-    # discards connections the server ended (a restart, a failover), so they wait this long.
+    # delivers again): a bound on a pool that is busy, not on one that lost its connections
+    # (those waiting reconnect at once: db/pool.py).
     database_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     # An organization whose subscription is past_due stays entitled this many days from its
     # first failed payment (billing/entitlement.py), while Stripe retries the payment.

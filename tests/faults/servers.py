@@ -91,7 +91,11 @@ class RedisServer:
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new
-    ones until `restore()`: the database unreachable, as in a network partition."""
+    ones until `restore()`: the database unreachable, as in a network partition.
+
+    `hold_new_connections()` keeps the server's first answer on every connection opened from
+    then on (for PostgreSQL: the start-up handshake) until `release()`, so a client stays
+    inside its connect for as long as a test needs: a slow network during a reconnect storm."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -100,6 +104,14 @@ class TcpProxy:
         self.connections_dropped = 0
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.StreamWriter] = set()
+        self._released = asyncio.Event()
+        self._released.set()
+
+    def hold_new_connections(self) -> None:
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -130,14 +142,24 @@ class TcpProxy:
             client.transport.abort()
             return
         self._pipes.update((client, server))
-        await asyncio.gather(self._pipe(client_reader, server), self._pipe(server_reader, client))
+        held = None if self._released.is_set() else self._released
+        await asyncio.gather(
+            self._pipe(client_reader, server), self._pipe(server_reader, client, held)
+        )
         self._pipes.discard(client)
         self._pipes.discard(server)
 
     @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        held: asyncio.Event | None = None,
+    ) -> None:
         with contextlib.suppress(OSError, ConnectionError):
             while data := await reader.read(65536):
+                if held is not None:
+                    await held.wait()
+                    held = None
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from sensor_billing.db.pool import ReconnectingQueuePool
 from sensor_billing.settings import to_asyncpg_url
 
 
@@ -29,9 +30,14 @@ def create_engine(
 
     `application_name` names the process in `pg_stat_activity`, so an operator (or a fault
     test) can tell the worker's connections from the API's before terminating them.
+
+    The pool is `ReconnectingQueuePool`: with SQLAlchemy's own, requests waiting for a
+    connection slept until `pool_timeout` when the connections being opened failed (see
+    `db/pool.py`).
     """
     return create_async_engine(
         to_asyncpg_url(database_url),
+        poolclass=ReconnectingQueuePool,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,

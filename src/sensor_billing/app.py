@@ -27,6 +27,7 @@ from sensor_billing.settings import Settings, get_settings
 from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
 from sensor_billing.webhooks.endpoint import install as install_webhook_route
 from sensor_billing.webhooks.endpoint import is_webhook_delivery, serve_webhook
+from sensor_billing.webhooks.lookup import EventLookup
 from sensor_billing.webhooks.recent import RecentEvents
 from sensor_billing.webhooks.recorder import EventRecorder
 
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.recent_events = RecentEvents()
         app.state.service_keys = ServiceKeyVerifier(app.state.sessions)
         app.state.event_recorder = EventRecorder(engine)
+        app.state.event_lookup = EventLookup(engine)
         # Thin webhook events are fetched in full from Stripe (without a key they answer 502),
         # and the /v1 checkout and portal endpoints call it (without a key: 503).
         stripe_http = create_http_client() if settings.stripe_api_key else None
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.event_recorder.aclose()
             await app.state.service_keys.aclose()
+            await app.state.event_lookup.aclose()
             if stripe_http is not None:
                 await stripe_http.close_async()  # type: ignore[no-untyped-call]
             await redis.aclose()

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table
 
 from sensor_billing.billing import repository
+from sensor_billing.billing.repository import StoredRow
 from sensor_billing.billing.stripe_objects import InvoiceSnapshot, SubscriptionSnapshot
-from sensor_billing.db.schema import StripeInvoice, StripeSubscription
+from sensor_billing.db.driver import Driver
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,8 @@ def _diff(row: Any, values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-StateRow = StripeSubscription | StripeInvoice
+# A `stripe_subscriptions` or `stripe_invoices` row as read (repository.get_*).
+StateRow = StoredRow
 
 
 def _stale(row: StateRow | None, event: EventContext) -> Result | None:
@@ -65,10 +66,10 @@ def _stale(row: StateRow | None, event: EventContext) -> Result | None:
 
 
 async def _set_state(
-    session: AsyncSession,
+    connection: Driver,
     event: EventContext,
     row: StateRow | None,
-    new_row: Callable[[], StateRow],
+    table: Table,
     values: dict[str, Any],
     *,
     stripe_id: str,
@@ -77,26 +78,15 @@ async def _set_state(
 ) -> Result:
     """Write `values` onto the object's row (creating it), move its watermark, log a change."""
     change = _diff(row, values)
-    if row is None:
-        row = new_row()
-        repository.add(session, row)
-    for name, value in values.items():
-        setattr(row, name, value)
     # The watermark moves even when nothing else does, so an older event cannot slip in later.
-    row.last_event_id, row.last_event_created = event.id, event.created
-    await session.flush()
-    if not change:
-        return Result(Effect.UNCHANGED)
-    await repository.record_change(
-        session,
-        organization_id=await repository.organization_id_by_customer(session, customer_id),
-        stripe_object_id=stripe_id,
-        event_id=event.id,
-        event_type=event.type,
-        change=change,
-        summary=summary,
+    watermark = {"id": stripe_id, "last_event_id": event.id, "last_event_created": event.created}
+    logged = (
+        repository.LoggedChange(customer_id, event.id, event.type, change, summary)
+        if change
+        else None
     )
-    return Result(Effect.APPLIED)
+    await repository.save_state(connection, table, {**values, **watermark}, logged)
+    return Result(Effect.APPLIED if change else Effect.UNCHANGED)
 
 
 # Statuses Stripe never leaves (docs: api/subscriptions/object, `status`: incomplete_expired
@@ -107,12 +97,12 @@ TERMINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
 
 
 async def apply_subscription(
-    session: AsyncSession, event: EventContext, snapshot: SubscriptionSnapshot
+    connection: Driver, event: EventContext, snapshot: SubscriptionSnapshot
 ) -> Result:
     # Any event's copy of a price is right (prices never change), stale or not.
-    await repository.record_prices(session, snapshot.metered_prices)
-    await repository.lock_stripe_object(session, snapshot.id)
-    row = await repository.get_subscription(session, snapshot.id)
+    await repository.record_prices(connection, snapshot.metered_prices)
+    await repository.lock_stripe_object(connection, snapshot.id)
+    row = await repository.get_subscription(connection, snapshot.id)
     if stale := _stale(row, event):
         return stale
     if (
@@ -131,10 +121,10 @@ async def apply_subscription(
         "ended_at": snapshot.ended_at,
     }
     return await _set_state(
-        session,
+        connection,
         event,
         row,
-        lambda: StripeSubscription(id=snapshot.id),
+        repository.SUBSCRIPTIONS,
         values,
         stripe_id=snapshot.id,
         customer_id=snapshot.customer_id,
@@ -149,7 +139,7 @@ TERMINAL_PAYMENT_STATUSES = frozenset({"paid"})
 
 
 def _first_failed_at(
-    row: StripeInvoice | None, event: EventContext, payment_status: str
+    row: StateRow | None, event: EventContext, payment_status: str
 ) -> datetime | None:
     known = row.first_failed_at if row is not None else None
     if payment_status != "payment_failed":
@@ -158,16 +148,15 @@ def _first_failed_at(
 
 
 async def apply_invoice_payment(
-    session: AsyncSession, event: EventContext, snapshot: InvoiceSnapshot, payment_status: str
+    connection: Driver, event: EventContext, snapshot: InvoiceSnapshot, payment_status: str
 ) -> Result:
-    await repository.lock_stripe_object(session, snapshot.id)
-    row = await repository.get_invoice(session, snapshot.id)
+    await repository.lock_stripe_object(connection, snapshot.id)
+    row = await repository.get_invoice(connection, snapshot.id)
     first_failed_at = _first_failed_at(row, event, payment_status)
     if row is not None and first_failed_at != row.first_failed_at:
         # The grace period counts from the first failure, however late its event arrives, so
         # this moves even when the rest of the event is stale.
-        row.first_failed_at = first_failed_at
-        await session.flush()
+        row = await repository.set_first_failed_at(connection, snapshot.id, first_failed_at)
     if stale := _stale(row, event):
         return stale
     if (
@@ -186,10 +175,10 @@ async def apply_invoice_payment(
         "first_failed_at": first_failed_at,
     }
     return await _set_state(
-        session,
+        connection,
         event,
         row,
-        lambda: StripeInvoice(id=snapshot.id),
+        repository.INVOICES,
         values,
         stripe_id=snapshot.id,
         customer_id=snapshot.customer_id,
@@ -198,17 +187,17 @@ async def apply_invoice_payment(
 
 
 async def link_customer(
-    session: AsyncSession, event: EventContext, organization_id: uuid.UUID, customer_id: str
+    connection: Driver, event: EventContext, organization_id: uuid.UUID, customer_id: str
 ) -> Result:
     """Link the organization a Checkout Session named to the session's Stripe customer."""
-    await repository.lock_stripe_object(session, customer_id)
-    organization = await repository.organization_for_update(session, organization_id)
+    await repository.lock_stripe_object(connection, customer_id)
+    organization = await repository.organization_for_update(connection, organization_id)
     if organization is None:
         return Result(Effect.IGNORED, f"no organization {organization_id}")
     watermark = organization.stripe_customer_event_created
     if watermark is not None and watermark > event.created:
         return Result(Effect.STALE, f"customer link from {watermark.isoformat()} is newer")
-    holder = await repository.organization_id_by_customer(session, customer_id)
+    holder = await repository.customer_holder(connection, customer_id)
     if holder is not None and holder != organization_id:
         # One customer pays for one organization; moving it silently would bill the wrong one.
         return Result(Effect.IGNORED, f"customer {customer_id} belongs to organization {holder}")
@@ -216,19 +205,22 @@ async def link_customer(
         return Result(Effect.IGNORED, f"customer {customer_id} was deleted")
     # A `customer.deleted` may arrive before this checkout (Stripe does not order events):
     # linking a deleted customer as live would meter usage for it.
-    deleted_at = await repository.customer_deleted_at(session, customer_id)
+    deleted_at = await repository.customer_deleted_at(connection, customer_id)
     change = _diff(
         organization,
         {"stripe_customer_id": customer_id, "stripe_customer_deleted_at": deleted_at},
     )
-    organization.stripe_customer_id = customer_id
-    organization.stripe_customer_deleted_at = deleted_at
-    organization.stripe_customer_event_created = event.created
-    await session.flush()
+    await repository.set_organization_customer(
+        connection,
+        organization_id,
+        customer_id=customer_id,
+        deleted_at=deleted_at,
+        event_created=event.created,
+    )
     if not change:
         return Result(Effect.UNCHANGED)
     await repository.record_change(
-        session,
+        connection,
         organization_id=organization_id,
         stripe_object_id=customer_id,
         event_id=event.id,
@@ -239,17 +231,17 @@ async def link_customer(
     return Result(Effect.APPLIED)
 
 
-async def delete_customer(session: AsyncSession, event: EventContext, customer_id: str) -> Result:
+async def delete_customer(connection: Driver, event: EventContext, customer_id: str) -> Result:
     """Mark the organization's customer deleted; usage is no longer reported for it."""
-    await repository.lock_stripe_object(session, customer_id)
-    organization = await repository.organization_by_customer_for_update(session, customer_id)
+    await repository.lock_stripe_object(connection, customer_id)
+    organization = await repository.organization_by_customer_for_update(connection, customer_id)
     deleted = {"stripe_customer_deleted_at": {"from": None, "to": event.created.isoformat()}}
     if organization is None:
         # Kept in the change log, where a checkout that links this customer later finds it.
-        if await repository.customer_deleted_at(session, customer_id) is not None:
+        if await repository.customer_deleted_at(connection, customer_id) is not None:
             return Result(Effect.UNCHANGED, f"no organization has customer {customer_id}")
         await repository.record_change(
-            session,
+            connection,
             organization_id=None,
             stripe_object_id=customer_id,
             event_id=event.id,
@@ -263,10 +255,9 @@ async def delete_customer(session: AsyncSession, event: EventContext, customer_i
     # before this deletion but that arrives after it is still newer than the link it replaces.
     if organization.stripe_customer_deleted_at is not None:
         return Result(Effect.UNCHANGED)
-    organization.stripe_customer_deleted_at = event.created
-    await session.flush()
+    await repository.set_customer_deleted_at(connection, organization.id, event.created)
     await repository.record_change(
-        session,
+        connection,
         organization_id=organization.id,
         stripe_object_id=customer_id,
         event_id=event.id,

@@ -1,10 +1,9 @@
-"""One handler per event type that changes billing state. Handlers stay fast and DB-only."""
+"""One handler per event type that changes billing state. Handlers stay fast and DB-only; each
+runs in the delivery's transaction on the driver (`db.driver.driver_unit_of_work`)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from sensor_billing.billing import service
 from sensor_billing.billing.service import Effect, EventContext, Result
@@ -14,16 +13,17 @@ from sensor_billing.billing.stripe_objects import (
     read_invoice,
     read_subscription,
 )
+from sensor_billing.db.driver import Driver
 from sensor_billing.webhooks.envelope import StripeEventEnvelope
 
-Handler = Callable[[AsyncSession, StripeEventEnvelope], Awaitable[Result]]
+Handler = Callable[[Driver, StripeEventEnvelope], Awaitable[Result]]
 
 
 def _context(event: StripeEventEnvelope) -> EventContext:
     return EventContext(id=event.id, type=event.type, created=event.created)
 
 
-async def checkout_session_completed(session: AsyncSession, event: StripeEventEnvelope) -> Result:
+async def checkout_session_completed(connection: Driver, event: StripeEventEnvelope) -> Result:
     organization_id = checkout_organization_id(event.object)
     if organization_id is None:
         return Result(
@@ -32,33 +32,33 @@ async def checkout_session_completed(session: AsyncSession, event: StripeEventEn
     customer_id = object_id(event.object.get("customer"))
     if customer_id is None:
         return Result(Effect.IGNORED, "session has no customer")
-    return await service.link_customer(session, _context(event), organization_id, customer_id)
+    return await service.link_customer(connection, _context(event), organization_id, customer_id)
 
 
-async def subscription_changed(session: AsyncSession, event: StripeEventEnvelope) -> Result:
+async def subscription_changed(connection: Driver, event: StripeEventEnvelope) -> Result:
     snapshot = read_subscription(event.object)
     if snapshot is None:
         return Result(Effect.IGNORED, "subscription without a readable id, customer or status")
-    return await service.apply_subscription(session, _context(event), snapshot)
+    return await service.apply_subscription(connection, _context(event), snapshot)
 
 
 def invoice_payment(payment_status: str) -> Handler:
-    async def handle(session: AsyncSession, event: StripeEventEnvelope) -> Result:
+    async def handle(connection: Driver, event: StripeEventEnvelope) -> Result:
         snapshot = read_invoice(event.object)
         if snapshot is None:
             return Result(Effect.IGNORED, "invoice without a readable id or customer")
         return await service.apply_invoice_payment(
-            session, _context(event), snapshot, payment_status
+            connection, _context(event), snapshot, payment_status
         )
 
     return handle
 
 
-async def customer_deleted(session: AsyncSession, event: StripeEventEnvelope) -> Result:
+async def customer_deleted(connection: Driver, event: StripeEventEnvelope) -> Result:
     customer_id = object_id(event.object.get("id"))
     if customer_id is None:
         return Result(Effect.IGNORED, "customer without id")
-    return await service.delete_customer(session, _context(event), customer_id)
+    return await service.delete_customer(connection, _context(event), customer_id)
 
 
 HANDLERS: dict[str, Handler] = {

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import datetime
 
-import asyncpg
 from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from sensor_billing.db.driver import Driver, pooled_driver
 from sensor_billing.db.schema import StripeEvent
 
 _events = StripeEvent.__table__
@@ -40,39 +39,23 @@ async def record_event(
     return result.scalar() is not None
 
 
-# The same statement for the driver itself, used on autocommit connections where no
-# SQLAlchemy transaction is open to bypass (see record_event_autocommit).
+# The same statement for the driver itself (db/driver.py: SQLAlchemy's execution costs more
+# CPU than the round trip on the webhook hot path).
 RECORD_EVENT_SQL = (
     "INSERT INTO stripe_events (event_id, event_type) VALUES ($1, $2)"
     " ON CONFLICT (event_id) DO NOTHING RETURNING id"
 )
 
 
-@asynccontextmanager
-async def autocommit_driver(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection's asyncpg connection, each statement its own transaction.
-
-    Statements go to asyncpg directly: SQLAlchemy's statement execution costs more CPU than the
-    round trip on the webhook hot path, and with AUTOCOMMIT there is no SQLAlchemy transaction
-    to honour. SQLAlchemy does not see errors raised past it, so it cannot tell a dead
-    connection (the server restarted or ended it) from a live one: any failure invalidates the
-    connection here, or the pool would hand the dead one out again for every later event.
-    """
-    async with engine.connect() as connection:
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
-        driver = (await connection.get_raw_connection()).driver_connection
-        assert driver is not None
-        try:
-            yield driver
-        except BaseException:  # cancelled mid-statement too: the protocol state is unknown
-            await connection.invalidate()
-            raise
+async def record_event_on(driver: Driver, event_id: str, event_type: str) -> bool:
+    """`record_event` inside a driver transaction (`db.driver.driver_unit_of_work`)."""
+    return await driver.fetchval(RECORD_EVENT_SQL, event_id, event_type) is not None
 
 
 async def record_event_autocommit(engine: AsyncEngine, event_id: str, event_type: str) -> bool:
     """Record an event as a transaction of its own (one round trip); False for a duplicate."""
-    async with autocommit_driver(engine) as driver:
-        return await driver.fetchval(RECORD_EVENT_SQL, event_id, event_type) is not None
+    async with pooled_driver(engine) as driver:
+        return await record_event_on(driver, event_id, event_type)
 
 
 # Many events in one statement. Rows go in the order given: callers sort the ids, so two
@@ -89,10 +72,20 @@ async def record_events_autocommit(
     engine: AsyncEngine, events: Sequence[tuple[str, str]]
 ) -> set[str]:
     """Record distinct (event id, type) pairs as one transaction; the ids that were new."""
-    async with autocommit_driver(engine) as driver:
+    async with pooled_driver(engine) as driver:
         rows = await driver.fetch(
             RECORD_EVENTS_SQL, [event[0] for event in events], [event[1] for event in events]
         )
+    return {str(row[0]) for row in rows}
+
+
+RECORDED_EVENTS_SQL = "SELECT event_id FROM stripe_events WHERE event_id = ANY($1::text[])"
+
+
+async def recorded_events(engine: AsyncEngine, event_ids: Sequence[str]) -> set[str]:
+    """Which of the ids `stripe_events` holds (committed), in one query."""
+    async with pooled_driver(engine) as driver:
+        rows = await driver.fetch(RECORDED_EVENTS_SQL, list(event_ids))
     return {str(row[0]) for row in rows}
 
 

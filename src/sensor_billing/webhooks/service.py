@@ -2,7 +2,11 @@
 
 `deliver_event` owns the delivery's transaction, the way a request or job wrapper does:
   - a type with a handler: one transaction records the event and runs the handler; any error
-    rolls both back and propagates, so the endpoint answers 5xx and Stripe delivers again;
+    rolls both back and propagates, so the endpoint answers 5xx and Stripe delivers again. It
+    is a transaction on the driver (`db.driver.driver_unit_of_work`): SQLAlchemy's session and
+    statement execution were most of a handled delivery's CPU. A copy recorded already (by
+    another API process, say) is answered by a lookup shared with the deliveries waiting at
+    that moment (`lookup.EventLookup`), without a transaction;
   - a type without a handler: recording the event is its only effect, so an autocommit
     `INSERT ... ON CONFLICT DO NOTHING` is the whole transaction (one round trip, not three),
     shared with the other deliveries waiting at that moment (`recorder.EventRecorder`).
@@ -19,13 +23,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from sensor_billing.billing.service import Effect, Result
 from sensor_billing.db import SessionFactory, unit_of_work
+from sensor_billing.db.driver import driver_unit_of_work
 from sensor_billing.metering import meter_errors
 from sensor_billing.observability.metrics import record_meter_errors
 from sensor_billing.webhooks import repository
 from sensor_billing.webhooks.envelope import StripeEventEnvelope
 from sensor_billing.webhooks.handlers import HANDLERS
+from sensor_billing.webhooks.lookup import EventLookup
 from sensor_billing.webhooks.recorder import EventRecorder
 from sensor_billing.webhooks.thin_events import ThinEventNotification
 
@@ -49,17 +57,19 @@ ALREADY_PROCESSED = Result(Effect.UNCHANGED, "event already processed")
 
 
 async def deliver_event(
-    recorder: EventRecorder, sessions: SessionFactory, event: StripeEventEnvelope
+    recorder: EventRecorder, lookup: EventLookup, engine: AsyncEngine, event: StripeEventEnvelope
 ) -> Processed:
     handler = HANDLERS.get(event.type)
     if handler is None:
         recorded = await recorder.record(event.id, event.type)
         return Processed(Outcome.PROCESSED if recorded else Outcome.DUPLICATE, UNHANDLED)
 
-    async with unit_of_work(sessions) as session:
-        if not await repository.record_event(session, event.id, event.type):
+    if await lookup.recorded(event.id):
+        return Processed(Outcome.DUPLICATE, ALREADY_PROCESSED)
+    async with driver_unit_of_work(engine) as connection:
+        if not await repository.record_event_on(connection, event.id, event.type):
             return Processed(Outcome.DUPLICATE, ALREADY_PROCESSED)
-        return Processed(Outcome.PROCESSED, await handler(session, event))
+        return Processed(Outcome.PROCESSED, await handler(connection, event))
 
 
 async def deliver_thin_event(

@@ -1,4 +1,5 @@
-"""Shared bits for benchmarks: throwaway databases, free ports, a lean HTTP load generator.
+"""Shared bits for benchmarks: throwaway databases, free ports, a lean HTTP load generator,
+the CPU time and peak memory of the processes measured.
 
 The load generator writes pre-built HTTP/1.1 requests on keep-alive connections with raw
 asyncio streams, so the client costs little CPU next to the server it measures (both share
@@ -14,7 +15,7 @@ import socket
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -63,6 +64,52 @@ def process_cpu_seconds(pid: int) -> float:
     """User plus system CPU time a running process has used (Linux /proc/<pid>/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+# Issue 16: every API and worker process a benchmark measured stays under this.
+RSS_TARGET_MB = 200.0
+
+
+def _status_mb(field_name: str, pid: int | None) -> float:
+    status = Path(f"/proc/{pid if pid is not None else 'self'}/status").read_text()
+    for line in status.splitlines():
+        if line.startswith(f"{field_name}:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"no {field_name} in /proc/{pid or 'self'}/status")
+
+
+def peak_rss_mb(pid: int | None = None) -> float:
+    """The peak resident set size (VmHWM) of a running process, this one when `pid` is None,
+    in MiB. Read it before the process exits."""
+    return _status_mb("VmHWM", pid)
+
+
+def reset_peak_rss() -> float:
+    """Start this process's peak RSS afresh from its RSS now (Linux: clear_refs 5), so a
+    benchmark that runs the service's code in-process counts what the measured part used,
+    not its own data generation; returns that RSS (MiB)."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_mb("VmRSS", None)
+
+
+@dataclass
+class PeakRss:
+    """The peak RSS of each API and worker process a benchmark measured, printed beside its
+    results with the target."""
+
+    readings: dict[str, float] = field(default_factory=dict)
+
+    def read(self, name: str, pid: int | None = None) -> None:
+        self.readings[name] = peak_rss_mb(pid)
+
+    def within_target(self) -> bool:
+        return all(mb < RSS_TARGET_MB for mb in self.readings.values())
+
+    def print(self) -> None:
+        verdict = "meets" if self.within_target() else "MISSES"
+        print(f"\n  peak RSS (VmHWM), target under {RSS_TARGET_MB:.0f} MB each: {verdict}")
+        for name, mb in self.readings.items():
+            print(f"    {name:<60} {mb:>7.1f} MB")
 
 
 def free_port() -> int:

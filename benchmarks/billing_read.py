@@ -32,7 +32,17 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from benchmarks._support import LoadResult, create_database, drive, drop_database, dsn, free_port
+from benchmarks._support import (
+    LoadResult,
+    PeakRss,
+    create_database,
+    drive,
+    drop_database,
+    dsn,
+    free_port,
+    peak_rss_mb,
+    process_cpu_seconds,
+)
 from sensor_billing.db import migrate
 
 TARGET_RATIO = 0.50
@@ -134,20 +144,6 @@ def get_requests(path: str, ids: list[str], count: int, headers: dict[str, str])
     ]
 
 
-def peak_rss_mb(pid: int) -> float:
-    """The process's peak resident set size (VmHWM), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time the process has used (user + system), from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def checked(result: LoadResult, label: str) -> LoadResult:
     unexpected = {status: n for status, n in result.statuses.items() if status != 200}
     if unexpected:
@@ -215,11 +211,12 @@ async def main(arguments: argparse.Namespace) -> int:
             for name in order:
                 port, path, extra = targets[name]
                 load = get_requests(path, ids, arguments.requests, extra)
-                used = cpu_seconds(pids[name])
+                used = process_cpu_seconds(pids[name])
                 results[name].append(checked(await drive(port, load, arguments.connections), name))
-                used = cpu_seconds(pids[name]) - used
+                used = process_cpu_seconds(pids[name]) - used
                 cpu_ms[name].append(used * 1000 / arguments.requests)
-        rss = peak_rss_mb(api.pid)
+        rss = PeakRss()
+        rss.read("API (serve)", api.pid)
         bare_rss = peak_rss_mb(bare.pid)
     finally:
         for process in processes:
@@ -260,7 +257,8 @@ async def main(arguments: argparse.Namespace) -> int:
         f"  CPU per request, the bare endpoint's over the API's (the rate ratio a quiet machine"
         f" would show, the server being the bottleneck): {cpu_ratio:.0%}"
     )
-    print(f"  peak RSS: the API process {rss:.0f} MiB, the bare app {bare_rss:.0f} MiB")
+    rss.print()
+    print(f"    (the bare app, a baseline: {bare_rss:.0f} MB)")
     verdict = "meets" if ratio >= TARGET_RATIO else "MISSES"
     print(f"\n  target: >= {TARGET_RATIO:.0%} of the bare endpoint's rate: {verdict} ({ratio:.0%})")
     return 0 if ratio >= TARGET_RATIO else 1

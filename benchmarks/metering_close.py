@@ -23,7 +23,10 @@ ledger emptied, cursors put back, the Redis db flushed):
 close within 1.5x the bare parts (aggregate + insert + addBulk). The script also checks what one
 sweep with its default batch size enqueues. Uses the Redis db of `--redis-url`, flushed before,
 between rounds and after: give it a db nobody else uses (the test suite flushes db 15). At full
-size it takes about 1 minute here (61 s, 33 s of it generating the data).
+size it takes about 1 minute here (61 s, 33 s of it generating the data). It also prints the
+peak RSS of this process while the worker's code runs in it: close_windows, the sweep of every
+pending row at once, and sweeps of SWEEP_BATCH rows as the worker runs them (target: under
+200 MB).
 """
 
 from __future__ import annotations
@@ -42,7 +45,15 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
-from benchmarks._support import create_database, drop_database, dsn, timed_execute
+from benchmarks._support import (
+    PeakRss,
+    create_database,
+    drop_database,
+    dsn,
+    peak_rss_mb,
+    reset_peak_rss,
+    timed_execute,
+)
 from sensor_billing.db import create_engine, create_session_factory, migrate, unit_of_work
 from sensor_billing.db.session import SessionFactory
 from sensor_billing.jobs.connection import open_queue
@@ -219,6 +230,12 @@ def bulk_jobs(organization_ids: list[uuid.UUID], timestamp: int) -> list[dict[st
     return jobs
 
 
+# This process's peak RSS while the worker's code ran (the process's own data included).
+PEAK_CLOSE = "peak RSS: close_windows"
+PEAK_SWEEP = "peak RSS: sweep of every pending row at once"
+PEAK_DEFAULT_SWEEP = "peak RSS: sweeps of SWEEP_BATCH rows, as the worker runs them"
+
+
 async def one_round(bench: Bench, jobs: list[dict[str, Any]]) -> dict[str, float]:
     samples: dict[str, float] = {}
     await bench.reset()
@@ -227,10 +244,14 @@ async def one_round(bench: Bench, jobs: list[dict[str, Any]]) -> dict[str, float
         async with unit_of_work(bench.sessions) as session:
             return await close_windows(session, POLICY, bench.now)
 
+    reset_peak_rss()
     samples["close_windows"], summary = await timed(close)
+    samples[PEAK_CLOSE] = peak_rss_mb()
+    reset_peak_rss()
     samples["sweep"], swept = await timed(
         lambda: sweep(bench.sessions, bench.queue, now=datetime.now(UTC), batch=10**9)
     )
+    samples[PEAK_SWEEP] = peak_rss_mb()
     if getattr(summary, "closed_through", None) != bench.window_end:
         raise RuntimeError(f"close_windows closed through an unexpected end: {summary}")
     samples["rows created"] = float(getattr(summary, "rows_created", 0))
@@ -253,16 +274,18 @@ async def one_round(bench: Bench, jobs: list[dict[str, Any]]) -> dict[str, float
     return samples
 
 
-async def default_batch_check(bench: Bench) -> list[int]:
-    """What the sweep does with its default batch when more rows are pending than it."""
+async def default_batch_check(bench: Bench) -> tuple[list[int], float]:
+    """What the sweep does with its default batch when more rows are pending than it; and this
+    process's peak RSS during those sweeps."""
     await bench.reset()
     async with unit_of_work(bench.sessions) as session:
         await close_windows(session, POLICY, bench.now)
     enqueued: list[int] = []
+    reset_peak_rss()
     for _ in range(3):
         result = await sweep(bench.sessions, bench.queue, now=datetime.now(UTC))
         enqueued.append(result.enqueued)
-    return enqueued
+    return enqueued, peak_rss_mb()
 
 
 async def explain_close(bench: Bench) -> list[str]:
@@ -330,9 +353,10 @@ async def main(arguments: argparse.Namespace) -> int:
         ]
         jobs = bulk_jobs(organization_ids, int(window_end.timestamp()) - 1)
         print("\nwarm-up round, then measuring", flush=True)
+        measuring_from_mb = reset_peak_rss()
         await one_round(bench, jobs)
         samples = [await one_round(bench, jobs) for _ in range(arguments.rounds)]
-        batches = await default_batch_check(bench)
+        batches, default_sweep_peak = await default_batch_check(bench)
         plan = await explain_close(bench) if arguments.explain else []
         readings_in_window = int(
             await admin.fetchval(
@@ -404,6 +428,14 @@ async def main(arguments: argparse.Namespace) -> int:
     )
     verdict = "meets" if ratio <= TARGET_RATIO else "MISSES"
     print(f"\n  target: close within {TARGET_RATIO}x the bare parts: {verdict} ({ratio:.2f}x)")
+    # The worker's code ran in this process: its peak while each part ran, the largest over
+    # the rounds (the process held about `measuring_from_mb` before they began).
+    rss = PeakRss()
+    rss.readings[PEAK_CLOSE] = max(sample[PEAK_CLOSE] for sample in samples)
+    rss.readings[PEAK_SWEEP] = max(sample[PEAK_SWEEP] for sample in samples)
+    rss.readings[PEAK_DEFAULT_SWEEP] = default_sweep_peak
+    rss.print()
+    print(f"    (this process held {measuring_from_mb:.1f} MB before the rounds began)")
     pending = median["rows pending"]
     print(
         f"\n  default-batch sweep (SWEEP_BATCH={SWEEP_BATCH}) with {pending:.0f} pending rows,"

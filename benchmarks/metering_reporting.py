@@ -59,7 +59,7 @@ import stripe
 from bullmq import Queue, Worker
 from redis.asyncio import Redis
 
-from benchmarks._support import create_database, drop_database, dsn, free_port
+from benchmarks._support import PeakRss, create_database, drop_database, dsn, free_port
 from sensor_billing.db import create_engine, create_session_factory, migrate
 from sensor_billing.devtools.stripe_standin import DEFAULT_API_KEY, RunningStandin, run_in_thread
 from sensor_billing.jobs.connection import fix_bullmq_block_timeouts
@@ -597,6 +597,9 @@ def report(
             f" {arguments.rounds + 1}"
             " runs (bullmq close blocked on its marker wait; woken by the benchmark)"
         )
+    rss = PeakRss()  # the MeteringWorker ran in this process (so did an in-thread stand-in)
+    rss.read(f"worker (MeteringWorker, this process; stand-in in {where})")
+    rss.print()
     print(f"\ntotal runtime {seconds:.0f} s")
     return 0
 

@@ -31,6 +31,7 @@ Targets, each the median over rounds of that round's own ratio:
   - issue 16: each handled type, fresh, reaches at least 50% of the recording path, fresh;
     its duplicates at least 90% of the recording path's duplicates ("as fast as", with room
     for this machine's noise), in the same process and in the other one.
+Peak RSS of both API processes is printed beside the results (target: under 200 MB each).
 Exits 1 when a target is missed.
 """
 
@@ -56,6 +57,7 @@ import httpx
 
 from benchmarks._support import (
     LoadResult,
+    PeakRss,
     create_database,
     drive,
     drop_database,
@@ -276,7 +278,7 @@ def spread(samples: list[dict[str, float]], key: str) -> str:
     return f"{min(values):.0f}-{max(values):.0f}"
 
 
-def report(samples: list[dict[str, float]], clients: int) -> bool:
+def report(samples: list[dict[str, float]], clients: int, rss: PeakRss) -> bool:
     """Print the results; True when every target holds."""
     rate = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
     for key, value in rate.items():
@@ -310,6 +312,7 @@ def report(samples: list[dict[str, float]], clients: int) -> bool:
         f" {ratio(samples, ceiling, 'baseline 1 connection: fresh'):.0%}, duplicate"
         f" {ratio(samples, ceiling, 'baseline 1 connection: duplicate'):.0%}"
     )
+    rss.print()
     missed = [(name, value, target) for name, value, target in verdicts if value < target]
     print(
         f"\n  targets: recording path >= {RECORDING_TARGET:.0%} of the one-connection baseline;"
@@ -319,7 +322,7 @@ def report(samples: list[dict[str, float]], clients: int) -> bool:
     )
     for name, value, target in missed:
         print(f"    missed: {name} {value:.0%} < {target:.0%}")
-    return not missed
+    return not missed and rss.within_target()
 
 
 async def main(events: int, clients: int, rounds: int, redis_url: str) -> int:
@@ -332,6 +335,7 @@ async def main(events: int, clients: int, rounds: int, redis_url: str) -> int:
         "LOG_LEVEL": "WARNING",
     }
     servers: list[subprocess.Popen[bytes]] = []
+    rss = PeakRss()
     try:
         await asyncio.to_thread(migrate.upgrade, url)
         command = Path(sys.executable).parent / "sensor-billing"
@@ -349,6 +353,8 @@ async def main(events: int, clients: int, rounds: int, redis_url: str) -> int:
         for api in apis:
             await drive(api.port, signed_requests(warmup), clients)
         samples = [await one_round(url, apis, events, clients) for _ in range(rounds)]
+        for name, api in zip(("API (serve), first", "API (serve), other"), apis, strict=True):
+            rss.read(name, api.pid)
     finally:
         for server in servers:
             server.terminate()
@@ -361,7 +367,7 @@ async def main(events: int, clients: int, rounds: int, redis_url: str) -> int:
         f" per measurement, median of {rounds} interleaved rounds (ratios: median of each"
         f" round's ratio; rounds: slowest-fastest)\n"
     )
-    return 0 if report(samples, clients) else 1
+    return 0 if report(samples, clients, rss) else 1
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ restarted."""
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -69,6 +70,16 @@ async def test_two_workers_killed_during_sends_and_restarted_bill_every_window_o
                 workers[victim].send_signal(signal.SIGKILL)
                 workers[victim].wait(10)
                 workers[victim] = start_worker_process(worker_env, log)
+                restarts = kill + 1
+
+                async def restarted(started: int = 2 + restarts) -> bool:
+                    # A SIGTERM that reaches a worker still importing its modules ends it
+                    # by the signal (nothing was in flight): the test stops workers that run.
+                    # pread: the workers write through this file's shared offset.
+                    written = os.pread(log.fileno(), os.fstat(log.fileno()).st_size, 0)
+                    return written.count(b"worker started") >= started
+
+                await wait_for(restarted, 60, f"restart {restarts}")
 
             async def sweep_after_cool_down() -> Mapping[str, Any]:
                 # The schedule sweeps every few minutes and revives a job that ran out of

@@ -15,6 +15,8 @@ from sensor_billing.logs import configure_logging
 from sensor_billing.observability.scrape import MULTIPROC_DIR_VARIABLE
 from sensor_billing.settings import get_settings
 
+WORKER_HEALTHCHECK_SECONDS = 30
+
 
 def share_metrics_between_workers() -> None:
     """Each worker process counts in files under one folder, so `/metrics` from any of them
@@ -53,4 +55,8 @@ def serve(
         access_log=False,
         # uvicorn's own lines go through our handler, so LOG_FORMAT=json covers them too.
         log_config=None,
+        # uvicorn restarts a worker process that does not answer its supervisor within this
+        # time, start-up included; its default (5 s) is shorter than the imports take on a
+        # loaded 2-core host, where the workers then restarted each other forever.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )

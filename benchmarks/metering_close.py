@@ -8,7 +8,10 @@ Builds a throwaway database (migrated with `sensor_billing.db.migrate.upgrade`) 
 `--readings` temperature readings spread evenly over the last `--days` days (received_at in time
 order, each reading on a random sensor), all generated with set-based SQL. Every organization's
 metering cursor is put one window before the last closable one, so a close has exactly one
-window (METER_WINDOW_SECONDS=3600, grace 120 s) to write for every organization.
+window (METER_WINDOW_SECONDS=3600, grace 120 s) to write for every organization. As in
+production, the readings of that window commit after the snapshot the previous close stored
+on the cursors (`closed_snapshot`), so the close's scan for late commits reads them all (and
+finds none late), the work it does at every close.
 
 Measured, median of `--rounds` rounds after one warm-up round, state reset between rounds (the
 ledger emptied, cursors put back, the Redis db flushed):
@@ -74,6 +77,7 @@ GRACE = timedelta(seconds=120)
 POLICY = ClosePolicy(window=WINDOW, grace=GRACE)
 READINGS_FK = "temperature_readings_organization_id_sensor_id_fkey"
 READINGS_INDEX = "temperature_readings_received_at_organization_id_idx"
+XACT_INDEX = "temperature_readings_xact_id_idx"
 
 BARE_AGGREGATE = """
 SELECT organization_id, count(*) AS value
@@ -95,9 +99,25 @@ SELECT o.id, m.event_name, $1::timestamptz, $2::timestamptz, 1, o.stripe_custome
 # -- data ------------------------------------------------------------------------------------
 
 
-async def generate(url: str, organizations: int, readings: int, days: int, now: datetime) -> None:
-    """Organizations, sensors and readings with set-based SQL; the index and the foreign key
-    of the readings are rebuilt after the bulk load (both are the migration's own)."""
+READINGS_BETWEEN = """
+INSERT INTO temperature_readings (organization_id, sensor_id, value_celsius,
+                                  recorded_at, received_at)
+SELECT m.organization_id, m.sensor_id, round((2 + random() * 6)::numeric, 2),
+       r.at - random() * interval '30 seconds', r.at
+  FROM (SELECT $1::timestamptz + g * (($2::timestamptz - $1::timestamptz) / $3::bigint) AS at,
+               floor(random() * $4::int)::int AS slot
+          FROM generate_series($5::bigint, $6::bigint - 1) AS g) r
+  JOIN bench_sensor_slots m ON m.slot = r.slot
+"""
+
+
+async def generate(
+    url: str, organizations: int, readings: int, days: int, now: datetime, window_start: datetime
+) -> str:
+    """Organizations, sensors and readings with set-based SQL; the indexes and the foreign key
+    of the readings are rebuilt after the bulk load (all the migrations' own). The readings
+    from `window_start` on are inserted after the rest has committed; returns the snapshot
+    taken in between (what the close before them would have stored on the cursors)."""
     connection = await asyncpg.connect(dsn(url))
     since = now - timedelta(days=days)
     try:
@@ -135,31 +155,43 @@ async def generate(url: str, organizations: int, readings: int, days: int, now: 
         slots = int(await connection.fetchval("SELECT count(*) FROM bench_sensor_slots"))
         await connection.execute(
             f"ALTER TABLE temperature_readings DROP CONSTRAINT {READINGS_FK};"
-            f" DROP INDEX {READINGS_INDEX}"
+            f" DROP INDEX {READINGS_INDEX}; DROP INDEX {XACT_INDEX}"
         )
+        step = (now - since) / readings
+        split = min(readings, -(-(window_start - since) // step))  # first reading in the window
         await timed_execute(
             connection,
-            f"{readings} readings over {days} days",
-            """
-            INSERT INTO temperature_readings (organization_id, sensor_id, value_celsius,
-                                              recorded_at, received_at)
-            SELECT m.organization_id, m.sensor_id, round((2 + random() * 6)::numeric, 2),
-                   r.at - random() * interval '30 seconds', r.at
-              FROM (SELECT $1::timestamptz
-                               + g * (($2::timestamptz - $1::timestamptz) / $3::bigint) AS at,
-                           floor(random() * $4::int)::int AS slot
-                      FROM generate_series(0, $3::bigint - 1) AS g) r
-              JOIN bench_sensor_slots m ON m.slot = r.slot
-            """,
+            f"{split} readings over {days} days, before the window",
+            READINGS_BETWEEN,
             since,
             now,
             readings,
             slots,
+            0,
+            split,
+        )
+        snapshot = str(await connection.fetchval("SELECT CAST(pg_current_snapshot() AS text)"))
+        await timed_execute(
+            connection,
+            f"{readings - split} readings from the window on",
+            READINGS_BETWEEN,
+            since,
+            now,
+            readings,
+            slots,
+            split,
+            readings,
         )
         await timed_execute(
             connection,
             "index on (received_at, organization_id)",
             f"CREATE INDEX {READINGS_INDEX} ON temperature_readings (received_at, organization_id)",
+        )
+        await timed_execute(
+            connection,
+            "index on xact_id",
+            f"CREATE INDEX {XACT_INDEX} ON temperature_readings (xact_id)"
+            " WHERE xact_id IS NOT NULL",
         )
         await timed_execute(
             connection,
@@ -170,6 +202,7 @@ async def generate(url: str, organizations: int, readings: int, days: int, now: 
         )
         await connection.execute("DROP TABLE bench_sensor_slots")
         await timed_execute(connection, "VACUUM ANALYZE", "VACUUM ANALYZE")
+        return snapshot
     finally:
         await connection.close()
 
@@ -185,16 +218,22 @@ class Bench:
     window_start: datetime
     window_end: datetime
     organizations: int
+    # What the close before the window stored on the cursors: it did not see the window's
+    # readings, so the close measured here scans them for late commits.
+    snapshot: str
     admin: asyncpg.Connection
     redis: Redis
     sessions: SessionFactory
     queue: Any
 
     async def reset(self) -> None:
-        """Empty ledger, every cursor one window before the last closable end, empty Redis."""
+        """Empty ledger, every cursor one window before the last closable end (with the
+        snapshot of the close that put it there), empty Redis."""
         await self.admin.execute("TRUNCATE meter_reports")
         await self.admin.execute(
-            "UPDATE metering_cursors SET closed_through = $1", self.window_start
+            "UPDATE metering_cursors SET closed_through = $1, closed_snapshot = $2",
+            self.window_start,
+            self.snapshot,
         )
         await self.admin.execute("VACUUM ANALYZE metering_cursors, meter_reports")
         await self.redis.flushdb()
@@ -292,8 +331,12 @@ async def explain_close(bench: Bench) -> list[str]:
     """EXPLAIN ANALYZE of the close statement, rolled back."""
     await bench.reset()
     sendable_from = bench.now - timedelta(days=35) + timedelta(hours=1)
+    late_from, running = await bench.admin.fetchrow(
+        str(repository.LATE_CANDIDATES).replace(":last_end", "$1"), bench.window_end
+    )
     sql = str(repository.CLOSE_WINDOWS)
-    for name, index in (("window_seconds", 1), ("last_end", 2), ("sendable_from", 3)):
+    names = ("window_seconds", "last_end", "sendable_from", "late_from", "running")
+    for index, name in enumerate(names, start=1):
         sql = sql.replace(f":{name}", f"${index}")
     transaction = bench.admin.transaction()
     await transaction.start()
@@ -303,6 +346,8 @@ async def explain_close(bench: Bench) -> list[str]:
             WINDOW.total_seconds(),
             bench.window_end,
             sendable_from,
+            late_from,
+            running,
         )
     finally:
         await transaction.rollback()
@@ -326,14 +371,17 @@ async def main(arguments: argparse.Namespace) -> int:
     try:
         print(f"\ngenerating data in {url.rsplit('/', 1)[-1]}:", flush=True)
         await asyncio.to_thread(migrate.upgrade, url)
-        await generate(url, arguments.organizations, arguments.readings, arguments.days, now)
+        snapshot = await generate(
+            url, arguments.organizations, arguments.readings, arguments.days, now, window_start
+        )
         generated = time.perf_counter() - started
         print(f"  {'total (migration included)':<52} {generated:>7.1f} s", flush=True)
         admin = await asyncpg.connect(dsn(url))
         await admin.execute(
-            "INSERT INTO metering_cursors (organization_id, closed_through)"
-            " SELECT id, $1 FROM organizations",
+            "INSERT INTO metering_cursors (organization_id, closed_through, closed_snapshot)"
+            " SELECT id, $1, $2 FROM organizations",
             window_start,
+            snapshot,
         )
         queue = open_queue(arguments.redis_url, QueueNames.METER_REPORTING)
         bench = Bench(
@@ -343,6 +391,7 @@ async def main(arguments: argparse.Namespace) -> int:
             window_start=window_start,
             window_end=window_end,
             organizations=arguments.organizations,
+            snapshot=snapshot,
             admin=admin,
             redis=redis,
             sessions=create_session_factory(engine),

@@ -8,6 +8,11 @@ a new organization starts at its earliest reading in a window whose last second 
 accepts (or at the backfill start); a cursor off the grid gets a short window up to the next
 boundary. Timestamps land on, one microsecond before and after window boundaries, on the
 Stripe edge, and the window length changes between closes (hours, days, and back).
+
+Late commits: before some closes a transaction of its own inserts readings (stamped in the
+windows about to close, in older ones, or later) and commits only after the close. A reading
+a close could not see and whose `received_at` is before the organization's cursor is billed by
+arrival, in the first window the organization's next close closes (`late_readings`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.schema import MeteringCursor, MeterReport
@@ -58,8 +63,14 @@ class Org:
     id: uuid.UUID
     customer: str | None
     deleted: bool = False
-    readings: list[int] = field(default_factory=list)  # received_at, kept sorted
+    readings: list[int] = field(default_factory=list)  # received_at, committed, kept sorted
     readers: list[uuid.UUID] = field(default_factory=list)
+    # Each committed reading's received_at and the number of the first close that saw it.
+    commits: list[tuple[int, int]] = field(default_factory=list)
+    # Committed since the snapshot stored on the cursor was taken: the next close's to bill.
+    unseen: list[int] = field(default_factory=list)
+    started_at_close: int | None = None  # the close that created the cursor
+    advanced_at_close: int | None = None  # the last close that moved the cursor
 
     @property
     def metered(self) -> bool:
@@ -73,6 +84,7 @@ class Row:
     status: str
     skip_reason: str | None
     customer: str | None
+    late: int = 0
 
 
 LedgerKey = tuple[uuid.UUID, str, int]  # organization, meter, window start
@@ -87,6 +99,7 @@ class World:
     cursors: dict[uuid.UUID, int] = field(default_factory=dict)
     short_windows: int = 0  # windows from a cursor off the grid, for the record
     ledger: dict[LedgerKey, Row] = field(default_factory=dict)
+    closes: int = 0  # closes run so far: the number of the next one
 
     def new_id(self) -> uuid.UUID:
         return uuid.UUID(int=self.rng.getrandbits(128), version=4)
@@ -109,6 +122,8 @@ def active_at(world: World, org: uuid.UUID, instant: int) -> int:
 def oracle_close(world: World, now: int, window: int, grace: int, backfill: int | None) -> None:
     last_end = (now - grace) // window * window  # the greatest boundary with end + grace <= now
     sendable_from = now - STRIPE_LIMIT + STRIPE_MARGIN
+    number = world.closes
+    world.closes += 1
 
     def sendable(end: int) -> bool:  # Stripe's event timestamp is the window's last second
         return end - SECOND >= sendable_from
@@ -124,11 +139,16 @@ def oracle_close(world: World, now: int, window: int, grace: int, backfill: int 
             ]
             start = min(inside) // window * window if inside else last_end
         world.cursors[org.id] = min(start, last_end)
+        org.started_at_close = number
+        org.unseen = []  # the new cursor's snapshot sees every committed reading
 
     for org in world.orgs:
         if not org.metered:
             continue
         start = world.cursors[org.id]
+        if start >= last_end:
+            continue
+        late = sum(1 for r in org.unseen if r < start)
         while start < last_end:
             end = start // window * window + window
             world.short_windows += start % window != 0
@@ -136,6 +156,7 @@ def oracle_close(world: World, now: int, window: int, grace: int, backfill: int 
                 org.readings, start
             )
             measured = {ACTIVE_SENSORS: active_at(world, org.id, end - 1), READINGS: readings}
+            measured[READINGS] += late
             for meter, value in measured.items():
                 status, reason = "pending", None
                 if not sendable(end):
@@ -144,13 +165,19 @@ def oracle_close(world: World, now: int, window: int, grace: int, backfill: int 
                     status, reason = "skipped", EMPTY
                 key = (org.id, meter, start)
                 assert key not in world.ledger, f"oracle: window {at(start)} closed twice"
-                world.ledger[key] = Row(end, value, status, reason, org.customer)
+                row_late = late if meter == READINGS else 0
+                world.ledger[key] = Row(end, value, status, reason, org.customer, row_late)
+            late = 0  # billed in the first window of this close
             start = end
-        world.cursors[org.id] = max(world.cursors[org.id], last_end)
+        world.cursors[org.id] = last_end
+        org.unseen = []
+        org.advanced_at_close = number
 
     for key, row in world.ledger.items():
         if row.status == "pending" and not sendable(row.window_end):
-            world.ledger[key] = Row(row.window_end, row.value, "failed", None, row.customer)
+            world.ledger[key] = Row(
+                row.window_end, row.value, "failed", None, row.customer, row.late
+            )
 
 
 # --- Generated usage -----------------------------------------------------------------------
@@ -206,19 +233,37 @@ async def change_sensor(
     world.sensors[sensor].append((since, org, status))
 
 
-async def add_readings(session: AsyncSession, org: Org, moments: list[int]) -> None:
-    if not moments:
-        return
-    rng = random.Random(moments[0])
-    await session.execute(
-        text(
-            "INSERT INTO temperature_readings (organization_id, sensor_id, value_celsius,"
-            " recorded_at, received_at) VALUES (:org, :sensor, 4.5, :at, :at)"
-        ),
-        [{"org": org.id, "sensor": rng.choice(org.readers), "at": at(m)} for m in moments],
-    )
+INSERT_READING = text(
+    "INSERT INTO temperature_readings (organization_id, sensor_id, value_celsius,"
+    " recorded_at, received_at) VALUES (:org, :sensor, 4.5, :at, :at)"
+)
+
+
+async def insert_readings(
+    connection: AsyncSession | AsyncConnection, org: Org, moments: list[int]
+) -> None:
+    """Readings in the caller's transaction; `committed` records them once it commits."""
+    if moments:
+        rng = random.Random(moments[0])
+        await connection.execute(
+            INSERT_READING,
+            [{"org": org.id, "sensor": rng.choice(org.readers), "at": at(m)} for m in moments],
+        )
+
+
+def committed(world: World, org: Org, moments: list[int]) -> None:
+    """What the oracle knows of readings whose transaction has committed: the next close
+    sees them."""
     org.readings.extend(moments)
     org.readings.sort()
+    org.commits.extend((moment, world.closes) for moment in moments)
+    org.unseen.extend(moments)
+
+
+async def add_readings(session: AsyncSession, world: World, org: Org, moments: list[int]) -> None:
+    """Readings in the session's transaction, which the caller commits before the next close."""
+    await insert_readings(session, org, moments)
+    committed(world, org, moments)
 
 
 async def set_customer(session: AsyncSession, org: Org) -> None:
@@ -241,7 +286,9 @@ async def populate_org(
         sensor = await add_sensor(session, world, org.id, rng.choice(["active", "inactive"]), since)
         org.readers.append(sensor)
         await flip_status(session, world, sensor, since + 1, high, rng.randint(0, 5))
-    await add_readings(session, org, [moment_between(rng, low, high) for _ in range(readings)])
+    await add_readings(
+        session, world, org, [moment_between(rng, low, high) for _ in range(readings)]
+    )
 
 
 async def flip_status(
@@ -263,7 +310,8 @@ async def add_phase(
     for org in world.orgs:
         if org.readers and rng.random() < 0.8:
             count = rng.randint(0, 40)
-            await add_readings(session, org, [moment_between(rng, low, high) for _ in range(count)])
+            moments = [moment_between(rng, low, high) for _ in range(count)]
+            await add_readings(session, world, org, moments)
         for sensor in org.readers:
             if rng.random() < 0.5:
                 await flip_status(session, world, sensor, low, high, rng.randint(1, 3))
@@ -307,6 +355,42 @@ async def close_both(
     oracle_close(world, now, window, grace, backfill)
 
 
+async def close_with_a_transaction_open(
+    sessions: SessionFactory,
+    engine: AsyncEngine,
+    world: World,
+    close: tuple[int, int, int],
+    history_start: int,
+    backfill: int | None,
+) -> None:
+    """Close while another transaction holds readings it commits only after the close: in
+    the windows closing now (the close's grace included), in older ones, or later."""
+    window, now, grace = close
+    rng = world.rng
+    held: dict[uuid.UUID, list[int]] = {}
+    async with engine.connect() as connection:
+        await connection.begin()
+        for org in world.orgs:
+            if not org.readers or rng.random() < 0.4:
+                continue
+            moments = [
+                rng.choice(
+                    [
+                        moment_between(rng, now - 2 * window - grace, now),
+                        moment_between(rng, history_start, now),
+                        moment_between(rng, now - grace, now + window),
+                    ]
+                )
+                for _ in range(rng.randint(1, 6))
+            ]
+            await insert_readings(connection, org, moments)
+            held[org.id] = moments
+        await close_both(sessions, world, now, window, grace, backfill)
+        await connection.commit()
+    for org in world.orgs:
+        committed(world, org, held.get(org.id, []))
+
+
 async def compare(sessions: SessionFactory, world: World, context: str) -> None:
     async with sessions() as session:
         rows = list(await session.scalars(select(MeterReport)))
@@ -325,6 +409,7 @@ async def compare(sessions: SessionFactory, world: World, context: str) -> None:
             row.status,
             row.skip_reason,
             row.stripe_customer_id,
+            row.late_readings,
         )
     missing = {k: v for k, v in world.ledger.items() if k not in actual}
     extra = {k: v for k, v in actual.items() if k not in world.ledger}
@@ -350,8 +435,11 @@ def describe(
 
 
 def check_coverage(world: World, actual: dict[LedgerKey, Row], context: str) -> None:
-    """Per organization: windows contiguous, none overlapping, every reading in their span
-    counted exactly once; both meters over the same windows."""
+    """Per organization: windows contiguous, none overlapping, both meters over the same
+    windows; and every committed reading billed once, worked out from each reading alone:
+    one the first close could see, if received in the metered span; one committed later, if
+    a close of the organization ran after its commit (on time or by arrival), unless it is
+    received after the cursor (its window is not closed yet)."""
     for org in world.orgs:
         spans = {
             meter: sorted(
@@ -368,15 +456,18 @@ def check_coverage(world: World, actual: dict[LedgerKey, Row], context: str) -> 
         for (_, end), (start, _) in itertools.pairwise(windows):
             assert end == start, f"{context}: gap or overlap at {at(end)} / {at(start)}"
         first, last = windows[0][0], windows[-1][1]
-        starts = [start for start, _ in windows]
-        counted = 0
-        for reading in org.readings:
-            if first <= reading < last:
-                index = bisect.bisect_right(starts, reading) - 1
-                assert windows[index][0] <= reading < windows[index][1], context
-                counted += 1
-        total = sum(actual[(org.id, READINGS, start)].value for start in starts)
-        assert total == counted, f"{context}: {total} counted for {counted} readings in the span"
+        assert last == world.cursors[org.id], context
+        started, advanced = org.started_at_close, org.advanced_at_close
+        assert started is not None, context
+        assert advanced is not None, context
+        expected = sum(
+            1
+            for received, seen_at in org.commits
+            if received < last
+            and (first <= received if seen_at <= started else seen_at <= advanced)
+        )
+        total = sum(actual[(org.id, READINGS, start)].value for start, _ in windows)
+        assert total == expected, f"{context}: {total} billed for {expected} readings"
 
 
 # --- The scenario --------------------------------------------------------------------------
@@ -414,7 +505,7 @@ def close_plan(rng: random.Random) -> list[tuple[int, int, int]]:
 
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_closed_windows_match_an_oracle_written_from_the_rules(
-    sessions: SessionFactory, seed: int
+    sessions: SessionFactory, engine: AsyncEngine, seed: int
 ) -> None:
     rng = random.Random(seed)
     world = World(rng)
@@ -436,7 +527,9 @@ async def test_closed_windows_match_an_oracle_written_from_the_rules(
             customer = None if index == 0 else f"cus_{world.new_id().hex}"
             org = await add_org(session, world, customer)
             await populate_org(session, world, org, history_start, now, rng.randint(20, 120))
-            await add_readings(session, org, rng.sample(edge_moments, len(edge_moments) // 2))
+            await add_readings(
+                session, world, org, rng.sample(edge_moments, len(edge_moments) // 2)
+            )
         movers = [
             await add_sensor(session, world, rng.choice(world.orgs).id, "active", history_start)
             for _ in range(2)
@@ -447,5 +540,12 @@ async def test_closed_windows_match_an_oracle_written_from_the_rules(
             async with unit_of_work(sessions) as session:
                 await add_phase(session, world, now, later, movers)
         now = later
-        await close_both(sessions, world, now, window, grace, backfill)
+        if rng.random() < 0.5:
+            await close_with_a_transaction_open(
+                sessions, engine, world, (window, now, grace), history_start, backfill
+            )
+        else:
+            await close_both(sessions, world, now, window, grace, backfill)
         await compare(sessions, world, f"seed {seed}, close {number}, window {window // SECOND}")
+    # Every seed's transactions held across closes left readings for a later close to bill.
+    assert sum(row.late for row in world.ledger.values()) > 0

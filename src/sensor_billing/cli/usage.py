@@ -58,6 +58,11 @@ def close() -> None:
     console.print(
         f"closed windows through {summary.closed_through.isoformat()}: {rows or 'nothing new'}"
     )
+    if summary.late_readings:
+        console.print(
+            f"{summary.late_readings} reading(s) whose transaction committed after their window "
+            "closed, billed in a later window"
+        )
     if summary.organizations_without_customer:
         console.print(
             "not metered, no Stripe customer: "
@@ -212,6 +217,7 @@ def _ledger_json(report: MeterReport) -> dict[str, object]:
         "windowStart": report.window_start.isoformat(),
         "windowEnd": report.window_end.isoformat(),
         "value": report.value,
+        "lateReadings": report.late_readings,
         "status": report.status,
         "attempts": report.attempts,
         "lastError": report.last_error,

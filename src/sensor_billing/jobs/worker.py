@@ -38,7 +38,12 @@ from sensor_billing.metering.reporter import (
 from sensor_billing.metering.service import ClosePolicy, close_windows
 from sensor_billing.metering.stream import MeterEventStream, stream_backlog
 from sensor_billing.metering.windows import oldest_sendable_timestamp
-from sensor_billing.observability import record_meter_report, serve_metrics, timed_stripe_request
+from sensor_billing.observability import (
+    record_late_readings,
+    record_meter_report,
+    serve_metrics,
+    timed_stripe_request,
+)
 from sensor_billing.settings import Settings
 from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
 from sensor_billing.stripe_api.meter_events import MeterEvent, send_meter_event
@@ -267,6 +272,7 @@ class MeteringWorker:
         async with unit_of_work(self.sessions) as session:
             summary = await close_windows(session, self.policy, now)
             pending = await ledger.count_pending(session)
+        record_late_readings(summary.late_readings)
         if summary.organizations_without_customer:
             logger.info(
                 "not metered (no Stripe customer): %s",
@@ -293,9 +299,11 @@ class MeteringWorker:
             revive_after=self.revive_after,
         )
         logger.info(
-            "closed windows through %s: %s; streamed %d; enqueued %d, revived %d",
+            "closed windows through %s: %s (%d late readings billed by arrival); streamed %d; "
+            "enqueued %d, revived %d",
             summary.closed_through.isoformat(),
             summary.rows_by_status or "nothing new",
+            summary.late_readings,
             streamed,
             swept.enqueued,
             swept.revived,
@@ -303,6 +311,7 @@ class MeteringWorker:
         return {
             "closed_through": summary.closed_through.isoformat(),
             "rows": summary.rows_by_status,
+            "late_readings": summary.late_readings,
             "streamed": streamed,
             "enqueued": swept.enqueued,
             "revived": swept.revived,

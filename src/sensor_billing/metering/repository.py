@@ -75,7 +75,8 @@ ON CONFLICT (organization_id) DO NOTHING
 # window Stripe can no longer take or a readings window with nothing to bill.
 INSERT_MEASURED = """
 INSERT INTO meter_reports (organization_id, event_name, window_start, window_end, value,
-                           stripe_customer_id, identifier, source, status, skip_reason)
+                           stripe_customer_id, identifier, source, status, skip_reason,
+                           late_readings)
 SELECT organization_id, event_name, window_start, window_end, value, stripe_customer_id,
        'sb.' || organization_id || '.' || event_name || '.'
            || extract(epoch FROM window_start)::bigint,
@@ -87,10 +88,11 @@ SELECT organization_id, event_name, window_start, window_end, value, stripe_cust
                 THEN 'beyond Stripe''s 35-day limit for meter event timestamps'
             WHEN event_name = 'temperature_readings' AND value = 0
                 THEN 'no readings in the window'
-       END
+       END,
+       late_readings
   FROM measured
 ON CONFLICT DO NOTHING
-RETURNING status
+RETURNING status, late_readings
 """
 
 # Every window of every eligible organization between its cursor and `last_end`, measured in
@@ -102,21 +104,50 @@ RETURNING status
 # 11:00, now in days) first gets a short window up to the next boundary, [11:00, 24:00), counted
 # on its own (`partial_readings`, empty otherwise): the aligned count would include readings
 # before the cursor, already billed, and a window starting at the cursor would never match it.
+#
+# Late commits. A reading counts in the window of its `received_at`, which defaults to its
+# transaction's start; the statement sees only transactions committed when it began (its
+# snapshot). A transaction still open then (or begun before `received_at` and writing later)
+# commits readings into windows this statement has measured. So the statement stores its own
+# snapshot on every cursor it advances (`closed_snapshot`; pg_current_snapshot() is the
+# statement's active snapshot), and the next close bills, by arrival, the readings before the
+# cursor that the stored snapshot did not see (`late`), in the first window it closes for the
+# organization (counted in `late_readings`). Snapshots only grow (closes run one at a time, each
+# after the last committed), so after every close the organization's billed readings are
+# exactly those received before its cursor that its stored snapshot sees: none twice, and every
+# committed one once a close has run after its commit.
+# A snapshot does not see exactly the transactions in its xip list (running when it was taken)
+# and those from its xmax on (not begun). The statement reads those through
+# `temperature_readings_xact_id_idx`: ids from `:late_from` (the lowest xmax among the cursors'
+# snapshots: the readings inserted since the last close) and the ids in `:running` (every xip
+# of those snapshots; a few, and most are other work's, without readings). Both are read just
+# before (`LATE_CANDIDATES`); a cursor whose snapshot they do not cover (its organization became
+# metered between the two statements) waits for the next close.
 _MEASURE_CLOSED_WINDOWS = """
-WITH windows AS (
-    SELECT c.organization_id, o.stripe_customer_id,
-           greatest(ws, c.closed_through) AS window_start,
-           ws + make_interval(secs => :window_seconds) AS window_end,
-           ws AS aligned_start
+WITH cursors AS MATERIALIZED (
+    SELECT c.organization_id, o.stripe_customer_id, c.closed_through,
+           CAST(c.closed_snapshot AS pg_snapshot) AS seen
       FROM metering_cursors c
       JOIN organizations o ON o.id = c.organization_id
+     WHERE c.closed_through < :last_end
+       AND o.stripe_customer_id IS NOT NULL AND o.stripe_customer_deleted_at IS NULL
+       AND CAST(CAST(pg_snapshot_xmax(CAST(c.closed_snapshot AS pg_snapshot)) AS text)
+                AS bigint) >= :late_from
+       AND ARRAY(SELECT CAST(CAST(x AS text) AS bigint)
+                   FROM pg_snapshot_xip(CAST(c.closed_snapshot AS pg_snapshot)) AS x)
+           <@ CAST(:running AS bigint[])
+), windows AS (
+    SELECT c.organization_id, c.stripe_customer_id,
+           greatest(ws, c.closed_through) AS window_start,
+           ws + make_interval(secs => :window_seconds) AS window_end,
+           ws AS aligned_start,
+           c.closed_through AS cursor_at
+      FROM cursors c
      CROSS JOIN LATERAL generate_series(
            date_bin(make_interval(secs => :window_seconds), c.closed_through,
                     TIMESTAMPTZ '1970-01-01 00:00:00+00'),
            CAST(:last_end AS timestamptz) - make_interval(secs => :window_seconds),
            make_interval(secs => :window_seconds)) AS ws
-     WHERE c.closed_through < :last_end
-       AND o.stripe_customer_id IS NOT NULL AND o.stripe_customer_deleted_at IS NULL
 ), bounds AS (
     SELECT min(window_start) AS low, max(window_end) AS high FROM windows
 ), readings AS (
@@ -135,6 +166,14 @@ WITH windows AS (
        AND t.received_at >= w.window_start AND t.received_at < w.window_end
      WHERE w.window_start <> w.aligned_start
      GROUP BY 1, 2
+), late AS (
+    SELECT t.organization_id, count(*) AS value
+      FROM temperature_readings t
+      JOIN cursors c ON c.organization_id = t.organization_id
+     WHERE (t.xact_id >= :late_from OR t.xact_id = ANY(CAST(:running AS bigint[])))
+       AND t.received_at < c.closed_through
+       AND NOT pg_visible_in_snapshot(CAST(CAST(t.xact_id AS text) AS xid8), c.seen)
+     GROUP BY 1
 ), sensors AS (
     SELECT w.organization_id, w.window_start, count(*) AS value
       FROM windows w
@@ -144,10 +183,21 @@ WITH windows AS (
        AND p.valid_from < w.window_end
        AND (p.valid_to IS NULL OR p.valid_to >= w.window_end)
      GROUP BY 1, 2
+), advanced AS (
+    UPDATE metering_cursors m
+       SET closed_through = :last_end,
+           closed_snapshot = CAST(pg_current_snapshot() AS text),
+           updated_at = now()
+      FROM cursors c
+     WHERE m.organization_id = c.organization_id
 ), measured AS (
     SELECT w.organization_id, w.stripe_customer_id, w.window_start, w.window_end, m.event_name,
-           CASE m.event_name WHEN 'temperature_readings' THEN coalesce(r.value, p.value, 0)
-                             ELSE coalesce(s.value, 0) END AS value
+           CASE m.event_name
+               WHEN 'temperature_readings'
+                   THEN coalesce(r.value, p.value, 0) + coalesce(l.value, 0)
+               ELSE coalesce(s.value, 0) END AS value,
+           CASE m.event_name WHEN 'temperature_readings' THEN coalesce(l.value, 0) ELSE 0 END
+               AS late_readings
       FROM windows w
      CROSS JOIN (VALUES ('active_sensors'), ('temperature_readings')) AS m(event_name)
       LEFT JOIN readings r
@@ -156,16 +206,28 @@ WITH windows AS (
         ON p.organization_id = w.organization_id AND p.window_start = w.window_start
       LEFT JOIN sensors s
         ON s.organization_id = w.organization_id AND s.window_start = w.window_start
+      LEFT JOIN late l
+        ON l.organization_id = w.organization_id AND w.window_start = w.cursor_at
 )
 """
 CLOSE_WINDOWS = text(_MEASURE_CLOSED_WINDOWS + INSERT_MEASURED)
 
-ADVANCE_CURSORS = text("""
-UPDATE metering_cursors c
-   SET closed_through = :last_end, updated_at = now()
-  FROM organizations o
- WHERE o.id = c.organization_id AND c.closed_through < :last_end
-   AND o.stripe_customer_id IS NOT NULL AND o.stripe_customer_deleted_at IS NULL
+# Of the snapshots stored on the cursors the close will advance, the lowest xmax and every
+# xip: a reading one of them did not see has an id from that xmax on, or one in the list.
+LATE_CANDIDATES = text("""
+WITH snapshots AS (
+    SELECT CAST(closed_snapshot AS pg_snapshot) AS seen
+      FROM (SELECT DISTINCT c.closed_snapshot
+              FROM metering_cursors c
+              JOIN organizations o ON o.id = c.organization_id
+             WHERE c.closed_through < :last_end
+               AND o.stripe_customer_id IS NOT NULL
+               AND o.stripe_customer_deleted_at IS NULL) AS stored
+)
+SELECT (SELECT min(CAST(CAST(pg_snapshot_xmax(seen) AS text) AS bigint)) FROM snapshots)
+           AS late_from,
+       ARRAY(SELECT DISTINCT CAST(CAST(x AS text) AS bigint)
+               FROM snapshots, pg_snapshot_xip(seen) AS x) AS running
 """)
 
 
@@ -196,21 +258,31 @@ async def start_new_cursors(
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+@dataclass(frozen=True, slots=True)
+class ClosedRows:
+    by_status: dict[str, int]
+    late_readings: int  # readings billed in these rows after their own window had closed
+
+
 async def close_windows(
     session: AsyncSession, *, window: timedelta, last_end: datetime, sendable_from: datetime
-) -> dict[str, int]:
-    """Insert the ledger rows of every window up to `last_end`; count them by status."""
+) -> ClosedRows:
+    """Insert the ledger rows of every window up to `last_end` and advance the cursors; count
+    the rows by status, and the late readings they bill."""
+    late_from, running = (await session.execute(LATE_CANDIDATES, {"last_end": last_end})).one()
     params = {
         "window_seconds": int(window.total_seconds()),
         "last_end": last_end,
         "sendable_from": sendable_from,
+        "late_from": late_from,
+        "running": running,
     }
-    statuses = (await session.execute(CLOSE_WINDOWS, params)).scalars().all()
-    await session.execute(ADVANCE_CURSORS, {"last_end": last_end})
     counts: dict[str, int] = {}
-    for status in statuses:
+    late = 0
+    for status, late_readings in (await session.execute(CLOSE_WINDOWS, params)).all():
         counts[status] = counts.get(status, 0) + 1
-    return counts
+        late += int(late_readings)
+    return ClosedRows(counts, late)
 
 
 async def organizations_without_customer(session: AsyncSession, limit: int) -> list[uuid.UUID]:
@@ -527,7 +599,8 @@ _BACKFILL_PIECES = """
 WITH spans AS (
     SELECT o.id AS organization_id, o.stripe_customer_id,
            tstzrange(CAST(:start AS timestamptz),
-                     least(CAST(:end AS timestamptz), c.closed_through)) AS span
+                     least(CAST(:end AS timestamptz), c.closed_through)) AS span,
+           CAST(c.started_snapshot AS pg_snapshot) AS started
       FROM organizations o
       JOIN metering_cursors c ON c.organization_id = o.id
      WHERE o.stripe_customer_id IS NOT NULL AND o.stripe_customer_deleted_at IS NULL
@@ -542,7 +615,7 @@ WITH spans AS (
        AND r.window_start < upper(s.span) AND r.window_end > lower(s.span)
      GROUP BY 1, 2
 ), gaps AS (
-    SELECT s.organization_id, s.stripe_customer_id, m.event_name,
+    SELECT s.organization_id, s.stripe_customer_id, s.started, m.event_name,
            unnest(tstzmultirange(s.span)
                   - coalesce(c.ranges, CAST('{}' AS tstzmultirange))) AS gap
       FROM spans s
@@ -550,7 +623,7 @@ WITH spans AS (
       LEFT JOIN covered c
         ON c.organization_id = s.organization_id AND c.event_name = m.event_name
 ), pieces AS (
-    SELECT g.organization_id, g.stripe_customer_id, g.event_name,
+    SELECT g.organization_id, g.stripe_customer_id, g.started, g.event_name,
            greatest(ws, lower(g.gap)) AS window_start,
            least(ws + make_interval(secs => :window_seconds), upper(g.gap)) AS window_end
       FROM gaps g
@@ -575,19 +648,26 @@ SELECT organization_id, count(DISTINCT window_start) AS missing
 )
 
 # The missing pieces measured as `close_windows` measures a window (readings received in it,
-# sensors active at its last instant; the 35-day limit and empty windows `skipped`).
+# sensors active at its last instant; the 35-day limit and empty windows `skipped`), with
+# the readings the organization's first close could see (`started_snapshot`): time before a
+# cursor that no row covers is time before the organization's metering began, and a reading
+# committed since then is the close's to bill, by arrival, whenever its `received_at` (see
+# `_MEASURE_CLOSED_WINDOWS`). Backfill holds the closing lock, so no close runs meanwhile.
 # Constant text with bound parameters: ruff's S608 only sees the `+`.
 BACKFILL_WINDOWS = text(
     _BACKFILL_PIECES  # noqa: S608
     + """
 , measured AS (
     SELECT p.organization_id, p.stripe_customer_id, p.event_name, p.window_start,
-           p.window_end,
+           p.window_end, 0 AS late_readings,
            CASE p.event_name
                WHEN 'temperature_readings' THEN (
                    SELECT count(*) FROM temperature_readings t
                     WHERE t.organization_id = p.organization_id
-                      AND t.received_at >= p.window_start AND t.received_at < p.window_end)
+                      AND t.received_at >= p.window_start AND t.received_at < p.window_end
+                      AND (t.xact_id IS NULL
+                           OR pg_visible_in_snapshot(CAST(CAST(t.xact_id AS text) AS xid8),
+                                                     p.started)))
                ELSE (
                    SELECT count(*) FROM sensor_status_periods s
                     WHERE s.organization_id = p.organization_id

@@ -24,6 +24,9 @@ class CloseSummary:
     closed_through: datetime
     rows_by_status: dict[str, int]
     organizations_started: int
+    # Readings billed in these rows by arrival: their transaction committed after the window
+    # of their `received_at` had been closed.
+    late_readings: int = 0
     # Organizations without a (live) Stripe customer: not metered. A sample, for the log.
     organizations_without_customer: list[uuid.UUID] = field(default_factory=list)
 
@@ -45,14 +48,15 @@ async def close_windows(session: AsyncSession, policy: ClosePolicy, now: datetim
         sendable_from=sendable_from,
         backfill_start=policy.backfill_start,
     )
-    counts = await repository.close_windows(
+    closed = await repository.close_windows(
         session, window=policy.window, last_end=last_end, sendable_from=sendable_from
     )
     await repository.fail_unsendable(session, sendable_from)
     return CloseSummary(
         closed_through=last_end,
-        rows_by_status=counts,
+        rows_by_status=closed.by_status,
         organizations_started=started,
+        late_readings=closed.late_readings,
         organizations_without_customer=await repository.organizations_without_customer(
             session, limit=20
         ),

@@ -46,6 +46,12 @@ METER_ERRORS = Counter(
     "processed), by Stripe's error code.",
     ["code"],
 )
+LATE_READINGS = Counter(
+    "sensor_billing_late_readings",
+    "Readings billed by arrival in a later window than the one their received_at falls in: "
+    "their transaction committed after that window was closed (counted by the process that "
+    "closed the window, the worker).",
+)
 STRIPE_REQUEST_DURATION = Histogram(
     "sensor_billing_stripe_request_duration_seconds",
     "Duration of meter event calls to Stripe, answered or not.",
@@ -64,6 +70,10 @@ def record_webhook_delivery(outcome: WebhookOutcome, event_type: str, seconds: f
 
 def record_meter_report(verdict: Verdict) -> None:
     METER_REPORTS.labels(verdict.value).inc()
+
+
+def record_late_readings(count: int) -> None:
+    LATE_READINGS.inc(count)
 
 
 def record_meter_errors(counts: dict[str, int]) -> None:

@@ -45,6 +45,8 @@ class ReportAttempts:
     rows_attempted: int
     attempts: int  # calls made (each try counts once, answered or not)
     accepted: int  # rows Stripe accepted; each took exactly one successful call
+    # Readings these rows bill by arrival: committed after their own window was closed.
+    late_readings: int = 0
 
     @property
     def failed_attempts(self) -> int:
@@ -54,7 +56,8 @@ class ReportAttempts:
 # Rows of windows closed since :since: how many per status, and the calls made for them.
 REPORTS_SINCE = text("""
 SELECT status, count(*) AS rows, coalesce(sum(attempts), 0) AS attempts,
-       count(*) FILTER (WHERE attempts > 0) AS attempted
+       count(*) FILTER (WHERE attempts > 0) AS attempted,
+       coalesce(sum(late_readings), 0) AS late_readings
   FROM meter_reports
  WHERE created_at >= :since
  GROUP BY status
@@ -65,14 +68,17 @@ async def reports_since(
     session: AsyncSession, since: datetime
 ) -> tuple[dict[str, int], ReportAttempts]:
     by_status: dict[str, int] = {}
-    attempts = attempted = accepted = 0
-    for status, rows, calls, tried in await session.execute(REPORTS_SINCE, {"since": since}):
+    attempts = attempted = accepted = late = 0
+    for status, rows, calls, tried, late_readings in await session.execute(
+        REPORTS_SINCE, {"since": since}
+    ):
         by_status[status] = int(rows)
         attempts += int(calls)
         attempted += int(tried)
+        late += int(late_readings)
         if status == ReportStatus.SENT:
             accepted = int(rows)
-    return by_status, ReportAttempts(attempted, attempts, accepted)
+    return by_status, ReportAttempts(attempted, attempts, accepted, late)
 
 
 async def failed_report_count(session: AsyncSession) -> int:

@@ -28,6 +28,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from sensor_billing.db.schema.base import Base
 
+# The inserting statement's snapshot (its active snapshot), as text.
+CURRENT_SNAPSHOT = text("CAST(pg_current_snapshot() AS text)")
+
 
 class ReportStatus(enum.StrEnum):
     PENDING = "pending"  # measured, not yet accepted by Stripe
@@ -112,6 +115,9 @@ class MeterReport(Base):
     # on when Stripe answered a 5xx, which it keeps under the key and would replay for 24 h.
     key_generation: Mapped[int] = mapped_column(server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Of `value`, the readings whose transaction committed after the window of their
+    # `received_at` had been closed: billed in this window, by arrival.
+    late_readings: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Stripe's asynchronous verdict on a sent row (a thin meter error event named its
@@ -177,6 +183,13 @@ class MeteringCursor(Base):
         ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
     )
     closed_through: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # pg_snapshot text of the statement that created the cursor: readings it saw with a
+    # received_at before the cursor's start are the organization's history before metering
+    # began (only backfill bills them); readings committed later are the closes' to bill.
+    started_snapshot: Mapped[str] = mapped_column(Text, server_default=CURRENT_SNAPSHOT)
+    # pg_snapshot text of the close that set `closed_through`: the next close bills the
+    # readings received before `closed_through` that this snapshot did not see (late commits).
+    closed_snapshot: Mapped[str] = mapped_column(Text, server_default=CURRENT_SNAPSHOT)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -124,6 +124,21 @@ async def close_http_clients() -> AsyncIterator[None]:
     yield
     while HTTP_CLIENTS:
         await HTTP_CLIENTS.pop().close_async()  # type: ignore[no-untyped-call]
+
+
+class MovingClock:
+    """The worker's clock and the stand-in's, moved forward together."""
+
+    def __init__(self, standin: RunningStandin) -> None:
+        self.standin = standin
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, by: timedelta) -> None:
+        self.offset += by
+        self.standin.state.clock.advance(by.total_seconds())
 
 
 async def ledger_counts(sessions: SessionFactory) -> dict[str, int]:

@@ -344,7 +344,12 @@ async def test_a_job_for_a_cancelled_row_sends_nothing(
 
     async with unit_of_work(sessions) as session:
         result = await report_usage(
-            session, original["identifier"], send=never, throttle=no_wait, now=datetime.now(UTC)
+            session,
+            original["identifier"],
+            send=never,
+            throttle=no_wait,
+            now=datetime.now(UTC),
+            check_stale=worker.check_stale,
         )
 
     assert result.verdict is Verdict.CANCELLED

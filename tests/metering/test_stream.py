@@ -18,23 +18,8 @@ from sensor_billing.metering.service import ClosePolicy, close_windows
 from sensor_billing.metering.stream import MeterEventStream, stream_backlog
 from sensor_billing.metering.windows import STRIPE_TIMESTAMP_LIMIT
 from sensor_billing.settings import Settings
-from tests.metering.conftest import DAY, ledger_counts, make_client
+from tests.metering.conftest import DAY, MovingClock, ledger_counts, make_client
 from tests.support.usage_data import generate_usage
-
-
-class MovingClock:
-    """The worker's clock and the stand-in's, moved forward together."""
-
-    def __init__(self, standin: RunningStandin) -> None:
-        self.standin = standin
-        self.offset = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def advance(self, by: timedelta) -> None:
-        self.offset += by
-        self.standin.state.clock.advance(by.total_seconds())
 
 
 async def seed_rows_near_the_limit(

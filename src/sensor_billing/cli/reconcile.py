@@ -28,7 +28,7 @@ from sensor_billing.db import SessionFactory, create_engine, create_session_fact
 from sensor_billing.db.health import require_database
 from sensor_billing.errors import InvalidInputError
 from sensor_billing.jobs.connection import open_queue
-from sensor_billing.jobs.registry import METER_EVENT_NAMES, METER_REPORT_JOB_OPTIONS, QueueNames
+from sensor_billing.jobs.registry import METER_REPORT_JOB_OPTIONS, QueueNames
 from sensor_billing.metering import corrections_repository
 from sensor_billing.metering.corrections import (
     CorrectionKind,
@@ -48,10 +48,9 @@ from sensor_billing.settings import Settings, get_settings
 from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
 from sensor_billing.stripe_api.meters import (
     HourSummary,
-    active_meters,
     cancel_meter_event,
-    configured_meters,
     hourly_summaries,
+    meters_by_event_name,
 )
 from sensor_billing.stripe_api.rate_limit import AccountRateLimiter
 
@@ -125,9 +124,9 @@ def reconcile(
                 )
                 metered = await corrections_repository.metered_customers(session, organization_id)
             throttle = access.limiter.acquire
-            meters = await configured_meters(access.client, throttle, settings.configured_meter_ids)
-            if len(meters) < len(METER_EVENT_NAMES):  # the rest found by event name
-                meters = await active_meters(access.client, throttle) | meters
+            meters = await meters_by_event_name(
+                access.client, throttle, settings.configured_meter_ids
+            )
 
             async def fetch(
                 meter_id: str, customer: str, since: datetime, until: datetime

@@ -36,6 +36,7 @@ from sensor_billing.metering.reporter import (
     report_usage,
 )
 from sensor_billing.metering.service import ClosePolicy, close_windows
+from sensor_billing.metering.stale_resend import StripeHourSummaries, stale_check
 from sensor_billing.metering.stream import MeterEventStream, stream_backlog
 from sensor_billing.metering.windows import oldest_sendable_timestamp
 from sensor_billing.observability import (
@@ -99,6 +100,9 @@ class MeteringWorker:
         self._http = http_client or create_http_client()
         self.stripe = create_stripe_client(settings, http_client=self._http)
         self.stream = MeterEventStream(self.stripe, self._session_client)
+        self.check_stale = stale_check(
+            StripeHourSummaries(self.stripe, self.limiter.acquire, settings.configured_meter_ids)
+        )
         self.policy = ClosePolicy(
             window=timedelta(seconds=settings.meter_window_seconds),
             grace=timedelta(seconds=settings.meter_grace_seconds),
@@ -220,6 +224,7 @@ class MeteringWorker:
                     send=self._send,
                     throttle=self.limiter.acquire,
                     now=self.clock(),
+                    check_stale=self.check_stale,
                 )
         except Exception as error:
             if str(job.id).startswith(WINDOW_IDENTIFIER_PREFIX):

@@ -29,6 +29,12 @@ from sensor_billing.stripe_api.meter_events import MeterEvent
 
 Sender = Callable[[MeterEvent], Awaitable[bool]]
 Throttle = Callable[[], Awaitable[None]]
+# Before a send: None to go on, or what became of a row pending for more than a day
+# (metering/stale_resend.py, which may mark it sent or failed instead).
+StaleCheck = Callable[
+    [AsyncSession | AsyncConnection, repository.ReportForSend, datetime],
+    Awaitable["ReportResult | None"],
+]
 
 # Window rows' identifiers start with this (see CLOSE_WINDOWS); a job with such an id and no
 # row is stale (its organization was deleted), never a foreign report.
@@ -112,6 +118,7 @@ async def report_usage(
     send: Sender,
     throttle: Throttle,
     now: datetime,
+    check_stale: StaleCheck,
 ) -> ReportResult:
     row = await repository.lock_report_for_send(connection, identifier)
     if row is None:
@@ -132,6 +139,9 @@ async def report_usage(
         )
         return ReportResult(Verdict.FAILED, error)
 
+    settled = await check_stale(connection, row, now)
+    if settled is not None:
+        return settled
     # The row and its (customer, meter) pair are locked (lock_report_for_send).
     await throttle()
     attempted = {"attempts": row.attempts + 1, "last_attempt_at": now}

@@ -372,6 +372,10 @@ class ReportForSend:
     status: str
     attempts: int
     key_generation: int
+    # When it could first have been sent (metering/stale_resend.py).
+    organization_id: uuid.UUID | None = None
+    created_at: datetime | None = None
+    source: str = ReportSource.WINDOW.value
 
 
 # Built once, Core on the table (SQLAlchemy's compiled cache): the meter worker runs these
@@ -398,6 +402,9 @@ _locked = (
         _reports.c.status,
         _reports.c.attempts,
         _reports.c.key_generation,
+        _reports.c.organization_id,
+        _reports.c.created_at,
+        _reports.c.source,
     )
     .where(_reports.c.identifier == bindparam("identifier"))
     .with_for_update()
@@ -440,6 +447,9 @@ async def lock_report_for_send(
         status=row.status,
         attempts=row.attempts,
         key_generation=row.key_generation,
+        organization_id=row.organization_id,
+        created_at=row.created_at,
+        source=row.source,
     )
 
 
@@ -492,6 +502,8 @@ LOCK_STREAM_BATCH = (
         _reports.c.source == ReportSource.WINDOW.value,
         _reports.c.stripe_customer_id.is_not(None),
         _reports.c.window_end - timedelta(seconds=1) >= bindparam("sendable_from"),
+        # Older rows may have been sent already; their jobs ask Stripe first (stale_resend).
+        _reports.c.created_at >= bindparam("stale_before"),
     )
     # meter_reports_pending_idx is on (created_at, id): the batch reads its rows, no sort.
     .order_by(_reports.c.created_at, _reports.c.id)
@@ -501,17 +513,64 @@ LOCK_STREAM_BATCH = (
 
 
 async def lock_stream_batch(
-    session: AsyncSession, limit: int, sendable_from: datetime
+    session: AsyncSession, limit: int, sendable_from: datetime, stale_before: datetime
 ) -> list[StreamRow]:
     """Up to `limit` pending window rows with a customer whose event timestamp (window end
-    - 1 s) is at or after `sendable_from`, oldest first, locked for this transaction; rows
-    another transaction holds (a running job, another sender) are skipped. Rows past Stripe's
-    limit are left to their jobs, which fail them for a person: after a long outage they are
-    the oldest, and a batch of them would end the stream."""
+    - 1 s) is at or after `sendable_from`, written at or after `stale_before`, oldest first,
+    locked for this transaction; rows another transaction holds (a running job, another
+    sender) are skipped. Rows past Stripe's limit are left to their jobs, which fail them for a
+    person: after a long outage they are the oldest, and a batch of them would end the stream.
+    Rows written before `stale_before` are left to their jobs too, which first ask Stripe
+    whether an earlier send counted (metering/stale_resend.py)."""
     rows = await session.execute(
-        LOCK_STREAM_BATCH, {"limit": limit, "sendable_from": sendable_from}
+        LOCK_STREAM_BATCH,
+        {"limit": limit, "sendable_from": sendable_from, "stale_before": stale_before},
     )
     return [StreamRow(*row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class HourNeighbour:
+    """Another ledger row whose event lies in the same hour, for the same customer and meter."""
+
+    status: str
+    value: int
+    sent_at: datetime | None
+    stripe_error_code: str | None
+
+
+async def rows_in_hour(
+    connection: AsyncSession | AsyncConnection,
+    *,
+    organization_id: uuid.UUID,
+    customer: str,
+    event_name: str,
+    hour: datetime,
+    except_id: int,
+) -> list[HourNeighbour]:
+    """The organization's other rows for this customer and meter whose event timestamp
+    (window end - 1 s) lies in [hour, hour + 1 h). No window is longer than a day
+    (METER_WINDOW_SECONDS divides one), which bounds the scan of (organization_id,
+    window_start)."""
+    last_second = _reports.c.window_end - timedelta(seconds=1)
+    rows = await connection.execute(
+        select(
+            _reports.c.status,
+            _reports.c.value,
+            _reports.c.sent_at,
+            _reports.c.stripe_error_code,
+        ).where(
+            _reports.c.organization_id == organization_id,
+            _reports.c.window_start >= hour - timedelta(days=1),
+            _reports.c.window_start < hour + timedelta(hours=1),
+            _reports.c.stripe_customer_id == customer,
+            _reports.c.event_name == event_name,
+            last_second >= hour,
+            last_second < hour + timedelta(hours=1),
+            _reports.c.id != except_id,
+        )
+    )
+    return [HourNeighbour(*row) for row in rows]
 
 
 async def lock_customer_meter(session: AsyncSession, customer_id: str, event_name: str) -> None:

@@ -3,7 +3,9 @@
 The stream takes up to 100 events per request and far more per second than one-event calls
 (docs: STRIPE.md "Meter Event Streams"), which suits catching up after an outage. Rows keep
 their identifiers, and Stripe drops a repeated identifier, so a batch resent after a crash
-does not double-bill. A row whose job is running is locked; SKIP LOCKED leaves it to the job.
+does not double-bill within Stripe's 24 h identifier window; rows older than that are left to
+their jobs, which ask Stripe first (stale_resend.py). A row whose job is running is locked;
+SKIP LOCKED leaves it to the job.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import stripe
 
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.metering import repository
+from sensor_billing.metering.stale_resend import STALE_AFTER
 from sensor_billing.metering.windows import event_timestamp, oldest_sendable_timestamp
 from sensor_billing.observability import timed_stripe_request
 from sensor_billing.stripe_api.meter_events import map_stripe_error
@@ -105,9 +108,12 @@ async def _send_batches(
         async with unit_of_work(sessions) as session:
             # Checked now, just before the call: the limit's margin covers the call itself.
             # A row left out stays pending; its job fails it for a person (reporter).
-            sendable_from = oldest_sendable_timestamp(clock())
+            now = clock()
             rows = await repository.lock_stream_batch(
-                session, min(STREAM_BATCH, limit - sent), sendable_from
+                session,
+                min(STREAM_BATCH, limit - sent),
+                oldest_sendable_timestamp(now),
+                stale_before=now - STALE_AFTER,
             )
             if not rows:
                 return sent

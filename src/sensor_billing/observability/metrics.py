@@ -52,6 +52,13 @@ LATE_READINGS = Counter(
     "their transaction committed after that window was closed (counted by the process that "
     "closed the window, the worker).",
 )
+STALE_RESEND_CHECKS = Counter(
+    "sensor_billing_stale_resend_checks",
+    "Rows about to be sent more than a day after they could first have been, checked against "
+    "Stripe's hourly summary first, by decision: send (Stripe lacks the usage), counted "
+    "(marked sent without a call), person (cannot tell: failed, for a person).",
+    ["decision"],
+)
 STRIPE_REQUEST_DURATION = Histogram(
     "sensor_billing_stripe_request_duration_seconds",
     "Duration of meter event calls to Stripe, answered or not.",
@@ -74,6 +81,10 @@ def record_meter_report(verdict: Verdict) -> None:
 
 def record_late_readings(count: int) -> None:
     LATE_READINGS.inc(count)
+
+
+def record_stale_check(decision: str) -> None:
+    STALE_RESEND_CHECKS.labels(decision).inc()
 
 
 def record_meter_errors(counts: dict[str, int]) -> None:

@@ -20,6 +20,7 @@ from decimal import Decimal
 import stripe
 
 from sensor_billing.errors import ConfigurationError, StripeUnavailableError
+from sensor_billing.jobs.registry import METER_EVENT_NAMES
 from sensor_billing.stripe_api.meter_events import map_stripe_error
 
 Throttle = Callable[[], Awaitable[None]]
@@ -87,6 +88,17 @@ async def active_meters(client: stripe.StripeClient, throttle: Throttle) -> dict
             params = {**params, "starting_after": page.data[-1].id}
     except stripe.StripeError as error:
         raise map_stripe_error(error) from error
+
+
+async def meters_by_event_name(
+    client: stripe.StripeClient, throttle: Throttle, configured_ids: dict[str, str]
+) -> dict[str, MeterInfo]:
+    """The meter of each event name: those the settings name (checked), the rest found among
+    the active meters (only listed when the settings do not name both)."""
+    meters = await configured_meters(client, throttle, configured_ids)
+    if len(meters) < len(METER_EVENT_NAMES):
+        meters = await active_meters(client, throttle) | meters
+    return meters
 
 
 async def hourly_summaries(

@@ -29,6 +29,9 @@
     CorrectionNotPossibleError         (under the base) `usage correct` cannot fix this row
                                        now (not sent yet, a correction still pending, or
                                        Stripe reported it invalid)
+    ResendNotPossibleError             (under the base) `usage resend --row` names a row that
+                                       bills what it should (pending, or sent without an
+                                       error) or is never sent (skipped, cancelled)
     OpsRequestError                    (under the base) an /ops page refused the request
     ├── OpsNotSignedInError            no, or a wrong, token or session (401)
     ├── OpsCsrfError                   a form without this session's CSRF token (403)
@@ -198,6 +201,10 @@ class ApiUnreachableError(SensorBillingError):
 class CorrectionNotPossibleError(SensorBillingError):
     """A ledger correction was refused before anything was written: the row is not sent, an
     earlier correction of it is still pending, or Stripe reported a sent row invalid."""
+
+
+class ResendNotPossibleError(SensorBillingError):
+    """A row named for a re-send is not one Stripe left unbilled; nothing was written."""
 
 
 class OpsRequestError(SensorBillingError):

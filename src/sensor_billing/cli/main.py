@@ -13,6 +13,7 @@ from sensor_billing.cli.dev_services import running_dev_fallback
 from sensor_billing.cli.help import hide_flag_types
 from sensor_billing.cli.openapi import openapi
 from sensor_billing.cli.reconcile import correct, reconcile
+from sensor_billing.cli.resend import resend_command
 from sensor_billing.cli.serve import serve
 from sensor_billing.cli.status import status
 from sensor_billing.cli.worker import worker
@@ -53,6 +54,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(events.app, name="events")
 app.add_typer(jobs.app, name="jobs")
 usage.app.command()(correct)
+usage.app.command("resend")(resend_command)
 app.add_typer(usage.app, name="usage")
 app.add_typer(stripe.app, name="stripe")
 app.add_typer(customers.app, name="customers")

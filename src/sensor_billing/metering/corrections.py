@@ -96,12 +96,14 @@ def correction_identifier(original: str, number: int, kind: str) -> str:
 
 def billed_value(event_name: str, original: MeterReport, corrections: list[MeterReport]) -> int:
     """What the ledger has Stripe bill for the window: sent and pending rows count,
-    cancelled, failed and skipped ones do not. For `sum`, their total; for `last`, the newest
-    such row's value (a compensation for `last` carries an absolute value)."""
+    cancelled, failed and skipped ones do not, nor a row Stripe reported invalid that a
+    re-send replaced (`usage resend`: the re-send counts instead). For `sum`, their total;
+    for `last`, the newest such row's value (a compensation for `last` carries an absolute
+    value)."""
     live = [
         row
         for row in [original, *corrections]
-        if row.status in (ReportStatus.SENT, ReportStatus.PENDING)
+        if row.status in (ReportStatus.SENT, ReportStatus.PENDING) and row.replaced_by_id is None
     ]
     if event_name in LAST_VALUE_METERS:
         recorded = [r for r in corrections if r.status == ReportStatus.SKIPPED and r.skip_reason]
@@ -156,7 +158,11 @@ async def correct_usage(
             f"{original.identifier} is {original.status}, not sent: Stripe bills nothing for "
             "it, so there is nothing to correct (re-measure or re-send it instead)"
         )
-    invalid = [r for r in family if r.status == ReportStatus.SENT and r.stripe_error_code]
+    invalid = [
+        r
+        for r in family
+        if r.status == ReportStatus.SENT and r.stripe_error_code and r.replaced_by_id is None
+    ]
     if invalid:
         # Stripe counts none of it, so the ledger's value is not what Stripe bills: a
         # difference (or "nothing to do") computed from it would bill too little.
@@ -196,7 +202,7 @@ async def correct_usage(
             identifier=replacement.identifier,
             sent_value=replacement.value,
             cancelled_identifier=live.identifier,
-            pending=_pending(replacement),
+            pending=ledger.pending_report(replacement),
         )
 
     window_end = floor_to_window(now, window)
@@ -229,7 +235,7 @@ async def correct_usage(
         request.value,
         identifier=identifier,
         sent_value=None if superseded else sent_value,
-        pending=None if superseded else _pending(compensation),
+        pending=None if superseded else ledger.pending_report(compensation),
     )
 
 
@@ -241,7 +247,7 @@ def _cancellable(family: list[MeterReport], now: datetime) -> MeterReport | None
     one Stripe no longer takes (35 days) would leave the window cancelled and unbilled."""
     if any(row.window_start != family[0].window_start for row in family):
         return None
-    sent = [row for row in family if row.status == ReportStatus.SENT]
+    sent = [row for row in family if row.status == ReportStatus.SENT and row.replaced_by_id is None]
     if not sent:
         return None
     newest = max(sent, key=lambda row: row.id)
@@ -289,17 +295,4 @@ def _correction_row(
         attempts=0,
         # Set here rather than by the database so the queue hand-off can read it unflushed.
         created_at=now,
-    )
-
-
-def _pending(row: MeterReport) -> ledger.PendingReport:
-    return ledger.PendingReport(
-        identifier=row.identifier,
-        organization_id=row.organization_id,
-        event_name=row.event_name,
-        value=row.value,
-        window_end=row.window_end,
-        created_at=row.created_at,
-        id=row.id,
-        source=row.source,
     )

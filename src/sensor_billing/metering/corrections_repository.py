@@ -83,7 +83,8 @@ async def ledger_events(
     session: AsyncSession, *, start: datetime, end: datetime, organization_id: uuid.UUID | None
 ) -> list[LedgerEvent]:
     """Sent and pending rows whose event timestamp lies in [start, end). Rows withdrawn
-    (cancelled), refused (failed) or never sent (skipped) are not in Stripe's sums."""
+    (cancelled), refused (failed), never sent (skipped) or re-sent as another row after
+    Stripe reported them invalid are not in Stripe's sums."""
     last_second = MeterReport.window_end - timedelta(seconds=1)
     query = (
         select(
@@ -97,6 +98,8 @@ async def ledger_events(
         )
         .where(
             MeterReport.status.in_([ReportStatus.SENT, ReportStatus.PENDING]),
+            # A row Stripe reported invalid and `usage resend` re-sent: its re-send counts.
+            MeterReport.replaced_by_id.is_(None),
             MeterReport.stripe_customer_id.is_not(None),
             last_second >= start,
             last_second < end,

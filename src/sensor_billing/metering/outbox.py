@@ -115,6 +115,20 @@ async def sweep(
     return SweepResult(enqueued, revived, in_queue)
 
 
+async def enqueue_reports(
+    sessions: SessionFactory,
+    queue: Any,
+    reports: list[PendingReport],
+    *,
+    now: datetime,
+    job_options: Mapping[str, Any] = METER_REPORT_JOB_OPTIONS,
+) -> SweepResult:
+    """Give these pending rows a live job now, as the sweep would but without its cool-down:
+    a missing job is added; a failed or completed one (the job of a row made pending again,
+    `usage resend`) runs again with fresh attempts."""
+    return await _sweep_page(sessions, queue, reports, now, job_options, timedelta(0))
+
+
 # For each job id (ARGV[2..]): 0 no job, 1 queued or running, 2 failed, 3 completed, followed
 # by its finishedOn (ms, or 0). ARGV[1] is the queue's key prefix ("bull:meter-reporting:").
 # One script and one flat reply: a pipeline of a command per row costs ~5x as much to parse

@@ -123,6 +123,13 @@ async def report_usage(
     row = await repository.lock_report_for_send(connection, identifier)
     if row is None:
         return ReportResult(Verdict.NO_REPORT, "no ledger row")
+    if row.status == ReportStatus.FAILED:
+        # `jobs retry` of a failed row's job lands here: only a re-send makes it pending again.
+        return ReportResult(
+            Verdict.FAILED,
+            f"the ledger row is failed; once the cause is fixed, `sensor-billing usage resend "
+            f"--row {row.identifier}` re-sends it",
+        )
     if row.status != ReportStatus.PENDING:
         return ReportResult(Verdict.ALREADY_SENT if row.status == "sent" else Verdict(row.status))
     if not row.stripe_customer_id:
@@ -163,7 +170,12 @@ async def report_usage(
         return ReportResult(Verdict.RETRY, str(error))
     except StripeRefusedError as error:
         await repository.update_report(
-            connection, row.id, **attempted, status=ReportStatus.FAILED.value, last_error=str(error)
+            connection,
+            row.id,
+            **attempted,
+            status=ReportStatus.FAILED.value,
+            last_error=str(error),
+            last_error_code=error.code,
         )
         return ReportResult(Verdict.FAILED, str(error))
     await repository.mark_sent(connection, [row.id], now)

@@ -310,6 +310,20 @@ class PendingReport:
     source: str = ReportSource.WINDOW.value
 
 
+def pending_report(row: MeterReport) -> PendingReport:
+    """A pending row just written (or made pending again), as the queue hand-off takes it."""
+    return PendingReport(
+        identifier=row.identifier,
+        organization_id=row.organization_id,
+        event_name=row.event_name,
+        value=row.value,
+        window_end=row.window_end,
+        created_at=row.created_at,
+        id=row.id,
+        source=row.source,
+    )
+
+
 async def pending_reports(
     session: AsyncSession,
     *,
@@ -376,6 +390,7 @@ class ReportForSend:
     organization_id: uuid.UUID | None = None
     created_at: datetime | None = None
     source: str = ReportSource.WINDOW.value
+    stale_check_waived: bool = False
 
 
 # Built once, Core on the table (SQLAlchemy's compiled cache): the meter worker runs these
@@ -405,6 +420,7 @@ _locked = (
         _reports.c.organization_id,
         _reports.c.created_at,
         _reports.c.source,
+        _reports.c.stale_check_waived,
     )
     .where(_reports.c.identifier == bindparam("identifier"))
     .with_for_update()
@@ -450,6 +466,7 @@ async def lock_report_for_send(
         organization_id=row.organization_id,
         created_at=row.created_at,
         source=row.source,
+        stale_check_waived=row.stale_check_waived,
     )
 
 
@@ -463,6 +480,7 @@ MARK_SENT = (
         last_attempt_at=bindparam("now"),
         sent_at=bindparam("now"),
         last_error=None,
+        last_error_code=None,
     )
 )
 

@@ -97,6 +97,8 @@ def first_sendable_at(row: ReportForSend) -> datetime | None:
 
 
 def is_stale(row: ReportForSend, now: datetime) -> bool:
+    if row.stale_check_waived:  # an operator checked by hand (`usage resend`)
+        return False
     since = first_sendable_at(row)
     return since is not None and now - since > STALE_AFTER
 

@@ -2,7 +2,9 @@
 
 Every page but sign-in needs an operator (`current_operator`): a refused request raises
 `OpsNotSignedInError`, which `http_errors` answers with 401 and the sign-in page (or a short
-JSON for a script). Each page reads in one unit of work; nothing here writes to PostgreSQL.
+JSON for a script). Each page reads in one unit of work. Two forms act, each with the
+session's CSRF token: Retry (a failed job back to waiting, Redis only) and Re-send (ledger rows
+Stripe did not bill back to pending, `sensor-billing usage resend`'s service).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from sensor_billing.db import unit_of_work
+from sensor_billing.errors import InvalidInputError
 from sensor_billing.jobs.admin import RetryOutcome
+from sensor_billing.metering.resend import ResendSelection
 from sensor_billing.ops import service
 from sensor_billing.ops.auth import (
     COOKIE_PATH,
@@ -150,6 +154,10 @@ async def failures(
     outcome: str | None = None,
     queue: str | None = None,
     state: str | None = None,
+    resend: str | None = None,
+    what: Annotated[str | None, Query(max_length=300)] = None,
+    count: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    why: Annotated[str | None, Query(max_length=500)] = None,
 ) -> HTMLResponse:
     async with unit_of_work(request.app.state.sessions) as session:
         page = await service.failures_page(session, _settings(request), before)
@@ -158,6 +166,11 @@ async def failures(
     if job and outcome is not None and outcome in known:
         notice = RETRY_MESSAGES[RetryOutcome(outcome)].format(
             job=job, queue=queue or "?", state=state or "?"
+        )
+    if resend in {member.value for member in service.ResendOutcome}:
+        outcome = "retried" if resend == service.ResendOutcome.RESENT else resend
+        notice = RESEND_MESSAGES[service.ResendOutcome(resend)].format(
+            count=count, what=what or "?", why=why or "?"
         )
     return render(
         request,
@@ -190,6 +203,52 @@ async def retry(
         params["queue"] = result.queue
     if result.state:
         params["state"] = result.state
+    return RedirectResponse(f"/ops/failures?{urlencode(params)}", status_code=303)
+
+
+RESEND_MESSAGES = {
+    service.ResendOutcome.RESENT: "{count} row(s) pending again for {what}; the worker sends them.",
+    service.ResendOutcome.NOTHING: "Nothing to re-send for {what}: no failed row, and no row "
+    "Stripe reported invalid, matches (a second press changes nothing).",
+    service.ResendOutcome.REFUSED: "Not re-sent ({what}): {why}",
+}
+
+
+@router.post("/failures/resend")
+async def resend(
+    request: Request,
+    operator: OperatorDep,
+    report_id: Annotated[str | None, Form(max_length=200)] = None,
+    code: Annotated[str | None, Form(max_length=64)] = None,
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Re-send one ledger row (`report_id`) or every row with an error `code`."""
+    ops_auth(request).check_csrf(operator, csrf_token)
+    report_id = (report_id or "").strip() or None
+    code = (code or "").strip() or None
+    if (report_id is None) == (code is None):
+        raise InvalidInputError("give either report_id or code")
+    result = await service.resend_rows(
+        request.app.state.sessions, _settings(request), ResendSelection(row=report_id, code=code)
+    )
+    what = f"row {report_id}" if report_id else f"code {code}"
+    if operator.is_script:
+        return JSONResponse(
+            {
+                "outcome": result.outcome.value,
+                "resent": result.resent,
+                "refused": result.refused,
+                "message": result.message,
+            },
+            status_code=200 if result.outcome is service.ResendOutcome.RESENT else 409,
+        )
+    why = result.message or "; ".join(f"{key}: {reason}" for key, reason in result.refused.items())
+    params = {
+        "resend": result.outcome.value,
+        "what": what,
+        "count": str(len(result.resent)),
+        "why": why[:500],
+    }
     return RedirectResponse(f"/ops/failures?{urlencode(params)}", status_code=303)
 
 

@@ -9,6 +9,7 @@ Indexes these queries lean on (migration `add_ops_indexes` adds the four after t
   stripe_events (processed_at)                          the webhook log, last-24-h counts
   billing_state_changes (event_id)                      what an event changed
   meter_error_reports (event_created_at)                Stripe's meter errors of the last 24 h
+  meter_reports (stripe_error_code) WHERE ... NOT NULL  rows Stripe reported invalid
   stripe_events (event_type, processed_at)              the webhook log filtered by type
 """
 
@@ -223,7 +224,7 @@ SELECT event_name,
             THEN (array_agg(value ORDER BY window_start DESC))[1]
             ELSE sum(value) END AS value
   FROM meter_reports
- WHERE organization_id = :organization_id AND status = 'sent'
+ WHERE organization_id = :organization_id AND status = 'sent' AND replaced_by_id IS NULL
    AND window_start >= :start AND window_start < :end
  GROUP BY 1, 2
  ORDER BY 1, 2
@@ -314,6 +315,23 @@ async def failed_reports(
     if before is not None:
         query = query.where(MeterReport.id < before)
     return [FailedReport(report, name) for report, name in await session.execute(query)]
+
+
+async def invalid_reports(session: AsyncSession, *, limit: int) -> list[FailedReport]:
+    """Sent rows Stripe reported invalid that no re-send replaced yet, newest first (few:
+    `meter_reports_stripe_error_idx`)."""
+    rows = await session.execute(
+        select(MeterReport, Organization.name)
+        .join(Organization, Organization.id == MeterReport.organization_id)
+        .where(
+            MeterReport.stripe_error_code.is_not(None),
+            MeterReport.status == ReportStatus.SENT,
+            MeterReport.replaced_by_id.is_(None),
+        )
+        .order_by(MeterReport.id.desc())
+        .limit(limit)
+    )
+    return [FailedReport(report, name) for report, name in rows]
 
 
 @dataclass(frozen=True, slots=True)

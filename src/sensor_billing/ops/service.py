@@ -8,6 +8,7 @@ page): the queue parts of a page then say "unavailable" instead of failing the p
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -23,14 +24,23 @@ from sensor_billing.billing.standing import (
     organization_billing,
     organization_billings,
 )
+from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.schema import BillingStateChange, MeterReport, StripeSubscription
 from sensor_billing.db.schema.metering import ReportStatus
-from sensor_billing.errors import OrganizationNotFoundError
+from sensor_billing.errors import (
+    InvalidInputError,
+    OrganizationNotFoundError,
+    ResendNotPossibleError,
+)
 from sensor_billing.jobs import admin
 from sensor_billing.jobs.admin import FailedJob, RetryResult
+from sensor_billing.jobs.connection import open_queue
 from sensor_billing.jobs.registry import METER_EVENT_NAMES, QueueNames
 from sensor_billing.metering import repository as metering_repository
+from sensor_billing.metering import resend_repository
+from sensor_billing.metering.outbox import enqueue_reports
 from sensor_billing.metering.repository import LedgerBacklog
+from sensor_billing.metering.resend import ResendSelection, plan_resend, resend
 from sensor_billing.observability.metrics import WEBHOOK_DELIVERIES
 from sensor_billing.observability.repository import queue_depth
 from sensor_billing.ops import repository
@@ -356,6 +366,10 @@ class FailuresPage:
     jobs: list[FailedJob] | None  # None: Redis did not answer
     reports: list[FailedReport]
     next_before: int | None
+    # Sent rows Stripe reported invalid, not re-sent yet (they bill nothing either).
+    invalid_reports: list[FailedReport] = field(default_factory=list)
+    # Error codes of the rows billing nothing (failed, or invalid), with how many rows each.
+    codes: dict[str, int] = field(default_factory=dict)
 
 
 def _row_id_cursor(text: str | None) -> int | None:
@@ -380,7 +394,59 @@ async def failures_page(
     )
     more = len(reports) > PAGE_SIZE
     reports = reports[:PAGE_SIZE]
-    return FailuresPage(jobs, reports, reports[-1].report.id if more else None)
+    return FailuresPage(
+        jobs,
+        reports,
+        reports[-1].report.id if more else None,
+        invalid_reports=await repository.invalid_reports(session, limit=PAGE_SIZE),
+        codes=await resend_repository.codes_billing_nothing(session),
+    )
+
+
+class ResendOutcome(enum.StrEnum):
+    RESENT = "resent"
+    NOTHING = "nothing"  # nothing billing nothing matched
+    REFUSED = "refused"  # the row bills what it should, or every match was refused
+
+
+@dataclass(frozen=True, slots=True)
+class ResendResult:
+    outcome: ResendOutcome
+    resent: list[str] = field(default_factory=list)  # identifiers now pending
+    refused: dict[str, str] = field(default_factory=dict)  # identifier -> why not
+    message: str | None = None
+
+
+async def resend_rows(
+    sessions: SessionFactory, settings: Settings, selection: ResendSelection
+) -> ResendResult:
+    """What `sensor-billing usage resend --yes` does for one row or one error code: the rows
+    back to pending (or re-sent as new rows) in one transaction, then their jobs. A second
+    press finds nothing left to re-send and changes nothing."""
+    now = datetime.now(UTC)
+    try:
+        async with unit_of_work(sessions) as session:
+            plan = await plan_resend(session, selection, now=now)
+            done, pending = await resend(session, plan, now=now)
+    except (ResendNotPossibleError, InvalidInputError) as error:
+        return ResendResult(ResendOutcome.REFUSED, message=str(error))
+    refused = {c.report.identifier: c.refused or "" for c in plan.refused}
+    if not plan.candidates:
+        return ResendResult(ResendOutcome.NOTHING)
+    if not done:
+        return ResendResult(ResendOutcome.REFUSED, refused=refused)
+    queue = open_queue(settings.redis_url, QueueNames.METER_REPORTING)
+    try:
+        await enqueue_reports(sessions, queue, pending, now=now)
+    except Exception as error:  # committed: the worker's next sweep enqueues them
+        logger.warning("ops: re-sent rows not enqueued (%s); the sweep will", error)
+    finally:
+        await queue.close()
+    return ResendResult(
+        ResendOutcome.RESENT,
+        resent=[candidate.new_identifier or candidate.report.identifier for candidate in done],
+        refused=refused,
+    )
 
 
 async def retry_failed_job(settings: Settings, job_id: str) -> RetryResult:

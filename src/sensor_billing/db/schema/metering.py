@@ -115,6 +115,8 @@ class MeterReport(Base):
     # on when Stripe answered a 5xx, which it keeps under the key and would replay for 24 h.
     key_generation: Mapped[int] = mapped_column(server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Stripe's error code of the refusal that failed the row (`usage resend --code`).
+    last_error_code: Mapped[str | None] = mapped_column(String(64))
     # Of `value`, the readings whose transaction committed after the window of their
     # `received_at` had been closed: billed in this window, by arrival.
     late_readings: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
@@ -130,6 +132,12 @@ class MeterReport(Base):
     # correction), and the operator's reason.
     corrects_id: Mapped[int | None] = mapped_column(ForeignKey("meter_reports.id"))
     correction_reason: Mapped[str | None] = mapped_column(Text)
+    # A sent row Stripe reported invalid, re-sent under a new identifier (`usage resend`):
+    # the row that re-sends it. Reconciliation and corrections count that row instead.
+    replaced_by_id: Mapped[int | None] = mapped_column(ForeignKey("meter_reports.id"))
+    # Set by `usage resend --without-stripe-check`: an operator compared the row with Stripe
+    # and wants it sent without the check a row pending for over a day gets first.
+    stale_check_waived: Mapped[bool] = mapped_column(server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()

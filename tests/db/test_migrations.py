@@ -26,6 +26,7 @@ TABLES = {
     "meter_error_reports",
     "service_keys",
     "idempotency_keys",
+    "reconciliation_runs",
 }
 
 

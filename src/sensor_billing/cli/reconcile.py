@@ -29,7 +29,6 @@ from sensor_billing.db.health import require_database
 from sensor_billing.errors import InvalidInputError
 from sensor_billing.jobs.connection import open_queue
 from sensor_billing.jobs.registry import METER_REPORT_JOB_OPTIONS, QueueNames
-from sensor_billing.metering import corrections_repository
 from sensor_billing.metering.corrections import (
     CorrectionKind,
     CorrectionRequest,
@@ -37,20 +36,11 @@ from sensor_billing.metering.corrections import (
     correct_usage,
 )
 from sensor_billing.metering.outbox import job_for
-from sensor_billing.metering.reconcile import (
-    Reconciliation,
-    check_period,
-)
-from sensor_billing.metering.reconcile import (
-    reconcile as reconcile_ledger,
-)
+from sensor_billing.metering.reconcile import Reconciliation, check_period, reconcile_period
 from sensor_billing.settings import Settings, get_settings
 from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
 from sensor_billing.stripe_api.meters import (
-    HourSummary,
     cancel_meter_event,
-    hourly_summaries,
-    meters_by_event_name,
 )
 from sensor_billing.stripe_api.rate_limit import AccountRateLimiter
 
@@ -119,28 +109,14 @@ def reconcile(
         async with stripe_access(settings) as access:
             async with unit_of_work(access.sessions) as session:
                 await require_organization(session, organization_id)
-                events = await corrections_repository.ledger_events(
-                    session, start=start, end=end, organization_id=organization_id
-                )
-                metered = await corrections_repository.metered_customers(session, organization_id)
-            throttle = access.limiter.acquire
-            meters = await meters_by_event_name(
-                access.client, throttle, settings.configured_meter_ids
+            return await reconcile_period(
+                access.sessions,
+                access.client,
+                access.limiter.acquire,
+                configured_meter_ids=settings.configured_meter_ids,
+                period=check_period(start, end),
+                organization_id=organization_id,
             )
-
-            async def fetch(
-                meter_id: str, customer: str, since: datetime, until: datetime
-            ) -> list[HourSummary]:
-                return await hourly_summaries(
-                    access.client,
-                    throttle,
-                    meter_id=meter_id,
-                    customer=customer,
-                    start=since,
-                    end=until,
-                )
-
-            return await reconcile_ledger(check_period(start, end), events, metered, meters, fetch)
 
     result = asyncio.run(run())
     if as_json:

@@ -1,8 +1,10 @@
 """The `meter-reporting` worker: reports usage jobs, closes windows on a schedule, sweeps.
 
-One process runs a bullmq Worker (concurrency METER_WORKER_CONCURRENCY) and, through a bullmq
-job scheduler kept in Redis (so N replicas do not multiply it), closes windows every
-METER_CLOSE_INTERVAL_SECONDS; it also closes once at start. Each job is one transaction.
+One process runs a bullmq Worker (concurrency METER_WORKER_CONCURRENCY) and, through bullmq
+job schedulers kept in Redis (so N replicas do not multiply them), closes windows every
+METER_CLOSE_INTERVAL_SECONDS (also once at start) and runs the daily checks once a day
+(metering/daily_checks.py: yesterday reconciled, old webhook events pruned). Each job is one
+transaction.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ from sensor_billing.jobs.registry import (
     QueueNames,
 )
 from sensor_billing.metering import repository as ledger
+from sensor_billing.metering.daily_checks import (
+    DAILY_CHECKS_JOB,
+    DAILY_CHECKS_SCHEDULE,
+    DAILY_CHECKS_SCHEDULER,
+    run_daily_checks,
+)
 from sensor_billing.metering.outbox import EXHAUSTED_JOB_COOL_DOWN, sweep
 from sensor_billing.metering.reporter import (
     WINDOW_IDENTIFIER_PREFIX,
@@ -80,6 +88,7 @@ class MeteringWorker:
         job_options: Mapping[str, Any] = METER_REPORT_JOB_OPTIONS,
         revive_after: timedelta = EXHAUSTED_JOB_COOL_DOWN,
         schedule_check_seconds: float = 60.0,
+        daily_schedule: Mapping[str, Any] = DAILY_CHECKS_SCHEDULE,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -109,6 +118,7 @@ class MeteringWorker:
             backfill_start=settings.meter_backfill_start,
         )
         self.schedule_check_seconds = schedule_check_seconds
+        self.daily_schedule = daily_schedule
         self._schedule_watch: asyncio.Task[None] | None = None
         self.job_options = job_options
         self.revive_after = revive_after
@@ -124,7 +134,7 @@ class MeteringWorker:
         fix_bullmq_block_timeouts()
         self.queue = open_queue(self.settings.redis_url, QueueNames.METER_REPORTING)
         await self.run_close_windows()
-        await self._schedule_close_windows()
+        await self._schedule_jobs()
         self._schedule_watch = asyncio.create_task(self._keep_schedule())
         if self.stopping.is_set():
             return
@@ -139,7 +149,7 @@ class MeteringWorker:
             },
         )
 
-    async def _schedule_close_windows(self) -> None:
+    async def _schedule_jobs(self) -> None:
         await self.queue.upsertJobScheduler(
             CLOSE_WINDOWS_SCHEDULER,
             {"every": self.settings.meter_close_interval_seconds * 1000},
@@ -147,17 +157,26 @@ class MeteringWorker:
             {},
             {"removeOnComplete": 50, "removeOnFail": 100},
         )
+        await self.queue.upsertJobScheduler(
+            DAILY_CHECKS_SCHEDULER,
+            dict(self.daily_schedule),
+            DAILY_CHECKS_JOB,
+            {},
+            {"removeOnComplete": 50, "removeOnFail": 100},
+        )
 
     async def _keep_schedule(self) -> None:
-        """The schedule lives in Redis: if Redis lost its data, create it again."""
+        """The schedules live in Redis: if Redis lost its data, create them again."""
         while True:
             await asyncio.sleep(self.schedule_check_seconds)
             try:
-                if not await self.queue.isJobScheduler(CLOSE_WINDOWS_SCHEDULER):
-                    logger.warning("close-windows schedule missing from Redis: creating it")
-                    await self._schedule_close_windows()
+                for scheduler in (CLOSE_WINDOWS_SCHEDULER, DAILY_CHECKS_SCHEDULER):
+                    if not await self.queue.isJobScheduler(scheduler):
+                        logger.warning("schedule %s missing from Redis: creating it", scheduler)
+                        await self._schedule_jobs()
+                        break
             except Exception as error:  # Redis away: try again next time
-                logger.warning("cannot check the close-windows schedule: %s", error)
+                logger.warning("cannot check the schedules: %s", error)
 
     def request_stop(self) -> None:
         """Begin stopping, even while `start` runs: a stream backlog ends after the batches
@@ -202,7 +221,25 @@ class MeteringWorker:
     async def process(self, job: Any, token: str) -> Any:
         if job.name == CLOSE_WINDOWS_JOB:
             return await self.run_close_windows()
+        if job.name == DAILY_CHECKS_JOB:
+            return await self.run_daily_checks(str(job.id))
         return await self.report(job, token)
+
+    async def run_daily_checks(self, job_id: str | None = None) -> dict[str, Any]:
+        checks = await run_daily_checks(
+            self.sessions,
+            self.stripe,
+            self.limiter.acquire,
+            configured_meter_ids=self.settings.configured_meter_ids,
+            now=self.clock(),
+            job_id=job_id,
+        )
+        return {
+            "day": checks.period.start.date().isoformat(),
+            "outcome": checks.outcome.value,
+            "hours_with_drift": checks.hours_with_drift,
+            "events_pruned": checks.events_pruned,
+        }
 
     async def report(self, job: Any, token: str) -> str:
         try:

@@ -25,16 +25,26 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import stripe
+
+from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.errors import ConfigurationError, InvalidInputError
 from sensor_billing.jobs.registry import METER_EVENT_NAMES
+from sensor_billing.metering import corrections_repository
 from sensor_billing.metering.corrections_repository import LedgerEvent
 from sensor_billing.metering.windows import floor_to_window
-from sensor_billing.stripe_api.meters import HourSummary, MeterInfo
+from sensor_billing.stripe_api.meters import (
+    HourSummary,
+    MeterInfo,
+    hourly_summaries,
+    meters_by_event_name,
+)
 
 HOUR = timedelta(hours=1)
 
 # (meter id, customer, start, end) -> hourly summaries, oldest first, all pages.
 SummaryFetcher = Callable[[str, str, datetime, datetime], Awaitable[list[HourSummary]]]
+Throttle = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +129,35 @@ class Reconciliation:
     @property
     def unsent(self) -> list[UnsentWindow]:
         return [window for meter in self.meters for window in meter.unsent]
+
+
+async def reconcile_period(
+    sessions: SessionFactory,
+    client: stripe.StripeClient,
+    throttle: Throttle,
+    *,
+    configured_meter_ids: dict[str, str],
+    period: Period,
+    organization_id: uuid.UUID | None = None,
+) -> Reconciliation:
+    """`sensor-billing reconcile` and the worker's daily check: the ledger's rows of the
+    period (read in one transaction) against Stripe's summaries, every Stripe call through
+    `throttle` (the account-wide budget the workers share)."""
+    async with unit_of_work(sessions) as session:
+        events = await corrections_repository.ledger_events(
+            session, start=period.start, end=period.end, organization_id=organization_id
+        )
+        metered = await corrections_repository.metered_customers(session, organization_id)
+    meters = await meters_by_event_name(client, throttle, configured_meter_ids)
+
+    async def fetch(
+        meter_id: str, customer: str, since: datetime, until: datetime
+    ) -> list[HourSummary]:
+        return await hourly_summaries(
+            client, throttle, meter_id=meter_id, customer=customer, start=since, end=until
+        )
+
+    return await reconcile(period, events, metered, meters, fetch)
 
 
 def pairs_to_check(

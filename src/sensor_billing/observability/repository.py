@@ -6,8 +6,9 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sensor_billing.jobs.registry import QueueNames
-from sensor_billing.metering import meter_errors_repository
+from sensor_billing.metering import daily_checks_repository, meter_errors_repository
 from sensor_billing.metering import repository as metering_repository
+from sensor_billing.metering.daily_checks_repository import RunSummary
 from sensor_billing.metering.repository import LedgerBacklog
 
 # bullmq keeps each state of a queue under `<prefix>:<queue>:<state>`. Jobs ready to run sit in
@@ -29,6 +30,11 @@ async def ledger_backlog(engine: AsyncEngine) -> LedgerBacklog:
 async def ledger_stripe_errors(engine: AsyncEngine) -> dict[str, int]:
     async with engine.connect() as connection:
         return await meter_errors_repository.rows_with_stripe_error(connection)
+
+
+async def latest_reconciliation(engine: AsyncEngine) -> RunSummary | None:
+    async with engine.connect() as connection:
+        return await daily_checks_repository.latest_run(connection)
 
 
 async def queue_depth(

@@ -23,8 +23,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sensor_billing.metering.daily_checks_repository import RunSummary
 from sensor_billing.metering.repository import LedgerBacklog
 from sensor_billing.observability.repository import (
+    latest_reconciliation,
     ledger_backlog,
     ledger_stripe_errors,
     queue_depth,
@@ -48,6 +50,8 @@ class Backlog:
     queue: dict[str, int] | None  # None: Redis did not answer
     # Ledger rows carrying a Stripe error, per code; None: PostgreSQL did not answer.
     stripe_errors: dict[str, int] | None = None
+    # The worker's newest daily reconcile; None: none yet, or PostgreSQL did not answer.
+    reconciliation: RunSummary | None = None
 
 
 async def _answer_or_none(source: str, query: Awaitable[T]) -> T | None:
@@ -59,12 +63,15 @@ async def _answer_or_none(source: str, query: Awaitable[T]) -> T | None:
 
 
 async def read_backlog(engine: AsyncEngine, redis: Redis) -> Backlog:
-    ledger, queue, stripe_errors = await asyncio.gather(
+    ledger, queue, stripe_errors, reconciliation = await asyncio.gather(
         _answer_or_none("postgresql", ledger_backlog(engine)),
         _answer_or_none("redis", queue_depth(redis)),
         _answer_or_none("postgresql", ledger_stripe_errors(engine)),
+        _answer_or_none("postgresql", latest_reconciliation(engine)),
     )
-    return Backlog(ledger, queue, None if ledger is None else stripe_errors)
+    if ledger is None:
+        return Backlog(None, queue)
+    return Backlog(ledger, queue, stripe_errors, reconciliation)
 
 
 def backlog_families(backlog: Backlog) -> Iterator[Metric]:
@@ -103,6 +110,8 @@ def backlog_families(backlog: Backlog) -> Iterator[Metric]:
         for code, count in sorted(backlog.stripe_errors.items()):
             errors.add_metric([code], count)
         yield errors
+    if backlog.reconciliation is not None:
+        yield from reconciliation_families(backlog.reconciliation)
     if backlog.queue is not None:
         jobs = GaugeMetricFamily(
             "sensor_billing_meter_queue_jobs",
@@ -112,6 +121,32 @@ def backlog_families(backlog: Backlog) -> Iterator[Metric]:
         for state, count in backlog.queue.items():
             jobs.add_metric([state], count)
         yield jobs
+
+
+def reconciliation_families(run: RunSummary) -> Iterator[Metric]:
+    """The worker's newest daily reconcile (metering/daily_checks.py)."""
+    yield GaugeMetricFamily(
+        "sensor_billing_reconcile_last_run_timestamp_seconds",
+        "When the worker's newest daily reconcile (of the previous UTC day) finished.",
+        value=run.finished_at.timestamp(),
+    )
+    yield GaugeMetricFamily(
+        "sensor_billing_reconcile_last_run_failed",
+        "1 when the newest daily reconcile could not run (Stripe or the meters unreadable).",
+        value=float(run.outcome == "failed"),
+    )
+    yield GaugeMetricFamily(
+        "sensor_billing_reconcile_drift_hours",
+        "Customer-meter hours where Stripe's summary and the ledger differed, in the newest "
+        "daily reconcile.",
+        value=run.hours_with_drift,
+    )
+    yield GaugeMetricFamily(
+        "sensor_billing_reconcile_readings_drift",
+        "Stripe's temperature_readings total minus the ledger's over the newest daily "
+        "reconcile's day, all organizations (positive: Stripe bills more).",
+        value=float(run.readings_drift),
+    )
 
 
 def process_metrics() -> Iterable[Metric]:

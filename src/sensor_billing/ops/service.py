@@ -26,7 +26,7 @@ from sensor_billing.billing.standing import (
 )
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.schema import BillingStateChange, MeterReport, StripeSubscription
-from sensor_billing.db.schema.metering import ReportStatus
+from sensor_billing.db.schema.metering import ReconcileOutcome, ReportStatus
 from sensor_billing.errors import (
     InvalidInputError,
     OrganizationNotFoundError,
@@ -36,8 +36,9 @@ from sensor_billing.jobs import admin
 from sensor_billing.jobs.admin import FailedJob, RetryResult
 from sensor_billing.jobs.connection import open_queue
 from sensor_billing.jobs.registry import METER_EVENT_NAMES, QueueNames
+from sensor_billing.metering import daily_checks_repository, resend_repository
 from sensor_billing.metering import repository as metering_repository
-from sensor_billing.metering import resend_repository
+from sensor_billing.metering.daily_checks_repository import RunSummary
 from sensor_billing.metering.outbox import enqueue_reports
 from sensor_billing.metering.repository import LedgerBacklog
 from sensor_billing.metering.resend import ResendSelection, plan_resend, resend
@@ -68,6 +69,8 @@ ERROR_RATE_ALERT: Final = 0.05
 # (docs/operations.md "What to alert on").
 PENDING_ALERT_INTERVALS: Final = 3
 REDIS_TIMEOUT_SECONDS: Final = 2.0
+# The worker reconciles once a day: a newest run older than two days means it stopped.
+RECONCILE_LATE: Final = timedelta(days=2)
 HANDLED_TYPES: Final = frozenset(HANDLERS)
 
 T = TypeVar("T")
@@ -138,6 +141,8 @@ class Overview:
     failed_reports: int
     # Meter events Stripe accepted, then reported invalid in the last 24 h, by error code.
     meter_errors: dict[str, int] = field(default_factory=dict)
+    # The worker's newest daily reconcile of the previous UTC day (None before the first).
+    reconciliation: RunSummary | None = None
     alerts: frozenset[str] = frozenset()  # the figures that need a person (shown red)
 
     @property
@@ -177,6 +182,11 @@ def _alerts(overview: Overview, settings: Settings) -> frozenset[str]:
     pending_limit = PENDING_ALERT_INTERVALS * settings.meter_close_interval_seconds
     if overview.backlog.oldest_pending_age_seconds > pending_limit:
         alerts.add("oldest_pending")
+    run = overview.reconciliation
+    if run is not None and (
+        run.outcome != ReconcileOutcome.NO_DRIFT or overview.now - run.finished_at > RECONCILE_LATE
+    ):
+        alerts.add("reconcile")
     closed = overview.backlog.closed_through
     late = timedelta(seconds=2 * settings.meter_window_seconds + settings.meter_grace_seconds)
     if closed is not None and overview.now - closed > late:
@@ -198,6 +208,7 @@ async def overview(session: AsyncSession, redis: Redis, settings: Settings) -> O
         backlog=await metering_repository.ledger_backlog(session),
         failed_reports=await repository.failed_report_count(session),
         meter_errors=await repository.meter_errors_since(session, since),
+        reconciliation=await daily_checks_repository.latest_run(session),
     )
     page.alerts = _alerts(page, settings)
     return page

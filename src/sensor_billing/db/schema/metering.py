@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    Numeric,
     String,
     Text,
     func,
@@ -216,3 +218,38 @@ class SensorStatusPeriod(Base):
     status: Mapped[str] = mapped_column(String(16))
     valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     valid_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReconcileOutcome(enum.StrEnum):
+    NO_DRIFT = "no_drift"
+    DRIFT = "drift"
+    FAILED = "failed"  # Stripe or the meters could not be read: `error` says why
+
+
+class ReconciliationRun(Base):
+    """One run of the worker's daily checks (jobs/worker.py, once a day on one replica): the
+    previous UTC day reconciled against Stripe's hourly meter summaries, and the webhook
+    events pruned. The /ops overview and the metrics show the newest."""
+
+    __tablename__ = "reconciliation_runs"
+    __table_args__ = (
+        Index(None, "finished_at"),
+        CheckConstraint("outcome IN ('no_drift', 'drift', 'failed')", name="outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    period_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str] = mapped_column(String(16))
+    hours_compared: Mapped[int] = mapped_column(server_default=text("0"))
+    hours_with_drift: Mapped[int] = mapped_column(server_default=text("0"))
+    hours_unsent: Mapped[int] = mapped_column(server_default=text("0"))
+    organizations_with_drift: Mapped[int] = mapped_column(server_default=text("0"))
+    # Stripe's total minus the ledger's for `temperature_readings` over the day, every
+    # organization (a counter; `active_sensors` drift is in the hours).
+    readings_drift: Mapped[Decimal] = mapped_column(Numeric, server_default=text("0"))
+    events_pruned: Mapped[int] = mapped_column(server_default=text("0"))
+    error: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

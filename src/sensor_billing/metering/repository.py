@@ -120,9 +120,10 @@ RETURNING status, late_readings
 # and those from its xmax on (not begun). The statement reads those through
 # `temperature_readings_xact_id_idx`: ids from `:late_from` (the lowest xmax among the cursors'
 # snapshots: the readings inserted since the last close) and the ids in `:running` (every xip
-# of those snapshots; a few, and most are other work's, without readings). Both are read just
-# before (`LATE_CANDIDATES`); a cursor whose snapshot they do not cover (its organization became
-# metered between the two statements) waits for the next close.
+# of those snapshots; a few, and most are other work's, without readings). Both come from the
+# distinct stored snapshots (`:snapshots`, one per close as a rule) read just before
+# (`LATE_CANDIDATES`); a cursor with another one (its organization became metered between the
+# two statements) waits for the next close.
 _MEASURE_CLOSED_WINDOWS = """
 WITH cursors AS MATERIALIZED (
     SELECT c.organization_id, o.stripe_customer_id, c.closed_through,
@@ -131,11 +132,7 @@ WITH cursors AS MATERIALIZED (
       JOIN organizations o ON o.id = c.organization_id
      WHERE c.closed_through < :last_end
        AND o.stripe_customer_id IS NOT NULL AND o.stripe_customer_deleted_at IS NULL
-       AND CAST(CAST(pg_snapshot_xmax(CAST(c.closed_snapshot AS pg_snapshot)) AS text)
-                AS bigint) >= :late_from
-       AND ARRAY(SELECT CAST(CAST(x AS text) AS bigint)
-                   FROM pg_snapshot_xip(CAST(c.closed_snapshot AS pg_snapshot)) AS x)
-           <@ CAST(:running AS bigint[])
+       AND c.closed_snapshot = ANY(CAST(:snapshots AS text[]))
 ), windows AS (
     SELECT c.organization_id, c.stripe_customer_id,
            greatest(ws, c.closed_through) AS window_start,
@@ -212,19 +209,20 @@ WITH cursors AS MATERIALIZED (
 """
 CLOSE_WINDOWS = text(_MEASURE_CLOSED_WINDOWS + INSERT_MEASURED)
 
-# Of the snapshots stored on the cursors the close will advance, the lowest xmax and every
-# xip: a reading one of them did not see has an id from that xmax on, or one in the list.
+# The distinct snapshots stored on the cursors the close will advance, their lowest xmax and
+# every xip: a reading one of them did not see has an id from that xmax on, or one in the list.
 LATE_CANDIDATES = text("""
-WITH snapshots AS (
-    SELECT CAST(closed_snapshot AS pg_snapshot) AS seen
-      FROM (SELECT DISTINCT c.closed_snapshot
-              FROM metering_cursors c
-              JOIN organizations o ON o.id = c.organization_id
-             WHERE c.closed_through < :last_end
-               AND o.stripe_customer_id IS NOT NULL
-               AND o.stripe_customer_deleted_at IS NULL) AS stored
+WITH stored AS (
+    SELECT DISTINCT c.closed_snapshot
+      FROM metering_cursors c
+      JOIN organizations o ON o.id = c.organization_id
+     WHERE c.closed_through < :last_end
+       AND o.stripe_customer_id IS NOT NULL AND o.stripe_customer_deleted_at IS NULL
+), snapshots AS (
+    SELECT CAST(closed_snapshot AS pg_snapshot) AS seen FROM stored
 )
-SELECT (SELECT min(CAST(CAST(pg_snapshot_xmax(seen) AS text) AS bigint)) FROM snapshots)
+SELECT ARRAY(SELECT closed_snapshot FROM stored) AS snapshots,
+       (SELECT min(CAST(CAST(pg_snapshot_xmax(seen) AS text) AS bigint)) FROM snapshots)
            AS late_from,
        ARRAY(SELECT DISTINCT CAST(CAST(x AS text) AS bigint)
                FROM snapshots, pg_snapshot_xip(seen) AS x) AS running
@@ -269,11 +267,14 @@ async def close_windows(
 ) -> ClosedRows:
     """Insert the ledger rows of every window up to `last_end` and advance the cursors; count
     the rows by status, and the late readings they bill."""
-    late_from, running = (await session.execute(LATE_CANDIDATES, {"last_end": last_end})).one()
+    snapshots, late_from, running = (
+        await session.execute(LATE_CANDIDATES, {"last_end": last_end})
+    ).one()
     params = {
         "window_seconds": int(window.total_seconds()),
         "last_end": last_end,
         "sendable_from": sendable_from,
+        "snapshots": snapshots,
         "late_from": late_from,
         "running": running,
     }

@@ -5,8 +5,11 @@ Two kinds of rows bill nothing, and each keeps its own identifier rule:
 
 - **`failed`**: Stripe refused the call (a 4xx other than the duplicate-identifier answer), so
   it recorded no event and the identifier is unused. The row goes back to `pending` under the
-  same identifier with the next idempotency key (`key_generation`: Stripe may have kept the
-  refusal under the old key and would replay it). If an earlier attempt of the row was
+  same identifier with the next idempotency key (`key_generation`). Stripe saves a v1
+  request's status and body under its key once the endpoint's execution has begun, refusals
+  included, and replays them to every retry with that key for at least 24 h; only requests
+  refused in validation, before execution, are not saved (docs.stripe.com/idempotency): the
+  old key could answer the fixed row with the old refusal. If an earlier attempt of the row was
   recorded after all (a lost answer, then a refusal), the identifier still refuses a second
   recording within Stripe's 24 h, and after that the send path checks Stripe's summaries
   first (stale_resend.py).

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.devtools.stripe_standin import Customer, RunningStandin
 from sensor_billing.metering import meter_errors_repository
+from sensor_billing.metering.usage_repository import ledger_usage
 from sensor_billing.settings import Settings
 from tests.cli.conftest import run_cli
 from tests.metering.conftest import DAY, drain, ledger_counts, make_client
@@ -221,6 +222,15 @@ async def test_a_row_stripe_reported_invalid_is_re_sent_once_under_a_new_identif
     counted = Counter(event.identifier for event in standin.state.accepted_events() if event.counts)
     assert counted[resent["newIdentifier"]] == 1
     assert counted[invalid["identifier"]] == 0
+
+    # The usage figures (GET /v1/.../usage) count the re-send, not the row it replaced.
+    async with sessions() as session:
+        figures = await ledger_usage(
+            session, org.id, start=invalid["window_start"], end=invalid["window_end"]
+        )
+    readings = {f.figure: f for f in figures if f.event_name == "temperature_readings"}
+    assert set(readings) == {"sent"}
+    assert readings["sent"].total == invalid["value"]
 
     # Reconciliation counts the re-send instead of the row it replaced.
     day = invalid["window_start"]

@@ -15,7 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 # A row Stripe accepted and later reported invalid (a thin meter error event named it) is not
-# billed: it is counted apart from `sent`. Cancelled and skipped rows are never billed.
+# billed: it is counted apart from `sent`, until `usage resend` re-sends it as a new row (its
+# `replaced_by_id`): the new row's figure then stands for that usage, as in reconciliation.
+# Cancelled and skipped rows are never billed.
 #
 # No row spans more than a day (a window divides a day; a job's row is one second), so
 # `window_start >= start - 1 day` bounds the scan on (organization_id, window_start) without
@@ -30,6 +32,7 @@ SELECT event_name,
   FROM meter_reports
  WHERE organization_id = :organization_id
    AND status IN ('sent', 'pending', 'failed')
+   AND replaced_by_id IS NULL
    AND window_start >= CAST(:start AS timestamptz) - interval '1 day'
    AND window_start < :end
    AND window_end - interval '1 second' >= :start

@@ -276,3 +276,71 @@ async def test_faults_aimed_at_metering_leave_checkout_alone(
     session = await open_session(client, catalog)
 
     assert session.status == "open"
+
+
+async def test_sessions_are_listed_by_customer_and_status_newest_first(
+    client: stripe.StripeClient, catalog: BillingCatalog
+) -> None:
+    customer = await client.v1.customers.create_async({"name": "Cold Chain"})
+    other = await client.v1.customers.create_async({"name": "Frost Ltd"})
+    older = await open_session(client, catalog, customer=customer.id)
+    expired = await open_session(client, catalog, customer=customer.id)
+    newer = await open_session(client, catalog, customer=customer.id)
+    await open_session(client, catalog, customer=other.id)
+    await client.v1.checkout.sessions.expire_async(expired.id)
+
+    open_ones = await client.v1.checkout.sessions.list_async(
+        {"customer": customer.id, "status": "open"}
+    )
+    expired_ones = await client.v1.checkout.sessions.list_async(
+        {"customer": customer.id, "status": "expired"}
+    )
+    every_one = await client.v1.checkout.sessions.list_async({"customer": customer.id})
+
+    assert [s.id for s in open_ones.data] == [newer.id, older.id]
+    assert [s.id for s in expired_ones.data] == [expired.id]
+    assert [s.id for s in every_one.data] == [newer.id, expired.id, older.id]
+
+
+async def test_a_session_past_its_24_hours_is_listed_as_expired_not_open(
+    client: stripe.StripeClient, catalog: BillingCatalog, state: StandinState
+) -> None:
+    customer = await client.v1.customers.create_async({"name": "Cold Chain"})
+    session = await open_session(client, catalog, customer=customer.id)
+    state.clock.advance(DAY)
+
+    open_ones = await client.v1.checkout.sessions.list_async(
+        {"customer": customer.id, "status": "open"}
+    )
+    expired_ones = await client.v1.checkout.sessions.list_async(
+        {"customer": customer.id, "status": "expired"}
+    )
+
+    assert open_ones.data == []
+    assert [s.id for s in expired_ones.data] == [session.id]
+
+
+async def test_a_session_list_with_an_unknown_status_or_an_unmodelled_filter_is_refused(
+    client: stripe.StripeClient,
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as bad_status:
+        await client.v1.checkout.sessions.list_async({"status": "paid"})
+    with pytest.raises(stripe.InvalidRequestError) as unmodelled:
+        await client.v1.checkout.sessions.list_async({"payment_link": "plink_1"})
+
+    assert bad_status.value.param == "status"
+    assert "open, complete, expired" in str(bad_status.value.user_message)
+    assert unmodelled.value.param == "payment_link"
+    assert "stand-in" in str(unmodelled.value.user_message)
+
+
+async def test_an_injected_server_error_on_a_session_list_answers_500(
+    client: stripe.StripeClient, catalog: BillingCatalog, state: StandinState
+) -> None:
+    await open_session(client, catalog)
+    state.set_faults(FaultPlan(server_error=1.0, targets=(FaultTarget.CHECKOUT,)))
+
+    with pytest.raises(stripe.APIError) as failed:
+        await client.v1.checkout.sessions.list_async({"status": "open"})
+
+    assert failed.value.http_status == 500

@@ -12,6 +12,9 @@ Stripe rules followed (docs: api/checkout/sessions/create, .../expire, .../objec
   `line_items[0]`"), at least 1; subscription mode takes at most 20 recurring line items;
 - `customer` names an existing customer; without one, completing the session creates one
   (`customer_creation` is `always` in subscription mode);
+- the list (api/checkout/sessions/list) is newest first and filters by `customer` ("Only
+  return the Checkout Sessions for the Customer specified"), `status` (`open`, `complete`,
+  `expired`) and `created`; `subscription` returns the session that made that subscription;
 - a session expires 24 hours after creation; only an open session can be expired ("Only
   Checkout Sessions with a status in ["open"] can be expired. This Checkout Session has a
   status of `complete`."); the `url` is null once the session is no longer open;
@@ -25,9 +28,9 @@ Assumed where the docs are silent: only `mode=subscription` and the hosted page 
 so a test never relies on a parameter ignored in silence; forms.refuse_unmodelled); line items
 with different currencies or billing intervals are refused with the stand-in's own wording;
 `client_reference_id` is at most 200 characters; an expired session is marked so when next
-read, with its `checkout.session.expired` event dated at its `expires_at`; the first invoice a
-new subscription gets at Stripe is not modelled; the page collects no address, phone or tax id,
-so a completed session's `customer_details` holds the customer's own name and email.
+read or listed, with its `checkout.session.expired` event dated at its `expires_at`; the first
+invoice a new subscription gets at Stripe is not modelled; the page collects no address, phone
+or tax id, so a completed session's `customer_details` holds the customer's own name and email.
 Completing sends `customer.created` (when the session made the customer),
 `checkout.session.completed`, then `customer.subscription.created`.
 """
@@ -41,11 +44,13 @@ from stripe.params.checkout import (
     SessionCreateParams,
     SessionCreateParamsLineItem,
     SessionCreateParamsSubscriptionData,
+    SessionListParams,
 )
 
 from .billing_records import CheckoutLineItem, CheckoutSession
 from .errors import InvalidRequestError, invalid_param, missing_param, no_such, no_such_reference
 from .forms import Form, optional_map, optional_str, refuse_unmodelled, required_str, sub_form
+from .pagination import PAGING_PARAMS, created_filter
 from .records import Customer, Price, new_id
 from .state import StandinState
 from .stripe_params import stripe_takes
@@ -233,6 +238,33 @@ def get_session(state: StandinState, session_id: str) -> CheckoutSession:
         if session.status == "open" and state.clock.now() >= session.expires_at:
             _expire(state, session, at=session.expires_at)
         return session
+
+
+SESSION_STATUSES = ("open", "complete", "expired")
+_LIST_PARAMS = PAGING_PARAMS | {"customer", "status", "created", "subscription"}
+
+
+def list_sessions(state: StandinState, query: Form) -> list[CheckoutSession]:
+    """The sessions the filters name, newest first; one past its `expires_at` is expired first
+    (as a read would), so `status=open` never lists a session that can no longer be paid."""
+    refuse_unmodelled(query, _LIST_PARAMS, stripe_takes(SessionListParams))
+    made_in_range = created_filter(query)
+    customer = optional_str(query, "customer")
+    subscription = optional_str(query, "subscription")
+    status = optional_str(query, "status")
+    if status is not None and status not in SESSION_STATUSES:
+        raise invalid_param(
+            "status", f"Invalid status: must be one of {', '.join(SESSION_STATUSES)}"
+        )
+    with state.lock:
+        found = [
+            get_session(state, session.id)
+            for session in state.checkout_sessions.values()
+            if (customer is None or session.customer == customer)
+            and (subscription is None or session.subscription == subscription)
+            and made_in_range(session.created)
+        ]
+    return [session for session in found if status is None or session.status == status][::-1]
 
 
 def expire_session(state: StandinState, session_id: str) -> CheckoutSession:

@@ -62,7 +62,8 @@ async def create_checkout_session(
     call: IdempotentRequestDep,
 ) -> JSONResponse:
     """A Checkout Session in subscription mode with the two metered prices, for the
-    organization's Stripe customer (made first when it has none). An organization with a live
+    organization's Stripe customer (made first when it has none). The organization's other open
+    sessions are expired first, so only the newest can be paid. An organization with a live
     subscription gets 409 `subscription_exists` naming the portal endpoint instead."""
     sessions, client = _app_parts(request)
 

@@ -1,11 +1,12 @@
-"""SQL for creating Stripe customers for organizations. Nothing here commits."""
+"""SQL for creating Stripe customers for organizations and serialising their checkouts. Nothing
+here commits."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sensor_billing.db.schema import Organization
@@ -76,4 +77,17 @@ async def store_customer_id(
         update(Organization)
         .where(Organization.id == organization_id)
         .values(stripe_customer_id=customer_id, stripe_customer_deleted_at=None)
+    )
+
+
+async def lock_organization_checkouts(session: AsyncSession, organization_id: uuid.UUID) -> None:
+    """Serialise the organization's checkouts until the transaction ends, so that two at once
+    cannot each expire the other's session before it exists and leave both open.
+
+    An advisory lock, not the organization's row: the checkout holds it across its Stripe
+    calls, and a row lock would make the webhooks that lock the row (a completed checkout's
+    link) and, as `FOR UPDATE`, every insert whose foreign key names the organization (the
+    window close, for every organization at once) wait for Stripe."""
+    await session.execute(
+        select(func.pg_advisory_xact_lock(func.hashtextextended(f"checkout:{organization_id}", 0)))
     )

@@ -70,7 +70,11 @@ async def test_checkout_makes_a_subscription_session_with_both_metered_prices_an
     ]
     reference = {"organization_id": str(organization_id)}
     assert made.client_reference_id == str(organization_id)
-    assert made.metadata == made.subscription_metadata == reference
+    assert made.subscription_metadata == reference
+    # The session also names the Stripe key it was made under, so a retry of this request
+    # knows it for its own and does not expire it (billing/open_sessions.py).
+    assert made.metadata == {**reference, "checkout_request": made.metadata["checkout_request"]}
+    assert made.metadata["checkout_request"].startswith("sb-api-checkout-session-")
     assert (made.success_url, made.cancel_url) == (SUCCESS_URL, CANCEL_URL)
     customer = standin.state.customers[customer_id or ""]
     assert (customer.name, customer.metadata) == ("Cold Chain Ltd", reference)
@@ -122,7 +126,9 @@ async def test_two_checkouts_at_once_for_an_organization_without_a_customer_make
     (customer_id,) = standin.state.customers
     assert {a.json()["customer_id"] for a in answers} == {customer_id}
     assert await stored_customer(sessions, organization_id) == customer_id
-    assert len(standin.state.checkout_sessions) == 4
+    # Each answer named its own session; each one made after another expired it.
+    assert {a.json()["id"] for a in answers} == set(standin.state.checkout_sessions)
+    assert [s.status for s in standin.state.checkout_sessions.values()].count("open") == 1
 
 
 async def test_a_session_stripe_refuses_is_502_with_stripes_code_and_changes_nothing(

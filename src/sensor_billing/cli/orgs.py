@@ -10,6 +10,8 @@ from typing import Any
 
 import typer
 
+from sensor_billing.billing.duplicate_subscriptions import besides, duplicate_subscriptions
+from sensor_billing.billing.duplicates_repository import MeteredSubscription
 from sensor_billing.billing.repository import organization_id_by_customer
 from sensor_billing.billing.standing import OrganizationBilling, organization_billing
 from sensor_billing.cli.errors import reports_errors
@@ -27,7 +29,9 @@ def _time(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat() if moment else None
 
 
-def billing_json(billing: OrganizationBilling) -> dict[str, Any]:
+def billing_json(
+    billing: OrganizationBilling, duplicates: list[MeteredSubscription]
+) -> dict[str, Any]:
     standing, decision = billing.standing, billing.entitlement
     return {
         "organizationId": str(standing.organization_id),
@@ -50,10 +54,20 @@ def billing_json(billing: OrganizationBilling) -> dict[str, Any]:
             "reason": decision.reason,
             "until": _time(decision.until),
         },
+        # Every live subscription with metered prices, when there are two or more.
+        "duplicateSubscriptions": [
+            {
+                "id": subscription.id,
+                "status": subscription.status,
+                "currentPeriodStart": _time(subscription.current_period_start),
+                "meteredPriceIds": list(subscription.metered_price_ids),
+            }
+            for subscription in duplicates
+        ],
     }
 
 
-def billing_lines(billing: OrganizationBilling) -> list[str]:
+def billing_lines(billing: OrganizationBilling, duplicates: list[MeteredSubscription]) -> list[str]:
     standing, decision = billing.standing, billing.entitlement
     customer = standing.stripe_customer_id or "none (not metered)"
     lines = [
@@ -75,6 +89,13 @@ def billing_lines(billing: OrganizationBilling) -> list[str]:
     until = f", until {_time(decision.until)}" if decision.until else ""
     verdict = "[green]entitled[/]" if decision.entitled else "[red]not entitled[/]"
     lines.append(f"entitlement   {verdict} ({decision.reason}{until})")
+    if duplicates:
+        lines.append(
+            f"[red]duplicate     {len(duplicates)} live subscriptions with metered prices bill "
+            "the same usage; nothing was canceled (docs/operations.md)[/]"
+        )
+    for extra in besides(duplicates, standing.subscription_id):
+        lines.append(f"[red]also live     {extra.id} {extra.status}[/]")
     return lines
 
 
@@ -97,24 +118,29 @@ def show(
     settings = get_settings()
     require_database(settings.database_url)
 
-    async def run() -> OrganizationBilling | None:
+    async def run() -> tuple[OrganizationBilling, list[MeteredSubscription]] | None:
         engine = create_engine(settings.database_url, pool_size=1, max_overflow=0)
         try:
             async with unit_of_work(create_session_factory(engine)) as session:
                 found = organization_id or await organization_id_by_customer(session, query)
                 if found is None:
                     return None
-                return await organization_billing(
+                billing = await organization_billing(
                     session, found, now=datetime.now(UTC), grace=settings.past_due_grace
                 )
+                if billing is None:
+                    return None
+                customer = billing.standing.stripe_customer_id
+                return billing, await duplicate_subscriptions(session, customer)
         finally:
             await engine.dispose()
 
-    billing = asyncio.run(run())
-    if billing is None:
+    shown = asyncio.run(run())
+    if shown is None:
         raise InvalidInputError(f"no organization {query}")
+    billing, duplicates = shown
     if as_json:
-        typer.echo(json.dumps(billing_json(billing), indent=2))
+        typer.echo(json.dumps(billing_json(billing, duplicates), indent=2))
         return
-    for line in billing_lines(billing):
+    for line in billing_lines(billing, duplicates):
         console.print(line, highlight=False)

@@ -59,6 +59,11 @@ STALE_RESEND_CHECKS = Counter(
     "(marked sent without a call), person (cannot tell: failed, for a person).",
     ["decision"],
 )
+DUPLICATE_SUBSCRIPTIONS = Counter(
+    "sensor_billing_duplicate_subscriptions",
+    "customer.subscription.created events for a customer that already had another live "
+    "subscription with metered prices (both bill the same meter usage; docs/operations.md).",
+)
 STRIPE_REQUEST_DURATION = Histogram(
     "sensor_billing_stripe_request_duration_seconds",
     "Duration of meter event calls to Stripe, answered or not.",
@@ -90,6 +95,10 @@ def record_stale_check(decision: str) -> None:
 def record_meter_errors(counts: dict[str, int]) -> None:
     for code, count in counts.items():
         METER_ERRORS.labels(code).inc(count)
+
+
+def record_duplicate_subscription() -> None:
+    DUPLICATE_SUBSCRIPTIONS.inc()
 
 
 @contextmanager

@@ -19,6 +19,8 @@ from typing import Final, TypeVar
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sensor_billing.billing.duplicate_subscriptions import duplicate_subscriptions
+from sensor_billing.billing.duplicates_repository import MeteredSubscription
 from sensor_billing.billing.standing import (
     OrganizationBilling,
     organization_billing,
@@ -282,6 +284,8 @@ class OrganizationPage:
     # The subscription that decides the entitlement (which may not be the one Stripe told about
     # last, `subscription`), and the entitlement.
     billing: OrganizationBilling | None = None
+    # Two or more live subscriptions with metered prices: each bills the same usage.
+    duplicate_subscriptions: list[MeteredSubscription] = field(default_factory=list)
 
 
 def _month(now: datetime) -> tuple[datetime, datetime]:
@@ -366,6 +370,9 @@ async def organization_page(
         next_before=f"{last.window_start.isoformat()}|{last.id}" if more and last else None,
         changes=await repository.state_changes(session, organization.id, STATE_CHANGES_SHOWN),
         billing=billing,
+        duplicate_subscriptions=await duplicate_subscriptions(
+            session, organization.stripe_customer_id
+        ),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from sensor_billing.billing import service
+from sensor_billing.billing.duplicate_subscriptions import notice_duplicate_subscription
 from sensor_billing.billing.service import Effect, EventContext, Result
 from sensor_billing.billing.stripe_objects import (
     checkout_organization_id,
@@ -42,6 +43,17 @@ async def subscription_changed(connection: Driver, event: StripeEventEnvelope) -
     return await service.apply_subscription(connection, _context(event), snapshot)
 
 
+async def subscription_created(connection: Driver, event: StripeEventEnvelope) -> Result:
+    result = await subscription_changed(connection, event)
+    snapshot = read_subscription(event.object)
+    if snapshot is not None:
+        # A second live subscription bills the customer's usage twice: flagged, not undone.
+        await notice_duplicate_subscription(
+            connection, snapshot.customer_id, snapshot.id, event_id=event.id
+        )
+    return result
+
+
 def invoice_payment(payment_status: str) -> Handler:
     async def handle(connection: Driver, event: StripeEventEnvelope) -> Result:
         snapshot = read_invoice(event.object)
@@ -63,7 +75,7 @@ async def customer_deleted(connection: Driver, event: StripeEventEnvelope) -> Re
 
 HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": checkout_session_completed,
-    "customer.subscription.created": subscription_changed,
+    "customer.subscription.created": subscription_created,
     "customer.subscription.updated": subscription_changed,
     "customer.subscription.deleted": subscription_changed,
     "invoice.paid": invoice_payment("paid"),

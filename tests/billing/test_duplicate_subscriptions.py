@@ -5,6 +5,7 @@ else changes (no cancel, no Stripe call, the entitlement as it was)."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -27,6 +28,14 @@ METRIC = "sensor_billing_duplicate_subscriptions_total"
 LICENSED = {"id": "price_support", "recurring": {"usage_type": "licensed"}}
 
 
+async def created(
+    api: Api, sub_id: str, at: int, prices: list[dict[str, Any]] | None = None
+) -> None:
+    """`customer.subscription.created` for an active subscription of CUSTOMER from `at`."""
+    sub = subscription(sub_id, "active", start=at, prices=prices or [SENSORS, READINGS])
+    await send(api.client, "customer.subscription.created", sub, at)
+
+
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         record.getMessage()
@@ -46,13 +55,11 @@ async def test_a_second_live_metered_subscription_is_logged_and_counted(
 ) -> None:
     organization_id = await new_organization(sessions, CUSTOMER)
     caplog.set_level(logging.INFO, logger="sensor_billing")
-    await send(api.client, "customer.subscription.created", subscription("sub_first", "active",
-               prices=[SENSORS, READINGS]), T0)  # fmt: skip
+    await created(api, "sub_first", T0)
     assert warnings(caplog) == []
     before = await scrape(api.client)
 
-    await send(api.client, "customer.subscription.created", subscription("sub_second", "active",
-               start=T0 + 60, prices=[SENSORS, READINGS]), T0 + 60)  # fmt: skip
+    await created(api, "sub_second", T0 + 60)
 
     after = await scrape(api.client)
     (warning,) = warnings(caplog)
@@ -66,14 +73,12 @@ async def test_a_second_subscription_changes_nothing_else_and_calls_no_one(
     api: Api, sessions: SessionFactory
 ) -> None:
     organization_id = await new_organization(sessions, CUSTOMER)
-    await send(api.client, "customer.subscription.created", subscription("sub_first", "active",
-               prices=[SENSORS, READINGS]), T0)  # fmt: skip
+    await created(api, "sub_first", T0)
     api.at(T0 + 3600)
     billing_before = (await api.billing(organization_id)).json()
     assert billing_before["entitlement"]["entitled"] is True
 
-    await send(api.client, "customer.subscription.created", subscription("sub_second", "active",
-               start=T0 + 60, prices=[SENSORS, READINGS]), T0 + 60)  # fmt: skip
+    await created(api, "sub_second", T0 + 60)
 
     # Both are kept as Stripe says they are; none is canceled, Stripe is not called.
     assert await stored_statuses(sessions) == {"sub_first": "active", "sub_second": "active"}
@@ -95,8 +100,7 @@ async def test_a_new_subscription_after_the_old_one_ended_is_not_a_duplicate(
     )
     before = await scrape(api.client)
 
-    await send(api.client, "customer.subscription.created", subscription("sub_second", "active",
-               start=T0 + 60, prices=[SENSORS, READINGS]), T0 + 60)  # fmt: skip
+    await created(api, "sub_second", T0 + 60)
 
     assert warnings(caplog) == []
     assert growth(before, await scrape(api.client), METRIC) == 0
@@ -107,11 +111,9 @@ async def test_a_second_subscription_without_metered_prices_is_not_a_duplicate(
 ) -> None:
     await new_organization(sessions, CUSTOMER)
     caplog.set_level(logging.INFO, logger="sensor_billing")
-    await send(api.client, "customer.subscription.created", subscription("sub_first", "active",
-               prices=[SENSORS, READINGS]), T0)  # fmt: skip
+    await created(api, "sub_first", T0)
 
-    await send(api.client, "customer.subscription.created", subscription("sub_support", "active",
-               start=T0 + 60, prices=[LICENSED]), T0 + 60)  # fmt: skip
+    await created(api, "sub_support", T0 + 60, [LICENSED])
 
     assert warnings(caplog) == []
 
@@ -121,12 +123,12 @@ async def test_a_created_event_arriving_after_its_subscription_was_canceled_is_n
 ) -> None:
     await new_organization(sessions, CUSTOMER)
     caplog.set_level(logging.INFO, logger="sensor_billing")
-    await send(api.client, "customer.subscription.created", subscription("sub_first", "active",
-               prices=[SENSORS, READINGS]), T0)  # fmt: skip
+    await created(api, "sub_first", T0)
     second = subscription("sub_second", "active", start=T0 + 60, prices=[SENSORS, READINGS])
     # Stripe does not order events: the cancel (by a person who saw the duplicate) came first.
-    await send(api.client, "customer.subscription.deleted", {**second, "status": "canceled"},
-               T0 + 120)  # fmt: skip
+    await send(
+        api.client, "customer.subscription.deleted", {**second, "status": "canceled"}, T0 + 120
+    )
 
     await send(api.client, "customer.subscription.created", second, T0 + 60)
 

@@ -15,8 +15,9 @@ CUSTOMER = "cus_twice"
 
 
 def duplicate_section(html: str) -> str | None:
-    found = re.search(r'<section class="card alert" id="duplicate-subscriptions".*?</section>',
-                      html, re.DOTALL)  # fmt: skip
+    found = re.search(
+        r'<section class="card alert" id="duplicate-subscriptions".*?</section>', html, re.DOTALL
+    )
     return found.group(0) if found else None
 
 

@@ -107,19 +107,21 @@ async def expire_open_sessions(
         own = [s.id for s in found if _is_own(s, own_key)]
         paid = None
         for session_id in (s.id for s in found if s.id not in own):
-            paid = await _expire(client, session_id, organization_id) or paid
+            paid = await expire_session(client, session_id, organization_id) or paid
         if paid is not None:
             for session_id in own:
-                await _expire(client, session_id, organization_id)
+                await expire_session(client, session_id, organization_id)
     except stripe.StripeError as error:
         raise map_stripe_error(error) from error
     return paid
 
 
-async def _expire(
+async def expire_session(
     client: stripe.StripeClient, session_id: str, organization_id: uuid.UUID
 ) -> str | None:
-    """Expire the session; answers what a session paid meanwhile made (else None)."""
+    """Expire an open session of the organization. Answers the subscription a session paid
+    meanwhile made (its id, or the session's), None when it expired: now, or by itself before.
+    Raises `stripe.StripeError` as the SDK does."""
     try:
         await client.v1.checkout.sessions.expire_async(session_id)
     except stripe.InvalidRequestError:

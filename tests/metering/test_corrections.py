@@ -342,15 +342,14 @@ async def test_a_job_for_a_cancelled_row_sends_nothing(
     async def no_wait() -> None:
         return None
 
-    async with unit_of_work(sessions) as session:
-        result = await report_usage(
-            session,
-            original["identifier"],
-            send=never,
-            throttle=no_wait,
-            now=datetime.now(UTC),
-            check_stale=worker.check_stale,
-        )
+    result = await report_usage(
+        worker.ledger,
+        original["identifier"],
+        send=never,
+        throttle=no_wait,
+        now=datetime.now(UTC),
+        check_stale=worker.check_stale,
+    )
 
     assert result.verdict is Verdict.CANCELLED
     assert len(standin.state.accepted_events()) == events

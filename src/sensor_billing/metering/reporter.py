@@ -1,9 +1,11 @@
-"""Reporting one ledger row to Stripe, inside the job's transaction. Nothing here commits.
+"""Reporting one ledger row to Stripe: claim it, call Stripe once, record the answer.
 
-The row is locked (one sender per row), the (customer, meter) pair is locked (Stripe allows
-one concurrent call per pair), the account budget is respected, and the call carries the
-row's identifier and a stable idempotency key: however often this runs, Stripe records the
-usage once within its 24 h identifier window, and the ledger says `sent` after that.
+The row is claimed through the worker's `SendLedger` (one sender per row: a row that is not
+pending is not sent), with its (customer, meter) pair held while the call runs (Stripe allows
+one concurrent call per pair); the account budget is respected, and the call carries the row's
+identifier and a stable idempotency key: however often this runs, Stripe records the usage
+once within its 24 h identifier window, and the ledger says `sent` after that. The claim and
+the outcome are written with other jobs' (a group commit); nothing here commits.
 """
 
 from __future__ import annotations
@@ -24,17 +26,17 @@ from sensor_billing.errors import (
 )
 from sensor_billing.jobs.registry import MeterReportJobData
 from sensor_billing.metering import repository
+from sensor_billing.metering.send_ledger import SendLedger
+from sensor_billing.metering.send_repository import ReportForSend, ReportOutcome
 from sensor_billing.metering.windows import event_timestamp, oldest_sendable_timestamp
 from sensor_billing.stripe_api.meter_events import MeterEvent
 
 Sender = Callable[[MeterEvent], Awaitable[bool]]
 Throttle = Callable[[], Awaitable[None]]
 # Before a send: None to go on, or what became of a row pending for more than a day
-# (metering/stale_resend.py, which may mark it sent or failed instead).
-StaleCheck = Callable[
-    [AsyncSession | AsyncConnection, repository.ReportForSend, datetime],
-    Awaitable["ReportResult | None"],
-]
+# (metering/stale_resend.py, which may mark it sent or failed instead, and commits that
+# before it returns).
+StaleCheck = Callable[[ReportForSend, datetime], Awaitable["ReportResult | None"]]
 
 # Window rows' identifiers start with this (see CLOSE_WINDOWS); a job with such an id and no
 # row is stale (its organization was deleted), never a foreign report.
@@ -112,7 +114,7 @@ async def ledger_identifier_for_job(
 
 
 async def report_usage(
-    connection: AsyncSession | AsyncConnection,
+    ledger: SendLedger,
     identifier: str,
     *,
     send: Sender,
@@ -120,72 +122,82 @@ async def report_usage(
     now: datetime,
     check_stale: StaleCheck,
 ) -> ReportResult:
-    row = await repository.lock_report_for_send(connection, identifier)
-    if row is None:
-        return ReportResult(Verdict.NO_REPORT, "no ledger row")
-    if row.status == ReportStatus.FAILED:
-        # `jobs retry` of a failed row's job lands here: only a re-send makes it pending again.
-        return ReportResult(
-            Verdict.FAILED,
-            f"the ledger row is failed; once the cause is fixed, `sensor-billing usage resend "
-            f"--row {row.identifier}` re-sends it",
-        )
-    if row.status != ReportStatus.PENDING:
-        return ReportResult(Verdict.ALREADY_SENT if row.status == "sent" else Verdict(row.status))
-    if not row.stripe_customer_id:
-        reason = "organization has no Stripe customer"
-        await repository.update_report(
-            connection, row.id, status=ReportStatus.SKIPPED.value, skip_reason=reason
-        )
-        return ReportResult(Verdict.SKIPPED, reason)
-    timestamp = event_timestamp(row.window_end)
-    if timestamp < oldest_sendable_timestamp(now).timestamp():
-        error = "Stripe's 35-day limit passed before Stripe accepted the report"
-        await repository.update_report(
-            connection, row.id, status=ReportStatus.FAILED.value, last_error=error
-        )
-        return ReportResult(Verdict.FAILED, error)
+    async with ledger.claim(identifier) as row:
+        if row is None:
+            return ReportResult(Verdict.NO_REPORT, "no ledger row")
+        if row.status == ReportStatus.FAILED:
+            # `jobs retry` of a failed row's job lands here: only a re-send makes it pending again.
+            return ReportResult(
+                Verdict.FAILED,
+                f"the ledger row is failed; once the cause is fixed, `sensor-billing usage resend "
+                f"--row {row.identifier}` re-sends it",
+            )
+        if row.status != ReportStatus.PENDING:
+            return ReportResult(
+                Verdict.ALREADY_SENT if row.status == "sent" else Verdict(row.status)
+            )
+        if not row.stripe_customer_id:
+            reason = "organization has no Stripe customer"
+            await ledger.record(
+                ReportOutcome(row.id, ReportStatus.SKIPPED, now, skip_reason=reason)
+            )
+            return ReportResult(Verdict.SKIPPED, reason)
+        timestamp = event_timestamp(row.window_end)
+        if timestamp < oldest_sendable_timestamp(now).timestamp():
+            error = "Stripe's 35-day limit passed before Stripe accepted the report"
+            await ledger.record(ReportOutcome(row.id, ReportStatus.FAILED, now, last_error=error))
+            return ReportResult(Verdict.FAILED, error)
 
-    settled = await check_stale(connection, row, now)
-    if settled is not None:
-        return settled
-    # The row and its (customer, meter) pair are locked (lock_report_for_send).
-    await throttle()
-    attempted = {"attempts": row.attempts + 1, "last_attempt_at": now}
-    event = MeterEvent(
-        event_name=row.event_name,
-        customer_id=row.stripe_customer_id,
-        value=row.value,
-        identifier=row.identifier,
-        timestamp=timestamp,
-        key_generation=row.key_generation,
-    )
-    try:
-        accepted = await send(event)
-    except StripeUnavailableError as error:
-        if error.status is not None and error.status >= 500:
-            # Stripe keeps a 5xx under the key and would replay it: the next call needs a new one.
-            attempted["key_generation"] = row.key_generation + 1
-        await repository.update_report(connection, row.id, **attempted, last_error=str(error))
-        return ReportResult(Verdict.RETRY, str(error))
-    except StripeRefusedError as error:
-        await repository.update_report(
-            connection,
-            row.id,
-            **attempted,
-            status=ReportStatus.FAILED.value,
-            last_error=str(error),
-            last_error_code=error.code,
+        settled = await check_stale(row, now)
+        if settled is not None:
+            return settled
+        # The row is pending and its (customer, meter) pair is this job's (`ledger.claim`).
+        await throttle()
+        event = MeterEvent(
+            event_name=row.event_name,
+            customer_id=row.stripe_customer_id,
+            value=row.value,
+            identifier=row.identifier,
+            timestamp=timestamp,
+            key_generation=row.key_generation,
         )
-        return ReportResult(Verdict.FAILED, str(error))
-    await repository.mark_sent(connection, [row.id], now)
-    return ReportResult(Verdict.SENT if accepted else Verdict.ALREADY_SENT)
+        try:
+            accepted = await send(event)
+        except StripeUnavailableError as error:
+            # Stripe keeps a 5xx under the key and would replay it: the next call needs a new one.
+            moved_on = error.status is not None and error.status >= 500
+            await ledger.record(
+                ReportOutcome(
+                    row.id,
+                    ReportStatus.PENDING,
+                    now,
+                    attempted=True,
+                    last_error=str(error),
+                    key_step=1 if moved_on else 0,
+                )
+            )
+            return ReportResult(Verdict.RETRY, str(error))
+        except StripeRefusedError as error:
+            await ledger.record(
+                ReportOutcome(
+                    row.id,
+                    ReportStatus.FAILED,
+                    now,
+                    attempted=True,
+                    last_error=str(error),
+                    last_error_code=error.code,
+                )
+            )
+            return ReportResult(Verdict.FAILED, str(error))
+        await ledger.record(ReportOutcome(row.id, ReportStatus.SENT, now, attempted=True))
+        return ReportResult(Verdict.SENT if accepted else Verdict.ALREADY_SENT)
 
 
 __all__ = [
     "FOREIGN_IDENTIFIER_PREFIX",
     "WINDOW_IDENTIFIER_PREFIX",
     "ReportResult",
+    "StaleCheck",
     "Verdict",
     "foreign_identifier",
     "ledger_identifier_for_job",

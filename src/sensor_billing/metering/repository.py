@@ -10,10 +10,8 @@ from typing import Any, cast
 from sqlalchemy import (
     BigInteger,
     Table,
-    and_,
     any_,
     bindparam,
-    case,
     func,
     select,
     text,
@@ -374,104 +372,16 @@ async def count_pending(session: AsyncSession) -> int:
 _reports = cast(Table, MeterReport.__table__)
 
 
-@dataclass(frozen=True, slots=True)
-class ReportForSend:
-    """What the reporter reads of a ledger row it is about to send, locked."""
-
-    id: int
-    identifier: str
-    event_name: str
-    stripe_customer_id: str | None
-    value: int
-    window_end: datetime
-    status: str
-    attempts: int
-    key_generation: int
-    # When it could first have been sent (metering/stale_resend.py).
-    organization_id: uuid.UUID | None = None
-    created_at: datetime | None = None
-    source: str = ReportSource.WINDOW.value
-    stale_check_waived: bool = False
+# The (customer, meter) pair's advisory lock: Stripe allows one concurrent meter event call
+# per customer and meter (docs: rate-limits). Every sender takes it: the meter worker for as
+# long as a job's call runs (`send_repository`), the stream for its batch (LOCK_STREAM_BATCH),
+# a correction around its cancel; the SQL spells the same key.
+def _pair_lock_key(customer: Any, event_name: Any) -> Any:
+    return func.hashtextextended(customer + "/" + event_name, 1)
 
 
-# Built once, Core on the table (SQLAlchemy's compiled cache): the meter worker runs these
-# once per job, and the ORM's per-statement CPU (identity map, flush) was the largest part of
-# a job's cost after the Stripe call (benchmarks/metering_reporting.py).
-#
-# The row first (one sender per row), then, for a row that will be sent, the (customer, meter)
-# lock: Stripe allows one concurrent meter event call per customer and meter (docs:
-# rate-limits). MATERIALIZED keeps that order, the one `corrections` takes them in: the outer
-# projection runs on the row the CTE has already locked (and re-read, if a concurrent sender
-# changed it while this waited). The key is `lock_customer_meter`'s.
-# What a meter event is made of, for the job path and the stream alike.
-_EVENT_COLUMNS = (
-    _reports.c.id,
-    _reports.c.identifier,
-    _reports.c.event_name,
-    _reports.c.stripe_customer_id,
-    _reports.c.value,
-    _reports.c.window_end,
-)
-_locked = (
-    select(
-        *_EVENT_COLUMNS,
-        _reports.c.status,
-        _reports.c.attempts,
-        _reports.c.key_generation,
-        _reports.c.organization_id,
-        _reports.c.created_at,
-        _reports.c.source,
-        _reports.c.stale_check_waived,
-    )
-    .where(_reports.c.identifier == bindparam("identifier"))
-    .with_for_update()
-    .cte("report")
-    .prefix_with("MATERIALIZED")
-)
-LOCK_REPORT_FOR_SEND = select(
-    _locked,
-    case(
-        (
-            and_(
-                _locked.c.status == ReportStatus.PENDING.value,
-                _locked.c.stripe_customer_id.is_not(None),
-            ),
-            func.pg_advisory_xact_lock(
-                func.hashtextextended(_locked.c.stripe_customer_id + "/" + _locked.c.event_name, 1)
-            ),
-        )
-    ).label("customer_meter_locked"),
-)
-
-
-# The meter worker's job runs on a plain connection (jobs/worker.py); the functions it calls
-# take either that or a session.
-async def lock_report_for_send(
-    connection: AsyncSession | AsyncConnection, identifier: str
-) -> ReportForSend | None:
-    """The report, locked until the transaction ends (one sender per report at a time), and,
-    when it is pending for a customer, its (customer, meter) pair locked too."""
-    row = (await connection.execute(LOCK_REPORT_FOR_SEND, {"identifier": identifier})).first()
-    if row is None:
-        return None
-    return ReportForSend(
-        id=row.id,
-        identifier=row.identifier,
-        event_name=row.event_name,
-        stripe_customer_id=row.stripe_customer_id,
-        value=row.value,
-        window_end=row.window_end,
-        status=row.status,
-        attempts=row.attempts,
-        key_generation=row.key_generation,
-        organization_id=row.organization_id,
-        created_at=row.created_at,
-        source=row.source,
-        stale_check_waived=row.stale_check_waived,
-    )
-
-
-# One statement for one report (the job path) and for a batch (the stream path, 100 at once).
+# The stream's batch (100 at once), and a stale row Stripe already counts (stale_resend); the
+# meter worker writes its outcomes in `send_repository.RECORD_AND_CLAIM`.
 MARK_SENT = (
     update(_reports)
     .where(_reports.c.id == any_(bindparam("report_ids", type_=ARRAY(BigInteger))))
@@ -496,8 +406,8 @@ async def mark_sent(
 async def update_report(
     connection: AsyncSession | AsyncConnection, report_id: int, **changes: Any
 ) -> None:
-    """Write what a failed send attempt (or the decision not to send) made of a locked report;
-    built per call, so not for the hot path (`mark_sent`)."""
+    """Write what the decision not to send made of a report (stale_resend); built per call,
+    so not for a hot path."""
     await connection.execute(update(_reports).where(_reports.c.id == report_id).values(**changes))
 
 
@@ -513,22 +423,32 @@ class StreamRow:
     window_end: datetime
 
 
-# Core, not ORM objects: loading 100 instances a batch was a tenth of the stream's CPU.
-LOCK_STREAM_BATCH = (
-    select(*_EVENT_COLUMNS)
-    .where(
-        _reports.c.status == ReportStatus.PENDING.value,
-        _reports.c.source == ReportSource.WINDOW.value,
-        _reports.c.stripe_customer_id.is_not(None),
-        _reports.c.window_end - timedelta(seconds=1) >= bindparam("sendable_from"),
-        # Older rows may have been sent already; their jobs ask Stripe first (stale_resend).
-        _reports.c.created_at >= bindparam("stale_before"),
-    )
-    # meter_reports_pending_idx is on (created_at, id): the batch reads its rows, no sort.
-    .order_by(_reports.c.created_at, _reports.c.id)
-    .limit(bindparam("limit"))
-    .with_for_update(skip_locked=True)
-)
+# Rows, not ORM objects: loading 100 instances a batch was a tenth of the stream's CPU.
+# The oldest pending rows (their ids, read without locks from meter_reports_pending_idx, which
+# is on (created_at, id): no sort), then each of them in turn: the (customer, meter) pair's
+# lock tried first (a job holds the pair of the row it is sending, not the row), then the row,
+# SKIP LOCKED, and only while it is still pending. The candidates come up lazily, so rows past
+# the batch's `limit` are not locked. There are enough of them for the stream's other senders'
+# batches (which hold their rows and pairs) and a few rows of pairs that jobs hold.
+LOCK_STREAM_BATCH = text("""
+SELECT r.id, r.identifier, r.event_name, r.stripe_customer_id, r.value, r.window_end
+  FROM (SELECT id FROM meter_reports
+         WHERE status = 'pending' AND source = 'window' AND stripe_customer_id IS NOT NULL
+           AND window_end - interval '1 second' >= :sendable_from
+           -- Older rows may have been sent already; their jobs ask Stripe first (stale_resend).
+           AND created_at >= :stale_before
+         ORDER BY created_at, id
+         LIMIT :candidates) AS c
+ CROSS JOIN LATERAL (
+       SELECT m.id, m.identifier, m.event_name, m.stripe_customer_id, m.value, m.window_end
+         FROM meter_reports m
+        WHERE m.id = c.id AND m.status = 'pending'
+          AND pg_try_advisory_xact_lock(
+                  hashtextextended(m.stripe_customer_id || '/' || m.event_name, 1))
+          FOR UPDATE SKIP LOCKED) AS r
+ LIMIT :limit
+""")
+STREAM_CANDIDATES_PER_ROW = 8
 
 
 async def lock_stream_batch(
@@ -536,14 +456,21 @@ async def lock_stream_batch(
 ) -> list[StreamRow]:
     """Up to `limit` pending window rows with a customer whose event timestamp (window end
     - 1 s) is at or after `sendable_from`, written at or after `stale_before`, oldest first,
-    locked for this transaction; rows another transaction holds (a running job, another
-    sender) are skipped. Rows past Stripe's limit are left to their jobs, which fail them for a
-    person: after a long outage they are the oldest, and a batch of them would end the stream.
-    Rows written before `stale_before` are left to their jobs too, which first ask Stripe
-    whether an earlier send counted (metering/stale_resend.py)."""
+    locked for this transaction; rows another transaction holds (a job's claim, another
+    sender) are skipped, and so are rows whose (customer, meter) pair is held (a job is sending
+    it); the pairs of the rows taken stay locked until this transaction ends. Rows past
+    Stripe's limit are left to their jobs, which fail them for a person: after a long outage
+    they are the oldest, and a batch of them would end the stream. Rows written before
+    `stale_before` are left to their jobs too, which first ask Stripe whether an earlier send
+    counted (metering/stale_resend.py)."""
     rows = await session.execute(
         LOCK_STREAM_BATCH,
-        {"limit": limit, "sendable_from": sendable_from, "stale_before": stale_before},
+        {
+            "limit": limit,
+            "candidates": limit * STREAM_CANDIDATES_PER_ROW,
+            "sendable_from": sendable_from,
+            "stale_before": stale_before,
+        },
     )
     return [StreamRow(*row) for row in rows]
 
@@ -594,10 +521,10 @@ async def rows_in_hour(
 
 async def lock_customer_meter(session: AsyncSession, customer_id: str, event_name: str) -> None:
     """Stripe allows one concurrent meter event call per customer and meter (docs:
-    rate-limits): every worker takes this lock around the call (the meter worker through
-    `lock_report_for_send`, same key)."""
-    key = f"{customer_id}/{event_name}"
-    await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 1))))
+    rate-limits): every sender takes this lock around the call (`_pair_lock_key`)."""
+    await session.execute(
+        select(func.pg_advisory_xact_lock(_pair_lock_key(customer_id, event_name)))
+    )
 
 
 async def insert_job_report(

@@ -49,13 +49,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import stripe
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sensor_billing.db.schema import ReportSource, ReportStatus
 from sensor_billing.errors import ConfigurationError, StripeRefusedError, StripeUnavailableError
 from sensor_billing.metering import repository
 from sensor_billing.metering.reporter import ReportResult, StaleCheck, Verdict
-from sensor_billing.metering.repository import HourNeighbour, ReportForSend
+from sensor_billing.metering.repository import HourNeighbour
+from sensor_billing.metering.send_repository import ReportForSend
 from sensor_billing.metering.windows import floor_to_window
 from sensor_billing.observability.metrics import record_stale_check
 from sensor_billing.stripe_api.meters import MeterInfo, hourly_summaries, meters_by_event_name
@@ -86,9 +87,9 @@ class Judgement:
 
 def first_sendable_at(row: ReportForSend) -> datetime | None:
     """The earliest moment a send of the row can have happened. Window and correction rows
-    are written before any send (the outbox); a row for another producer's job is written in
-    the transaction of its first send, which a crash rolls back, so the job's own time (its
-    timestamp, the window's last second) bounds it too."""
+    are written before any send (the outbox); a row for another producer's job is committed
+    just before its first send, and its job's own time (its timestamp, the window's last
+    second) bounds that too."""
     if row.created_at is None:
         return None
     if row.source == ReportSource.JOB:
@@ -195,13 +196,14 @@ class StripeHourSummaries:
         return meter.formula, value
 
 
-def stale_check(read_hour: HourReader) -> StaleCheck:
+def stale_check(read_hour: HourReader, engine: AsyncEngine) -> StaleCheck:
     """What `report_usage` calls before every send: None to go on and send; a result when the
-    row is stale and Stripe's summary settled it (marked sent, or failed for a person)."""
+    row is stale and Stripe's summary settled it (marked sent, or failed for a person). For a
+    stale row, Stripe is asked first; then the ledger's other rows of the hour are read and the
+    verdict written in a transaction of its own on `engine`, committed before this returns
+    (the claim holds the row's pair meanwhile). A fresh row costs nothing."""
 
-    async def check(
-        connection: AsyncSession | AsyncConnection, row: ReportForSend, now: datetime
-    ) -> ReportResult | None:
+    async def check(row: ReportForSend, now: datetime) -> ReportResult | None:
         if not is_stale(row, now):
             return None
         assert row.stripe_customer_id is not None  # checked by the caller
@@ -213,7 +215,9 @@ def stale_check(read_hour: HourReader) -> StaleCheck:
             return ReportResult(Verdict.RETRY, f"reading Stripe's summary first: {error}")
         except (StripeRefusedError, ConfigurationError) as error:
             judgement = Judgement(Decision.PERSON, f"Stripe's summary could not be read: {error}")
-        else:
+            async with engine.begin() as connection:
+                return await _settle(connection, row, judgement, now)
+        async with engine.begin() as connection:
             neighbours = await repository.rows_in_hour(
                 connection,
                 organization_id=row.organization_id,
@@ -223,17 +227,23 @@ def stale_check(read_hour: HourReader) -> StaleCheck:
                 except_id=row.id,
             )
             judgement = judge(formula, stripe_value, row.value, neighbours, hour=hour, now=now)
-        detail = judgement.detail
-        record_stale_check(judgement.decision)
-        logger.info("meter report %s pending for over a day: %s", row.identifier, detail)
-        if judgement.decision is Decision.SEND:
-            return None
-        if judgement.decision is Decision.COUNTED:
-            await repository.mark_sent(connection, [row.id], now)
-            return ReportResult(Verdict.ALREADY_SENT, detail)
-        await repository.update_report(
-            connection, row.id, status=ReportStatus.FAILED.value, last_error=detail
-        )
-        return ReportResult(Verdict.FAILED, detail)
+            return await _settle(connection, row, judgement, now)
 
     return check
+
+
+async def _settle(
+    connection: AsyncConnection, row: ReportForSend, judgement: Judgement, now: datetime
+) -> ReportResult | None:
+    detail = judgement.detail
+    record_stale_check(judgement.decision)
+    logger.info("meter report %s pending for over a day: %s", row.identifier, detail)
+    if judgement.decision is Decision.SEND:
+        return None
+    if judgement.decision is Decision.COUNTED:
+        await repository.mark_sent(connection, [row.id], now)
+        return ReportResult(Verdict.ALREADY_SENT, detail)
+    await repository.update_report(
+        connection, row.id, status=ReportStatus.FAILED.value, last_error=detail
+    )
+    return ReportResult(Verdict.FAILED, detail)

@@ -25,6 +25,7 @@ from sensor_billing.db import create_engine, create_session_factory, unit_of_wor
 from sensor_billing.errors import InvalidJobDataError, StripeUnavailableError
 from sensor_billing.jobs.connection import fix_bullmq_block_timeouts, open_queue
 from sensor_billing.jobs.meter_reports import parse_meter_report_data
+from sensor_billing.jobs.pipelining import bullmq_worker_connection
 from sensor_billing.jobs.registry import (
     METER_REPORT_JOB_OPTIONS,
     MeterReportJobData,
@@ -146,7 +147,9 @@ class MeteringWorker:
             QueueNames.METER_REPORTING.value,
             self.process,
             {
-                "connection": self.settings.redis_url,
+                # Jobs that finish together (one ledger statement) move on together: their
+                # Redis calls share round trips (`jobs/pipelining.py`).
+                "connection": bullmq_worker_connection(self.settings.redis_url),
                 "concurrency": self.concurrency,
                 "lockDuration": self.settings.meter_job_lock_seconds * 1000,
                 "stalledInterval": self.settings.meter_job_lock_seconds * 1000,

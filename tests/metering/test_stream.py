@@ -5,20 +5,23 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.schema import MeterReport
 from sensor_billing.devtools.stripe_standin import RunningStandin
 from sensor_billing.metering import stream as stream_module
+from sensor_billing.metering.send_ledger import SendLedger
 from sensor_billing.metering.service import ClosePolicy, close_windows
 from sensor_billing.metering.stream import MeterEventStream, stream_backlog
 from sensor_billing.metering.windows import STRIPE_TIMESTAMP_LIMIT
 from sensor_billing.settings import Settings
 from tests.metering.conftest import DAY, MovingClock, ledger_counts, make_client
+from tests.metering.test_send_ledger import pending_rows
 from tests.support.usage_data import generate_usage
 
 
@@ -187,3 +190,39 @@ async def test_rows_beyond_stripes_limit_at_the_head_of_the_backlog_do_not_stop_
         f"sb.outage.{index}" for index in range(10, 20)
     }
     assert await ledger_counts(sessions) == {"pending": 10, "sent": 10}
+
+
+class RecordingStream:
+    """A stream that accepts every batch and remembers the identifiers it was given."""
+
+    def __init__(self) -> None:
+        self.identifiers: list[str] = []
+
+    async def send(self, events: list[dict[str, object]]) -> None:
+        self.identifiers.extend(str(event["identifier"]) for event in events)
+
+
+async def test_a_row_whose_customer_and_meter_a_job_is_sending_is_left_to_that_job(
+    sessions: SessionFactory, engine: AsyncEngine
+) -> None:
+    """A job holds its row's (customer, meter) pair while it calls Stripe, not the row: the
+    stream leaves the pair's rows alone until the job is done, and sends the others."""
+    busy = await pending_rows(sessions, "cus_busy", windows=2)
+    idle = await pending_rows(sessions, "cus_idle", windows=2)
+    ledger = SendLedger(engine, batch_size=1)
+    stream = RecordingStream()
+    try:
+        async with ledger.claim(busy[0]) as row:
+            assert row is not None
+            sent = await stream_backlog(
+                sessions, cast(MeterEventStream, stream), clock=lambda: datetime.now(UTC), limit=10
+            )
+            assert sorted(stream.identifiers) == sorted(idle)
+            assert sent == len(idle)
+    finally:
+        await ledger.close()
+    await stream_backlog(
+        sessions, cast(MeterEventStream, stream), clock=lambda: datetime.now(UTC), limit=10
+    )
+    assert sorted(stream.identifiers) == sorted(idle + busy)
+    assert (await ledger_counts(sessions)) == {"sent": 4}

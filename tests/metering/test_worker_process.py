@@ -20,6 +20,7 @@ from sensor_billing.db.schema import MeterReport
 from sensor_billing.devtools.stripe_standin import DEFAULT_API_KEY, RunningStandin, StandinConfig
 from tests.metering.conftest import ledger_counts
 from tests.metering.test_reporting import assert_stripe_has_exactly_the_usage, month_of_usage
+from tests.support.databases import advisory_locks_held
 
 COMMAND = str(Path(sys.executable).parent / "sensor-billing")
 
@@ -127,3 +128,28 @@ async def test_sigterm_lets_running_sends_finish_and_nothing_is_half_recorded(
     assert (await ledger_counts(sessions)).get("pending", 0) > 0  # it stopped, not drained
     logs.seek(0)
     assert b"letting running sends finish" in logs.read()
+
+
+async def test_the_customer_and_meter_locks_of_a_killed_worker_end_with_its_session(
+    sessions: SessionFactory, standin: RunningStandin, worker_env: dict[str, str], logs: IO[bytes]
+) -> None:
+    """A job holds its (customer, meter) pair in PostgreSQL while it calls Stripe, as a lock of
+    the worker's session: when the worker dies, PostgreSQL ends the session and its locks, so
+    no pair stays held for the other workers."""
+    await month_of_usage(sessions, organizations=4)
+    standin.state.configure(StandinConfig(processing_latency_seconds=2.0))
+    worker = start_worker(worker_env, logs)
+
+    async def sending() -> bool:
+        return bool(standin.state.in_flight) and await advisory_locks_held(sessions) > 0
+
+    try:
+        await wait_for(sending, 60, "a send holding its pair")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+
+    async def released() -> bool:
+        return await advisory_locks_held(sessions) == 0
+
+    await wait_for(released, 10, "the dead worker's pair locks to end")

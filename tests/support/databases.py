@@ -81,3 +81,17 @@ async def terminate_backends(sessions: SessionFactory, application_name: str) ->
     or an operator's `pg_terminate_backend` does; return how many."""
     async with sessions() as session, session.begin():
         return int(await session.scalar(TERMINATE_BACKENDS, {"name": application_name}) or 0)
+
+
+ADVISORY_LOCKS_HELD = text("""
+SELECT count(*) FROM pg_locks
+ WHERE locktype = 'advisory' AND granted
+   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+""")
+
+
+async def advisory_locks_held(sessions: SessionFactory) -> int:
+    """Advisory locks granted in the test database, by any session (the meter worker's
+    (customer, meter) locks among them)."""
+    async with sessions() as session:
+        return int(await session.scalar(ADVISORY_LOCKS_HELD) or 0)

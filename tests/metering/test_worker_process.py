@@ -153,3 +153,15 @@ async def test_the_customer_and_meter_locks_of_a_killed_worker_end_with_its_sess
         return await advisory_locks_held(sessions) == 0
 
     await wait_for(released, 10, "the dead worker's pair locks to end")
+
+
+async def test_a_worker_stopped_while_it_starts_exits_cleanly(
+    worker_env: dict[str, str], logs: IO[bytes]
+) -> None:
+    """A SIGTERM in the seconds the command spends importing and checking its servers, before
+    the worker's own handler is in place, ends it with status 0 (nothing was in flight), not
+    killed by the signal (-15)."""
+    worker = start_worker(worker_env, logs)
+    await asyncio.sleep(0.5)  # past the interpreter's start, well before the worker runs
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from redis.asyncio import Redis
@@ -23,6 +24,8 @@ from sensor_billing.metering.service import ClosePolicy, close_windows
 from sensor_billing.settings import Settings, load_settings
 from tests.metering.conftest import drain, ledger_counts
 from tests.metering.test_reporting import assert_stripe_has_exactly_the_usage, month_of_usage
+from tests.metering.test_worker_process import logs, start_worker, wait_for, worker_env  # noqa: F401
+from tests.stripe_api.test_rate_limit import most_in_one_second
 from tests.support.usage_data import generate_usage
 
 NOW = datetime.now(UTC)
@@ -57,6 +60,43 @@ async def test_account_rate_limit_keeps_every_worker_under_stripes_budget(
     await drain(first, sessions, within=90)
     assert len(standin.state.accepted_events()) > 100
     assert standin.state.counters_snapshot().rate_limited == 0
+
+
+async def test_two_worker_processes_at_a_low_account_limit_never_exceed_it_in_any_second(
+    sessions: SessionFactory,
+    standin: RunningStandin,
+    worker_env: dict[str, str],  # noqa: F811 (the shared fixture, requested)
+    logs: IO[bytes],  # noqa: F811 (the shared fixture, requested)
+) -> None:
+    """Each process asks Redis for several calls at a time and starts them itself: together
+    they still start no more than the account's rate in any second, counted where Stripe
+    counts them (the stand-in refuses the call over its limit and records when it accepted
+    each one)."""
+    rate = 20
+    orgs = await generate_usage(
+        sessions, organizations=4, start=NOW - timedelta(days=10), end=NOW, readings_per_org=200
+    )
+    standin.state.configure(StandinConfig(account_rate_limit_per_second=rate))
+    env = {**worker_env, "METER_RATE_LIMIT_PER_SECOND": str(rate)}
+    workers = [start_worker(env, logs) for _ in range(2)]
+
+    async def nothing_pending() -> bool:
+        counts = await ledger_counts(sessions)
+        return bool(counts) and counts.get("pending", 0) == 0
+
+    try:
+        await wait_for(nothing_pending, 90, "both workers to send everything")
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        exits = [worker.wait(30) for worker in workers]
+    assert exits == [0, 0]
+
+    events = standin.state.accepted_events()
+    assert len(events) > 3 * rate, "too few calls to say anything"
+    assert standin.state.counters_snapshot().rate_limited == 0
+    assert most_in_one_second([event.created for event in events]) <= rate
+    assert_stripe_has_exactly_the_usage(orgs, standin)
 
 
 async def test_rows_whose_jobs_ran_out_of_attempts_in_an_outage_are_sent_after_it(

@@ -19,7 +19,6 @@ from typing import Any, NoReturn
 
 import stripe
 from bullmq import DelayedError, UnrecoverableError, Worker
-from redis.asyncio import Redis
 
 from sensor_billing.db import create_engine, create_session_factory, unit_of_work
 from sensor_billing.errors import InvalidJobDataError, StripeUnavailableError
@@ -105,7 +104,8 @@ class MeteringWorker:
         )
         self.sessions = create_session_factory(self.engine)
         self.ledger = SendLedger(self.engine, batch_size=self.concurrency)
-        self.redis = Redis.from_url(settings.redis_url)
+        # bullmq's worker and the account limiter: their calls share round trips.
+        self.redis = bullmq_worker_connection(settings.redis_url)
         self.limiter = AccountRateLimiter(self.redis, settings.meter_rate_limit_per_second)
         # Every Stripe client of the worker shares one connection pool; the worker closes it
         # unless the caller brought it.
@@ -149,7 +149,7 @@ class MeteringWorker:
             {
                 # Jobs that finish together (one ledger statement) move on together: their
                 # Redis calls share round trips (`jobs/pipelining.py`).
-                "connection": bullmq_worker_connection(self.settings.redis_url),
+                "connection": self.redis,
                 "concurrency": self.concurrency,
                 "lockDuration": self.settings.meter_job_lock_seconds * 1000,
                 "stalledInterval": self.settings.meter_job_lock_seconds * 1000,

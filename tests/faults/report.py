@@ -37,6 +37,7 @@ SHOWN = (
     "outages",
     "kills",
     "calls_in_flight_at_kills",
+    "accepted_not_committed_at_kill",
     "requests_that_waited_for_the_pool_timeout",
 )
 

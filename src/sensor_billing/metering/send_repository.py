@@ -3,9 +3,11 @@
 The worker runs this for many jobs at once on one connection of its own, in autocommit
 (`metering/send_ledger.py`); nothing here batches. The (customer, meter) lock is a
 session-level advisory lock on that connection: it outlives the claim's statement, lasts
-while the job calls Stripe, and PostgreSQL drops it when the session ends, however the
-worker died. Its key is the one every other sender takes (`repository.lock_customer_meter`,
-the stream's batch), so they exclude each other as before.
+while the job calls Stripe, and is held until released or the session ends (PostgreSQL docs,
+functions-admin.html, advisory lock functions), however the worker died. Session locks stack:
+a session that takes one twice must release it twice, hence `:held` below. Its key is the
+one every other sender takes (`repository.lock_customer_meter`, the stream's batch), so they
+exclude each other as before.
 """
 
 from __future__ import annotations
@@ -88,11 +90,13 @@ class ReportOutcome:
 #   session holds already (`:held`: the lock would stack), and once per pair within the
 #   statement (its first row; the others wait their turn in the worker).
 # `locked`: the row itself, FOR UPDATE SKIP LOCKED, after its pair lock was tried. In READ
-#   COMMITTED this returns the newest committed version, not the snapshot's: a sender that
-#   held the pair until just now had committed its outcome before releasing it, so a row it
-#   sent reads `sent` here. The row lock ends with the statement; the pair lock stays. A row
-#   another transaction has locked (a stream batch, a correction, a meter error verdict being
-#   recorded) comes back without its columns and is claimed again later.
+#   COMMITTED this returns the newest committed version, not the snapshot's (the lock is taken
+#   on "the updated version of the row" and the WHERE clause checked again: PostgreSQL docs,
+#   transaction-iso.html, Read Committed; SKIP LOCKED skips a row still being changed): a
+#   sender that held the pair until just now had committed its outcome before releasing it,
+#   so a row it sent reads `sent` here. The row lock ends with the statement; the pair lock
+#   stays. A row another transaction has locked (a stream batch, a correction, a meter error
+#   verdict being recorded) comes back without its columns and is claimed again later.
 # A row whose outcome this statement writes is not claimed by it for sending (its job still
 # holds its pair). The last row, without an identifier, is there so that the statement
 # always returns one and `released` (and `recorded`) always run.

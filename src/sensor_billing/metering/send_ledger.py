@@ -121,6 +121,8 @@ class SendLedger:
         self._batch_full: asyncio.Future[None] | None = None
         self._first_request_at: float | None = None
         self._runner: asyncio.Task[None] | None = None
+        # The outcomes and claims of the statement being run.
+        self._in_flight: tuple[list[_OutcomeRequest], list[_ClaimRequest]] = ([], [])
 
     def claim(self, identifier: str) -> ReportClaim:
         """`async with ledger.claim(identifier) as row:` the row (None: no such row) and, when it
@@ -136,17 +138,19 @@ class SendLedger:
         await future
 
     async def close(self) -> None:
-        """Stop after the statements in flight; the connection closes, and its locks with it."""
+        """Stop (after the worker's jobs are done): anything still asked for fails, and the
+        connection closes, its locks with it."""
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
             self._runner = None
-        error = ConnectionError("the worker is stopping")
-        for request in self._claims:
-            _fail(request.future, error)
-        for outcome in self._outcomes:
-            _fail(outcome.future, error)
+        # Whatever was not answered (the worker's close gave up on its jobs) fails.
+        outcomes, claims = (
+            [*self._in_flight[0], *self._outcomes],
+            [*self._in_flight[1], *self._claims],
+        )
+        _fail_all(outcomes, claims, ConnectionError("the worker is stopping"))
         self._claims, self._outcomes, self._releases = [], [], []
         await self._drop_connection()
 
@@ -233,11 +237,14 @@ class SendLedger:
             del self._claims[: len(claims)]
             self._releases = []
             self._first_request_at = loop.time() if self._waiting() else None
+            self._in_flight = (outcomes, claims)
             try:
                 await self._execute(outcomes, releases, claims)
             except Exception as error:  # a bug here would leave every job waiting: say so
                 logger.exception("the meter worker's ledger failed")
                 _fail_all(outcomes, claims, error)
+            finally:
+                self._in_flight = ([], [])
 
     async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
         started = self._first_request_at

@@ -37,6 +37,10 @@ def _redis_url_for_this_worker(base: str) -> str:
     return f"{prefix}/{int(database) - index}"
 
 
+# pytest-xdist sets COLUMNS=80 in its workers; the CLI (rich) takes an explicit COLUMNS as the
+# user's width, so its tables would be cut there and not in a serial run.
+os.environ.pop("COLUMNS", None)
+
 TEST_REDIS_URL = _redis_url_for_this_worker(
     os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 )

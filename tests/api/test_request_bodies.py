@@ -173,3 +173,21 @@ async def test_an_unknown_organization_is_404_and_that_answer_is_not_kept_for_th
         "message": f"no organization {missing}",
     }
     assert "idempotent-replayed" not in again.headers
+
+
+async def test_a_body_nested_too_deeply_for_the_parser_is_refused_with_400(
+    api: httpx.AsyncClient,
+    sessions: SessionFactory,
+    organization_id: uuid.UUID,
+) -> None:
+    # Within the size limit, but deeper than Python's parser recurses.
+    depth = MAX_BODY_BYTES // 2 - 1
+    body = b"[" * depth + b"]" * depth
+
+    answer = await api.post(checkout_path(organization_id), content=body, headers=JSON)
+
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert "nested" in error["message"]
+    await assert_nothing_happened(sessions)

@@ -17,6 +17,8 @@ from tests.support.stripe_events import deliver, encode, make_event
 from tests.webhooks.conftest import RETIRED_SECRET, ROLLED_IN_SECRET, SECRET
 
 EVENT = make_event("invoice.paid", {"id": "in_bad", "customer": "cus_bad"}, created=1_764_000_000)
+# Signed, but deeper than Python's JSON parser recurses.
+DEEP = b"[" * 20_000 + b"]" * 20_000
 BODY = encode(EVENT)
 
 
@@ -88,6 +90,11 @@ CASES = {
         "timestamp_outside_tolerance",
     ),
     "body not json": (post(lambda: signed(b"not json"), b"not json"), 400, "invalid_event"),
+    "body nested deeper than the parser recurses": (
+        post(lambda: signed(DEEP), DEEP),
+        400,
+        "invalid_event",
+    ),
     "body not a stripe event": (
         post(lambda: signed(NOT_AN_EVENT), NOT_AN_EVENT),
         400,

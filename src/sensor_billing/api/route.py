@@ -47,6 +47,11 @@ def parameters_digest(method: str, path: str, body: bytes) -> bytes:
             document = json.loads(body)
         except (ValueError, UnicodeDecodeError) as error:
             raise InvalidJsonBodyError(f"the body is not JSON ({error})") from None
+        except RecursionError:
+            # A small body can nest deeper than the parser recurses ("[[[[...").
+            raise InvalidJsonBodyError(
+                "the body is not JSON this service reads: nested too deeply"
+            ) from None
         canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).digest()
 

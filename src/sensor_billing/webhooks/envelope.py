@@ -29,6 +29,9 @@ def load_body(body: bytes) -> Any:
         event = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidEventError(f"body is not JSON ({error.__class__.__name__})") from None
+    except RecursionError:
+        # A small body can nest deeper than the parser recurses ("[[[[...").
+        raise InvalidEventError("body is not JSON this service reads: nested too deeply") from None
     if b"\\u0000" in body and _holds_nul(event):
         # PostgreSQL text cannot store U+0000, and no Stripe object carries one.
         raise InvalidEventError("body holds a NUL character (\\u0000)")

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from starlette.types import Receive, Scope, Send
 
 from sensor_billing import __version__
+from sensor_billing.api.request_metrics import is_v1_request, observe_v1_request
 from sensor_billing.billing.checkout_endpoints import router as checkout_router
 from sensor_billing.billing.endpoints import router as billing_router
 from sensor_billing.clock import utc_now
@@ -47,6 +48,9 @@ class SensorBillingApp(FastAPI):
         if is_webhook_delivery(scope):
             scope["app"] = self
             await serve_webhook(scope, receive, send)
+            return
+        if is_v1_request(scope):
+            await observe_v1_request(super().__call__, scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 

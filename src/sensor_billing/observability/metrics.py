@@ -73,11 +73,27 @@ STRIPE_ERRORS = Counter(
     "Meter event calls Stripe refused or could not take, by HTTP status ('none': no answer).",
     ["status"],
 )
+API_REQUESTS = Counter(
+    "sensor_billing_api_requests",
+    "/v1 requests answered, by method, operation (the route's path template; 'unmatched' for "
+    "a path no operation has) and HTTP status.",
+    ["method", "route", "status"],
+)
+API_DURATION = Histogram(
+    "sensor_billing_api_request_duration_seconds",
+    "Time from receiving a /v1 request to the start of its answer, by operation.",
+    ["method", "route"],
+)
 
 
 def record_webhook_delivery(outcome: WebhookOutcome, event_type: str, seconds: float) -> None:
     WEBHOOK_DELIVERIES.labels(outcome, event_type).inc()
     WEBHOOK_DURATION.labels(outcome).observe(seconds)
+
+
+def record_api_request(method: str, route: str, status: int, seconds: float) -> None:
+    API_REQUESTS.labels(method, route, str(status)).inc()
+    API_DURATION.labels(method, route).observe(seconds)
 
 
 def record_meter_report(verdict: Verdict) -> None:

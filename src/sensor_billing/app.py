@@ -20,6 +20,8 @@ from sensor_billing.clock import utc_now
 from sensor_billing.db import create_engine, create_session_factory
 from sensor_billing.db.health import ping_database
 from sensor_billing.http_errors import install_error_handlers
+from sensor_billing.jobs.connection import open_queue
+from sensor_billing.jobs.registry import QueueNames
 from sensor_billing.logs import configure_logging
 from sensor_billing.observability import render_metrics
 from sensor_billing.ops import install_ops
@@ -28,6 +30,7 @@ from sensor_billing.settings import Settings, get_settings
 from sensor_billing.stripe_api.client import create_http_client, create_stripe_client
 from sensor_billing.webhooks.endpoint import install as install_webhook_route
 from sensor_billing.webhooks.endpoint import is_webhook_delivery, serve_webhook
+from sensor_billing.webhooks.entitlement_changes import EntitlementNotifier
 from sensor_billing.webhooks.lookup import EventLookup
 from sensor_billing.webhooks.recent import RecentEvents
 from sensor_billing.webhooks.recorder import EventRecorder
@@ -86,6 +89,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.service_keys = ServiceKeyVerifier(app.state.sessions)
         app.state.event_recorder = EventRecorder(engine)
         app.state.event_lookup = EventLookup(engine)
+        billing_events = open_queue(settings.redis_url, QueueNames.BILLING_EVENTS)
+        app.state.entitlement_notifier = EntitlementNotifier(
+            engine, billing_events, clock=lambda: app.state.clock(), grace=settings.past_due_grace
+        )
         # Thin webhook events are fetched in full from Stripe (without a key they answer 502),
         # and the /v1 checkout and portal endpoints call it (without a key: 503).
         stripe_http = create_http_client() if settings.stripe_api_key else None
@@ -98,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.event_recorder.aclose()
             await app.state.service_keys.aclose()
             await app.state.event_lookup.aclose()
+            await billing_events.close()
             if stripe_http is not None:
                 await stripe_http.close_async()  # type: ignore[no-untyped-call]
             await redis.aclose()

@@ -27,6 +27,8 @@ TABLES = {
     "service_keys",
     "idempotency_keys",
     "reconciliation_runs",
+    "entitlement_notices",
+    "notified_entitlements",
 }
 
 

@@ -28,15 +28,18 @@ async def running_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.
 
 
 @contextmanager
-def serving_app(settings: Settings) -> Iterator[str]:
-    """The real app behind uvicorn on a free loopback port, in a thread; yields its base URL.
+def serving_app(settings: Settings, app: FastAPI | None = None) -> Iterator[str]:
+    """The real app (`app`, else one made from `settings`) behind uvicorn on a free loopback
+    port, in a thread; yields its base URL.
 
     For callers that reach the app over TCP (the Stripe stand-in delivering thin events)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), log_config=None, log_level="warning", access_log=False)
+        uvicorn.Config(
+            app or create_app(settings), log_config=None, log_level="warning", access_log=False
+        )
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -33,17 +33,17 @@ from sensor_billing.db.schema import (
 )
 
 
-def _table(model: Any) -> Table:
+def table_of(model: Any) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
 
 
-SUBSCRIPTIONS = _table(StripeSubscription)
-INVOICES = _table(StripeInvoice)
-_organizations = _table(Organization)
-_changes = _table(BillingStateChange)
-_prices = _table(StripePrice)
+SUBSCRIPTIONS = table_of(StripeSubscription)
+INVOICES = table_of(StripeInvoice)
+_organizations = table_of(Organization)
+_changes = table_of(BillingStateChange)
+_prices = table_of(StripePrice)
 
 
 class StoredRow:

@@ -114,7 +114,7 @@ def _prices_json(price_ids: Any) -> Any:
     return select(func.json_agg(price)).where(StripePrice.id == any_(price_ids)).scalar_subquery()
 
 
-def _asyncpg_text(query: Select[Any]) -> str:
+def asyncpg_text(query: Select[Any]) -> str:
     """The statement as asyncpg takes it: its constants (the status ranks) written in, $1 the
     organization's id."""
     dialect = asyncpg_dialect()  # type: ignore[no-untyped-call]  # unannotated in SQLAlchemy
@@ -125,7 +125,7 @@ def _asyncpg_text(query: Select[Any]) -> str:
 # SQLAlchemy's cache) a statement of this shape took more CPU than PostgreSQL takes to run it
 # (py-spy on benchmarks/billing_read.py: a third of the endpoint's time went into building it,
 # then a tenth into its cache key).
-BILLING_BY_ID_SQL = _asyncpg_text(
+BILLING_BY_ID_SQL = asyncpg_text(
     standing_query(with_prices=True).where(Organization.id == literal_column("$1::uuid"))
 )
 
@@ -153,7 +153,7 @@ async def organization_standing_and_prices(
         )
         for price in (prices or [])
     ]
-    return _standing(standing), known
+    return standing_from_row(standing), known
 
 
 async def organization_standing(
@@ -162,7 +162,7 @@ async def organization_standing(
     """None when there is no such organization."""
     query = standing_query().where(Organization.id == organization_id)
     row = (await session.execute(query)).one_or_none()
-    return None if row is None else _standing(row)
+    return None if row is None else standing_from_row(row)
 
 
 async def organization_standings(
@@ -172,11 +172,11 @@ async def organization_standings(
     if not organization_ids:
         return {}
     query = standing_query().where(Organization.id.in_(organization_ids))
-    standings = [_standing(row) for row in await session.execute(query)]
+    standings = [standing_from_row(row) for row in await session.execute(query)]
     return {standing.organization_id: standing for standing in standings}
 
 
-def _standing(row: Row[Any] | Sequence[Any]) -> OrganizationStanding:
+def standing_from_row(row: Row[Any] | Sequence[Any]) -> OrganizationStanding:
     (org_id, name, customer, deleted, sub_id, status, start, end, cancel, prices, since) = tuple(
         row
     )

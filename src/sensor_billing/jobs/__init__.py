@@ -6,10 +6,12 @@ from sensor_billing.jobs.meter_reports import (
     parse_meter_report_data,
 )
 from sensor_billing.jobs.registry import (
+    ENTITLEMENT_CHANGED_JOB_OPTIONS,
     METER_EVENT_NAMES,
     METER_REPORT_JOB_OPTIONS,
     BaseJobData,
     EmailDigestJobData,
+    EntitlementChangedJobData,
     JobNames,
     MeterEventName,
     MeterReportJobData,
@@ -18,10 +20,12 @@ from sensor_billing.jobs.registry import (
 )
 
 __all__ = [
+    "ENTITLEMENT_CHANGED_JOB_OPTIONS",
     "METER_EVENT_NAMES",
     "METER_REPORT_JOB_OPTIONS",
     "BaseJobData",
     "EmailDigestJobData",
+    "EntitlementChangedJobData",
     "JobNames",
     "MeterEventName",
     "MeterReportJob",

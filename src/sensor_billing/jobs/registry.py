@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
 from pydantic import (
@@ -26,12 +27,16 @@ class QueueNames(enum.StrEnum):
     SMS_NOTIFICATIONS = "sms-notifications"
     EMAIL_DIGESTS = "email-digests"
     METER_REPORTING = "meter-reporting"
+    # What the product hears from billing (docs/billing.md "The billing-events queue"); this
+    # service only adds to it, the product's Node BullMQ worker consumes it.
+    BILLING_EVENTS = "billing-events"
 
 
 class JobNames(enum.StrEnum):
     SMS_SEND = "sms:send"
     EMAIL_DIGEST = "email:digest"
     METER_REPORT = "meter:report"
+    ENTITLEMENT_CHANGED = "billing:entitlement-changed"
 
 
 # The ledger keeps values in a PostgreSQL BIGINT column.
@@ -91,6 +96,28 @@ class MeterReportJobData(BaseJobData):
         return value
 
 
+class EntitlementChangedJobData(BaseJobData):
+    """An organization's entitlement changed (`billing/entitlement.py` is the policy).
+
+    Every key is on the wire, `until` and `eventId` as null when unset: the consumer reads one
+    shape. A consumer may receive a notice more than once (a sweep re-adding a job whose
+    commit it could not see) and, across jobs, out of order: it applies one only if its
+    `decidedAt` is newer than the last it applied for the organization.
+    """
+
+    entitled: StrictBool
+    reason: Annotated[str, Field(min_length=1, max_length=64)]
+    # The entitlement ends then unless something changes (a grace period's end, a period's end
+    # for a subscription set to cancel); None when open-ended or not entitled.
+    until: datetime | None
+    # The webhook event that made the change; None when time made it (a grace period ended).
+    event_id: str | None
+    decided_at: datetime
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
 # Stripe meter events are idempotent by identifier, so retrying is safe; five attempts with
 # exponential backoff from 5 s (5, 10, 20, 40 s) ride out a short Stripe or network hiccup.
 # Failed jobs are kept longer than completed ones: they are what a person debugs.
@@ -99,4 +126,16 @@ METER_REPORT_JOB_OPTIONS: Final[dict[str, Any]] = {
     "backoff": {"type": "exponential", "delay": 5000},
     "removeOnComplete": 200,
     "removeOnFail": 1000,
+}
+
+
+# The consumer's own processing (the product updating its copy) may fail for a while: ten
+# attempts from 2 s (the last about 17 minutes after the first). Completed jobs are kept for a
+# day (up to 10,000) so that the id of one just consumed still dedupes a sweep's re-add of it;
+# failed ones for 30 days, for a person.
+ENTITLEMENT_CHANGED_JOB_OPTIONS: Final[dict[str, Any]] = {
+    "attempts": 10,
+    "backoff": {"type": "exponential", "delay": 2000},
+    "removeOnComplete": {"age": 24 * 3600, "count": 10_000},
+    "removeOnFail": {"age": 30 * 24 * 3600},
 }

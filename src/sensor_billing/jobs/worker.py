@@ -3,7 +3,9 @@
 One process runs a bullmq Worker (concurrency METER_WORKER_CONCURRENCY) and, through bullmq
 job schedulers kept in Redis (so N replicas do not multiply them), closes windows every
 METER_CLOSE_INTERVAL_SECONDS (also once at start) and runs the daily checks once a day
-(metering/daily_checks.py: yesterday reconciled, old webhook events pruned). A report job's
+(metering/daily_checks.py: yesterday reconciled, old webhook events pruned). Each close is
+followed by the entitlement checks (billing/entitlement_notices.py: grace periods that ended,
+notices whose `billing-events` job was lost). A report job's
 ledger work (its claim and its outcome) shares statements with the other jobs of the process
 (`SendLedger`, a group commit); a close is one transaction.
 """
@@ -20,6 +22,10 @@ from typing import Any, NoReturn
 import stripe
 from bullmq import DelayedError, UnrecoverableError, Worker
 
+from sensor_billing.billing.entitlement_notices import (
+    notice_grace_ends,
+    sweep_entitlement_notices,
+)
 from sensor_billing.db import create_engine, create_session_factory, unit_of_work
 from sensor_billing.errors import InvalidJobDataError, StripeUnavailableError
 from sensor_billing.jobs.connection import fix_bullmq_block_timeouts, open_queue
@@ -128,6 +134,8 @@ class MeteringWorker:
         self.job_options = job_options
         self.revive_after = revive_after
         self.queue: Any = None
+        # Entitlement notices the API could not add, and grace periods that ended, go here.
+        self.billing_events: Any = None
         self.worker: Any = None
         # Set by `request_stop`: a stream backlog takes no new batch, the start-up takes no job.
         self.stopping = asyncio.Event()
@@ -138,6 +146,7 @@ class MeteringWorker:
     async def start(self) -> None:
         fix_bullmq_block_timeouts()
         self.queue = open_queue(self.settings.redis_url, QueueNames.METER_REPORTING)
+        self.billing_events = open_queue(self.settings.redis_url, QueueNames.BILLING_EVENTS)
         await self.run_close_windows()
         await self._schedule_jobs()
         self._schedule_watch = asyncio.create_task(self._keep_schedule())
@@ -203,6 +212,8 @@ class MeteringWorker:
             try:
                 if self.queue is not None:
                     await self.queue.close()
+                if self.billing_events is not None:
+                    await self.billing_events.close()
             finally:
                 await self.ledger.close()
                 await self.redis.aclose()
@@ -350,6 +361,7 @@ class MeteringWorker:
             job_options=self.job_options,
             revive_after=self.revive_after,
         )
+        notices = await self.run_entitlement_checks()
         logger.info(
             "closed windows through %s: %s (%d late readings billed by arrival); streamed %d; "
             "enqueued %d, revived %d",
@@ -367,7 +379,27 @@ class MeteringWorker:
             "streamed": streamed,
             "enqueued": swept.enqueued,
             "revived": swept.revived,
+            "entitlement_notices": notices,
         }
+
+    async def run_entitlement_checks(self) -> int:
+        """On the close's schedule: a notice for each grace period that ended, and the job of
+        each notice whose add was lost; how many jobs were added. Its failure leaves the
+        close's result alone (the next run tries again)."""
+        if self.billing_events is None:
+            return 0
+        try:
+            now = self.clock()
+            ended = await notice_grace_ends(
+                self.engine, self.billing_events, now=now, grace=self.settings.past_due_grace
+            )
+            swept = await sweep_entitlement_notices(self.engine, self.billing_events, now=now)
+        except Exception as error:
+            logger.warning("entitlement checks failed: %s", error)
+            return 0
+        if ended or swept:
+            logger.info("entitlement notices: %d grace ends, %d swept", ended, swept)
+        return ended + swept
 
 
 async def _relay_stop(stop: asyncio.Event, worker: MeteringWorker) -> None:

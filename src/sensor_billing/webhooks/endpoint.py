@@ -162,7 +162,9 @@ async def receive_stripe_webhook(request: Request) -> Response:
             fetch_event = event_fetcher(getattr(state, "stripe", None))
             processed = await deliver_thin_event(recorder, sessions, envelope, fetch_event)
         else:
-            processed = await deliver_event(recorder, state.event_lookup, state.engine, envelope)
+            processed = await deliver_event(
+                recorder, state.event_lookup, state.engine, envelope, state.entitlement_notifier
+            )
         recent.add(event_id)  # committed now, by this request or an earlier one
         outcome = processed.outcome.value
         return Response(

@@ -10,6 +10,9 @@
   - a type without a handler: recording the event is its only effect, so an autocommit
     `INSERT ... ON CONFLICT DO NOTHING` is the whole transaction (one round trip, not three),
     shared with the other deliveries waiting at that moment (`recorder.EventRecorder`).
+  - with a `notifier`, a handled delivery that changed state also checks, in its transaction,
+    whether the organization's entitlement changed (`entitlement_changes`), and adds the
+    `billing:entitlement-changed` job after the commit.
 
 `deliver_thin_event` does the same for a thin event, whose full event is fetched from Stripe
 first, outside any transaction (a network call never holds a row lock). A fetch failure
@@ -31,6 +34,7 @@ from sensor_billing.db.driver import driver_unit_of_work
 from sensor_billing.metering import meter_errors
 from sensor_billing.observability.metrics import record_meter_errors
 from sensor_billing.webhooks import repository
+from sensor_billing.webhooks.entitlement_changes import EntitlementNotifier
 from sensor_billing.webhooks.envelope import StripeEventEnvelope
 from sensor_billing.webhooks.handlers import HANDLERS
 from sensor_billing.webhooks.lookup import EventLookup
@@ -57,7 +61,11 @@ ALREADY_PROCESSED = Result(Effect.UNCHANGED, "event already processed")
 
 
 async def deliver_event(
-    recorder: EventRecorder, lookup: EventLookup, engine: AsyncEngine, event: StripeEventEnvelope
+    recorder: EventRecorder,
+    lookup: EventLookup,
+    engine: AsyncEngine,
+    event: StripeEventEnvelope,
+    notifier: EntitlementNotifier | None = None,
 ) -> Processed:
     handler = HANDLERS.get(event.type)
     if handler is None:
@@ -66,10 +74,16 @@ async def deliver_event(
 
     if await lookup.recorded(event.id):
         return Processed(Outcome.DUPLICATE, ALREADY_PROCESSED)
+    notice = None
     async with driver_unit_of_work(engine) as connection:
         if not await repository.record_event_on(connection, event.id, event.type):
             return Processed(Outcome.DUPLICATE, ALREADY_PROCESSED)
-        return Processed(Outcome.PROCESSED, await handler(connection, event))
+        result = await handler(connection, event)
+        if notifier is not None and result.effect is Effect.APPLIED:
+            notice = await notifier.notice(connection, event)
+    if notice is not None and notifier is not None:  # committed: the product may hear of it
+        await notifier.publish(notice)
+    return Processed(Outcome.PROCESSED, result)
 
 
 async def deliver_thin_event(

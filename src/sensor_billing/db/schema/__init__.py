@@ -4,6 +4,8 @@ from sensor_billing.db.schema.api import IdempotencyKey, ServiceKey
 from sensor_billing.db.schema.base import Base
 from sensor_billing.db.schema.billing import (
     BillingStateChange,
+    EntitlementNotice,
+    NotifiedEntitlement,
     StripeEvent,
     StripeInvoice,
     StripePrice,
@@ -24,10 +26,12 @@ from sensor_billing.db.schema.tenancy import Organization, Sensor, SensorStatus,
 __all__ = [
     "Base",
     "BillingStateChange",
+    "EntitlementNotice",
     "IdempotencyKey",
     "MeterErrorReport",
     "MeterReport",
     "MeteringCursor",
+    "NotifiedEntitlement",
     "Organization",
     "ReconcileOutcome",
     "ReconciliationRun",

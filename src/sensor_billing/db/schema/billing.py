@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Identity,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -141,3 +143,57 @@ class BillingStateChange(Base):
     change: Mapped[dict[str, object]] = mapped_column(JSONB)
     summary: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class EntitlementNotice(Base):
+    """The outbox of the `billing-events` queue: one row per change of an organization's
+    entitlement, written in the transaction that changed it; its `billing:entitlement-changed`
+    job is added after the commit (`enqueued_at` set then), or by the worker's sweep when that
+    was lost. The job id is `job_id`, so adding it twice adds one job."""
+
+    __tablename__ = "entitlement_notices"
+    __table_args__ = (
+        # One notice per event and organization: a redelivered event adds none.
+        UniqueConstraint("event_id", "organization_id"),
+        Index(
+            "entitlement_notices_unenqueued_idx",
+            "created_at",
+            postgresql_where=text("enqueued_at IS NULL"),
+        ),
+    )
+
+    job_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    # The webhook event that made the change; None when time did (a grace period ended).
+    event_id: Mapped[str | None] = mapped_column(String(256))
+    entitled: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(64))
+    until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class NotifiedEntitlement(Base):
+    """The entitlement each organization's last notice announced: what a change is measured
+    against, and where the worker finds grace periods that ended with no webhook."""
+
+    __tablename__ = "notified_entitlements"
+    __table_args__ = (
+        Index(
+            "notified_entitlements_grace_until_idx",
+            "until",
+            postgresql_where=text("reason = 'past_due_grace'"),
+        ),
+    )
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    entitled: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(64))
+    until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    job_id: Mapped[str] = mapped_column(String(255))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

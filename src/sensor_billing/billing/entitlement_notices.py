@@ -1,0 +1,215 @@
+"""Telling the product when an organization's entitlement changes: `billing:entitlement-changed`
+jobs on the `billing-events` queue (docs/billing.md "The billing-events queue").
+
+A change is measured against what the organization was last told (`notified_entitlements`),
+not against a reading taken before the webhook's handler ran: that costs nothing on deliveries
+that change no state, and two deliveries about one organization in flight at once (an invoice
+and its subscription) cannot both miss the change, nor both announce it: each locks the
+organization's row first, and the second then reads what the first committed.
+
+The notice is written in the transaction that made the change and its job added after the
+commit (`publish`), so a rolled-back delivery adds none. A job whose add was lost (Redis away,
+a crash after the commit) is added by the worker's sweep; the job id is the notice's, so a job
+added twice is one job. A grace period ends with no webhook: the worker's periodic check
+notices it (`notice_grace_ends`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sensor_billing.billing import repository as billing_repository
+from sensor_billing.billing.entitlement import Entitlement
+from sensor_billing.billing.entitlement_notices_repository import (
+    NoticeRow,
+    grace_ended_organizations,
+    mark_enqueued,
+    record_notice,
+    standing_and_notified,
+    unenqueued_notices,
+)
+from sensor_billing.billing.standing import entitlement_of
+from sensor_billing.db.driver import Driver, driver_unit_of_work, pooled_driver
+from sensor_billing.jobs.registry import (
+    ENTITLEMENT_CHANGED_JOB_OPTIONS,
+    EntitlementChangedJobData,
+    JobNames,
+)
+
+logger = logging.getLogger("sensor_billing.billing")
+
+# What an organization never notified is taken to have been told: a new organization has no
+# subscription, so its first subscription is a change.
+NEVER_NOTIFIED = Entitlement(False, "no_subscription")
+# A notice younger than this is left to the process that wrote it: it adds the job right after
+# its commit, and the sweep would only add the same job id again.
+SWEEP_AFTER = timedelta(minutes=1)
+SWEEP_BATCH = 1000
+GRACE_CHECK_BATCH = 1000
+# A webhook's answer waits for its job's add at most this long; past it the sweep adds the job.
+PUBLISH_TIMEOUT_SECONDS = 2.0
+
+# The job id from the organization and the entitlement it was told before.
+JobIdFor = Callable[[uuid.UUID, Entitlement], str]
+
+
+def event_job_id(event_id: str) -> JobIdFor:
+    # '-', not ':': BullMQ refuses ':' in custom job ids. Event ids are `evt_` and letters.
+    return lambda organization_id, _previous: f"entitlement-{event_id}-{organization_id}"
+
+
+def grace_end_job_id(organization_id: uuid.UUID, previous: Entitlement) -> str:
+    """A grace period's end has no event: its instant names the job, so every check that
+    finds it (several workers, a retried check) names the same one."""
+    end = previous.until.strftime("%Y%m%dT%H%M%S%fZ") if previous.until else "none"
+    return f"entitlement-grace-{organization_id}-{end}"
+
+
+def job_of(notice: NoticeRow, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The notice as `Queue.addBulk` takes a job."""
+    data = EntitlementChangedJobData(
+        organization_id=notice.organization_id,
+        entitled=notice.entitlement.entitled,
+        reason=notice.entitlement.reason,
+        until=notice.entitlement.until,
+        event_id=notice.event_id,
+        decided_at=notice.decided_at,
+    )
+    opts = options if options is not None else ENTITLEMENT_CHANGED_JOB_OPTIONS
+    return {
+        "name": JobNames.ENTITLEMENT_CHANGED.value,
+        "data": data.to_wire(),
+        "opts": {**opts, "jobId": notice.job_id},
+    }
+
+
+async def notice_change(
+    connection: Driver,
+    *,
+    organization_id: uuid.UUID | None = None,
+    customer_id: str | None = None,
+    now: datetime,
+    grace: timedelta,
+    event_id: str | None,
+    job_id_for: JobIdFor,
+) -> NoticeRow | None:
+    """In the caller's transaction: the organization (by id, else by its Stripe customer),
+    locked; its entitlement at `now` against the one it was last told; a notice when they
+    differ. None when there is no such organization, no change, or the notice exists."""
+    if organization_id is not None:
+        organization = await billing_repository.organization_for_update(connection, organization_id)
+    elif customer_id is not None:
+        organization = await billing_repository.organization_by_customer_for_update(
+            connection, customer_id
+        )
+    else:
+        return None
+    if organization is None:
+        return None
+    found = await standing_and_notified(connection, organization.id)
+    if found is None:
+        return None
+    current = entitlement_of(found.standing, now=now, grace=grace)
+    previous = found.notified or NEVER_NOTIFIED
+    if current == previous:
+        return None
+    notice = NoticeRow(
+        job_id=job_id_for(organization.id, previous),
+        organization_id=organization.id,
+        event_id=event_id,
+        entitlement=current,
+        decided_at=now,
+    )
+    return notice if await record_notice(connection, notice) else None
+
+
+async def publish(
+    engine: AsyncEngine,
+    queue: Any,
+    notices: Sequence[NoticeRow],
+    *,
+    options: dict[str, Any] | None = None,
+) -> int:
+    """After the commit: add the notices' jobs, then mark them added. A failure is logged and
+    left to the sweep (the notices are committed); how many were added."""
+    if not notices:
+        return 0
+    try:
+        await asyncio.wait_for(
+            queue.addBulk([job_of(notice, options) for notice in notices]),
+            PUBLISH_TIMEOUT_SECONDS,
+        )
+    except Exception as error:  # Redis away or slow: the sweep adds them
+        logger.warning(
+            "entitlement notices %s not added (the sweep will): %s",
+            ", ".join(notice.job_id for notice in notices),
+            error,
+        )
+        return 0
+    try:
+        async with pooled_driver(engine) as connection:
+            await mark_enqueued(connection, [notice.job_id for notice in notices])
+    except Exception as error:  # the sweep adds the same job ids again: nothing doubles
+        logger.warning("entitlement notices added but not marked: %s", error)
+    return len(notices)
+
+
+async def sweep_entitlement_notices(
+    engine: AsyncEngine,
+    queue: Any,
+    *,
+    now: datetime,
+    after: timedelta = SWEEP_AFTER,
+    batch: int = SWEEP_BATCH,
+    options: dict[str, Any] | None = None,
+) -> int:
+    """Add the job of every notice older than `after` whose job was never marked added."""
+    added = 0
+    while True:
+        async with pooled_driver(engine) as connection:
+            page = await unenqueued_notices(connection, before=now - after, limit=batch)
+        if not page:
+            return added
+        await queue.addBulk([job_of(notice, options) for notice in page])
+        async with pooled_driver(engine) as connection:
+            await mark_enqueued(connection, [notice.job_id for notice in page])
+        added += len(page)
+        if len(page) < batch:
+            return added
+
+
+async def notice_grace_ends(
+    engine: AsyncEngine,
+    queue: Any,
+    *,
+    now: datetime,
+    grace: timedelta,
+    batch: int = GRACE_CHECK_BATCH,
+    options: dict[str, Any] | None = None,
+) -> int:
+    """A notice for each organization told it was entitled in a grace period that has ended
+    by `now` (no webhook marks that moment). One transaction per organization; how many
+    notices were added to the queue."""
+    async with pooled_driver(engine) as connection:
+        organizations = await grace_ended_organizations(connection, now=now, limit=batch)
+    notices = []
+    for organization_id in organizations:
+        async with driver_unit_of_work(engine) as connection:
+            notice = await notice_change(
+                connection,
+                organization_id=organization_id,
+                now=now,
+                grace=grace,
+                event_id=None,
+                job_id_for=grace_end_job_id,
+            )
+        if notice is not None:
+            notices.append(notice)
+    return await publish(engine, queue, notices, options=options)

@@ -1,0 +1,55 @@
+"""The webhook path's part of entitlement notices (`billing/entitlement_notices.py`): after a
+handler changed billing state, in the delivery's transaction, whether the organization the
+event is about is now entitled differently; the job is added after the commit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sensor_billing.billing.entitlement_notices import event_job_id, notice_change, publish
+from sensor_billing.billing.entitlement_notices_repository import NoticeRow
+from sensor_billing.billing.stripe_objects import checkout_organization_id, object_id
+from sensor_billing.db.driver import Driver
+from sensor_billing.webhooks.envelope import StripeEventEnvelope
+
+
+def affected_organization(event: StripeEventEnvelope) -> tuple[uuid.UUID | None, str | None]:
+    """(organization id, Stripe customer id): whichever names the organization whose
+    entitlement the event can change. A checkout names the organization it links; a deleted
+    customer is the event's object; subscriptions and invoices name their customer."""
+    if event.type == "checkout.session.completed":
+        return checkout_organization_id(event.object), None
+    if event.type == "customer.deleted":
+        return None, object_id(event.object.get("id"))
+    return None, object_id(event.object.get("customer"))
+
+
+@dataclass(frozen=True, slots=True)
+class EntitlementNotifier:
+    engine: AsyncEngine
+    # A bullmq Queue on `billing-events`.
+    queue: Any
+    # The app's clock (`app.state.clock`), read at each delivery: tests move it.
+    clock: Callable[[], datetime]
+    grace: timedelta
+
+    async def notice(self, connection: Driver, event: StripeEventEnvelope) -> NoticeRow | None:
+        organization_id, customer_id = affected_organization(event)
+        return await notice_change(
+            connection,
+            organization_id=organization_id,
+            customer_id=customer_id,
+            now=self.clock(),
+            grace=self.grace,
+            event_id=event.id,
+            job_id_for=event_job_id(event.id),
+        )
+
+    async def publish(self, notice: NoticeRow) -> None:
+        await publish(self.engine, self.queue, [notice])

@@ -76,7 +76,8 @@ def delivered_ok(answer: httpx.Response) -> list[str]:
     """The ids of the events a control route delivered, each answered 200 by the app."""
     assert answer.status_code == 200, answer.text
     deliveries = answer.json()["deliveries"]
-    assert deliveries and all(delivery["status"] == 200 for delivery in deliveries), deliveries
+    assert deliveries
+    assert all(delivery["status"] == 200 for delivery in deliveries), deliveries
     return [delivery["event_id"] for delivery in deliveries]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from sensor_billing.errors import InvalidJobDataError
 from sensor_billing.jobs import (
     METER_REPORT_JOB_OPTIONS,
+    EntitlementChangedJobData,
     JobNames,
     MeterReportJobData,
     QueueNames,
@@ -25,11 +27,13 @@ def test_queue_and_job_names_are_the_seed_plans() -> None:
         "SMS_NOTIFICATIONS": "sms-notifications",
         "EMAIL_DIGESTS": "email-digests",
         "METER_REPORTING": "meter-reporting",
+        "BILLING_EVENTS": "billing-events",
     }
     assert {name.name: name.value for name in JobNames} == {
         "SMS_SEND": "sms:send",
         "EMAIL_DIGEST": "email:digest",
         "METER_REPORT": "meter:report",
+        "ENTITLEMENT_CHANGED": "billing:entitlement-changed",
     }
 
 
@@ -104,3 +108,22 @@ def test_sms_job_data_requires_an_e164_number() -> None:
         SmsNotificationJobData.model_validate(
             {"organizationId": ORG, "phoneNumber": "0151 123", "message": "hi"}
         )
+
+
+def test_entitlement_changed_data_carries_every_key_with_nulls() -> None:
+    data = EntitlementChangedJobData(
+        organization_id=uuid.UUID(ORG),
+        entitled=False,
+        reason="past_due_grace_ended",
+        until=None,
+        event_id=None,
+        decided_at=datetime(2026, 12, 8, 9, 30, tzinfo=UTC),
+    )
+    assert data.to_wire() == {
+        "organizationId": ORG,
+        "entitled": False,
+        "reason": "past_due_grace_ended",
+        "until": None,
+        "eventId": None,
+        "decidedAt": "2026-12-08T09:30:00Z",
+    }

@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.event_lookup = EventLookup(engine)
         billing_events = open_queue(settings.redis_url, QueueNames.BILLING_EVENTS)
         app.state.entitlement_notifier = EntitlementNotifier(
-            engine, billing_events, clock=lambda: app.state.clock(), grace=settings.past_due_grace
+            billing_events, clock=lambda: app.state.clock(), grace=settings.past_due_grace
         )
         # Thin webhook events are fetched in full from Stripe (without a key they answer 502),
         # and the /v1 checkout and portal endpoints call it (without a key: 503).

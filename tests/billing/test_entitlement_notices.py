@@ -18,7 +18,7 @@ from sensor_billing.jobs import QueueNames
 from sensor_billing.jobs.connection import open_queue
 from sensor_billing.settings import Settings
 from tests.billing.conftest import Api, ApiFactory
-from tests.support.billing_events import ENTITLEMENT_CHANGED_KEYS, queued_jobs
+from tests.support.billing_events import ENTITLEMENT_CHANGED_KEYS, queued_jobs, read_with_node
 from tests.support.billing_state import (
     CUSTOMER,
     GRACE,
@@ -195,4 +195,30 @@ async def test_the_sweep_adds_the_job_whose_add_was_lost(
     jobs = await queued_jobs(redis_url)
     assert [(job.id, job.data["organizationId"]) for job in jobs] == [(lost.job_id, str(org))]
     [marked] = await notices(sessions)
+    assert marked.enqueued_at is not None
+
+
+async def test_the_sweep_marks_a_job_the_api_added_without_adding_it_again(
+    api: Api, redis_url: str, sessions: SessionFactory
+) -> None:
+    await new_organization(api.app.state.sessions, CUSTOMER)
+    api.at(T0)
+    await send(api.client, "customer.subscription.created", subscription("sub_a", "active"), T0)
+    [added] = await notices(sessions)
+    # The product consumed it meanwhile: completed jobs are kept, so the sweep still finds it.
+    consumed = await read_with_node(redis_url)
+    queue = open_queue(redis_url, QueueNames.BILLING_EVENTS)
+    try:
+        swept = await sweep_entitlement_notices(
+            api.app.state.engine, queue, now=added.created_at + timedelta(minutes=2)
+        )
+        state = await queue.getJobState(added.job_id)
+    finally:
+        await queue.close()
+
+    assert [job["id"] for job in consumed] == [added.job_id]
+    assert swept == 0
+    assert (state, await queued_jobs(redis_url)) == ("completed", [])
+    [marked] = await notices(sessions)
+    assert added.enqueued_at is None
     assert marked.enqueued_at is not None

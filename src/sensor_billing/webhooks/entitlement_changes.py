@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from sensor_billing.billing.entitlement_notices import event_job_id, notice_change, publish
 from sensor_billing.billing.entitlement_notices_repository import NoticeRow
 from sensor_billing.billing.stripe_objects import checkout_organization_id, object_id
@@ -32,7 +30,6 @@ def affected_organization(event: StripeEventEnvelope) -> tuple[uuid.UUID | None,
 
 @dataclass(frozen=True, slots=True)
 class EntitlementNotifier:
-    engine: AsyncEngine
     # A bullmq Queue on `billing-events`.
     queue: Any
     # The app's clock (`app.state.clock`), read at each delivery: tests move it.
@@ -52,4 +49,4 @@ class EntitlementNotifier:
         )
 
     async def publish(self, notice: NoticeRow) -> None:
-        await publish(self.engine, self.queue, [notice])
+        await publish(self.queue, [notice])

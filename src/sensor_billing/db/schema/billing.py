@@ -148,8 +148,9 @@ class BillingStateChange(Base):
 class EntitlementNotice(Base):
     """The outbox of the `billing-events` queue: one row per change of an organization's
     entitlement, written in the transaction that changed it; its `billing:entitlement-changed`
-    job is added after the commit (`enqueued_at` set then), or by the worker's sweep when that
-    was lost. The job id is `job_id`, so adding it twice adds one job."""
+    job is added after the commit. The worker's sweep sets `enqueued_at` once it finds the job
+    in the queue, or adds the job when that add was lost. The job id is `job_id`, so adding it
+    twice adds one job."""
 
     __tablename__ = "entitlement_notices"
     __table_args__ = (

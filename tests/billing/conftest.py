@@ -111,3 +111,10 @@ async def stripe_client(standin_settings: Settings) -> AsyncIterator[stripe.Stri
     http = create_http_client(timeout=5.0)
     yield create_stripe_client(standin_settings, http_client=http)
     await http.close_async()  # type: ignore[no-untyped-call]  # unannotated in the SDK
+
+
+@pytest.fixture
+async def standin_api(standin_settings: Settings, api_factory: ApiFactory) -> AsyncIterator[Api]:
+    """The app as the SaaS backend calls it, its Stripe being the test's stand-in."""
+    async with api_factory(standin_settings) as api:
+        yield api

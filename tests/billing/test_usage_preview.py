@@ -5,29 +5,22 @@ unavailable with the reason, when it fails, refuses or does not answer in time."
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
-import httpx
 import pytest
 import stripe
 
 from sensor_billing.db import SessionFactory
 from sensor_billing.devtools.stripe_standin import (
-    DEFAULT_API_KEY,
     FaultPlan,
     RunningStandin,
 )
 from sensor_billing.devtools.stripe_standin.faults import FaultTarget
-from sensor_billing.settings import Settings
 from sensor_billing.stripe_api.setup import SetupOptions, SetupResult, set_up_stripe
 from tests.billing.conftest import Api
 from tests.billing.ledger_rows import add_report
-from tests.support.billing_state import new_organization
-from tests.support.stripe_events import deliver
-from tests.webhooks.conftest import SECRET
+from tests.billing.stripe_subscriptions import subscribe_in_standin
 
 INVOICES = (FaultTarget.INVOICES,)
 SENSOR_CENTS = Decimal(500)
@@ -45,30 +38,8 @@ async def subscribed_in_stripe(
             unit_amounts={"active_sensors": SENSOR_CENTS, "temperature_readings": READING_CENTS}
         ),
     )
-    customer = (await client.v1.customers.create_async({"name": "Aurora Dairy"})).id
-    org = await new_organization(sessions, customer)
-    params: Any = {
-        "mode": "subscription",
-        "customer": customer,
-        "client_reference_id": str(org),
-        "success_url": "https://app.example.com/ok",
-        "line_items": [
-            {"price": setup.id_of("price", name)}
-            for name in ("active_sensors", "temperature_readings")
-        ],
-    }
-    checkout = await client.v1.checkout.sessions.create_async(params)
-    headers = {"Authorization": f"Bearer {DEFAULT_API_KEY}"}
-    async with httpx.AsyncClient(base_url=standin.url, headers=headers) as raw:
-        paid = await raw.post(
-            f"/_standin/checkout_sessions/{checkout.id}/complete", json={"deliver": False}
-        )
-        assert paid.status_code == 200, paid.text
-        for event_id in paid.json()["events"]:
-            event = (await raw.get(f"/v1/events/{event_id}")).json()
-            answer = await deliver(api.client, event, secret=SECRET)
-            assert answer.status_code == 200, answer.text
-    return org, customer, setup
+    subscribed = await subscribe_in_standin(api, client, standin, sessions, setup)
+    return subscribed.organization_id, subscribed.customer_id, setup
 
 
 async def send_usage(client: stripe.StripeClient, customer: str, name: str, value: int) -> None:
@@ -79,14 +50,6 @@ async def send_usage(client: stripe.StripeClient, customer: str, name: str, valu
             "identifier": f"test-{uuid.uuid4()}",
         }
     )
-
-
-@pytest.fixture
-async def standin_api(
-    standin_settings: Settings, sessions: SessionFactory, api_factory: Any
-) -> AsyncIterator[Api]:
-    async with api_factory(standin_settings) as api:
-        yield api
 
 
 async def test_the_preview_is_what_stripe_would_bill_the_period_so_far(

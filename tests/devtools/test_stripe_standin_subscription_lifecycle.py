@@ -217,3 +217,28 @@ async def test_the_clock_can_be_frozen_and_let_go(
     assert moved["now"] == frozen["now"] + 60
     assert released["frozen"] is False
     assert state.clock.now() >= moved["now"]
+
+
+async def test_get_answers_what_the_newest_event_of_the_object_carries(
+    client: stripe.StripeClient,
+    catalog: BillingCatalog,
+    control: httpx.AsyncClient,
+    raw: httpx.AsyncClient,
+) -> None:
+    # A receiver that cannot order two events of one second fetches the object and reads it as
+    # it reads an event's `data.object`: the two must have one shape.
+    subscription = (await subscribe(client, catalog, control))["subscription"]
+    await control_post(control, "/clock", {"freeze": True})
+    failed = await control_post(control, f"/subscriptions/{subscription['id']}/payment_failed")
+    paid = await control_post(control, f"/subscriptions/{subscription['id']}/payment_succeeded")
+    await control_post(control, "/clock", {"freeze": False})
+    paid_invoice, active = [(await raw.get(f"/v1/events/{i}")).json() for i in paid["events"]]
+
+    got_subscription = await raw.get(f"/v1/subscriptions/{subscription['id']}")
+    got_invoice = await raw.get(f"/v1/invoices/{failed['invoice']['id']}")
+
+    assert (got_subscription.status_code, got_invoice.status_code) == (200, 200)
+    assert paid_invoice["type"] == "invoice.paid"
+    assert active["type"] == "customer.subscription.updated"
+    assert got_subscription.json() == active["data"]["object"]
+    assert got_invoice.json() == paid_invoice["data"]["object"]

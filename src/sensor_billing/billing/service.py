@@ -3,7 +3,18 @@
 Every function sets state to what the event's object says; none increments, so the rare second
 Event object Stripe creates for one change is harmless. Each keeps a watermark (the `created`
 time of the event that last set the object): Stripe does not order events, and an older one
-never overwrites newer state. Events of the same second apply in arrival order.
+never overwrites newer state.
+
+`created` has one-second resolution, so the watermark cannot order two events of one second:
+- a subscription event of the stored state's second that says something else raises
+  `SameSecondConflict` (which rolls the delivery back): the delivery fetches the subscription
+  from Stripe and applies what Stripe says now, with the event's id and second
+  (`webhooks.service`). A copy that agrees with the stored state applies as usual;
+- an invoice needs no fetch: its only states here are `payment_failed` and `paid`, and `paid`
+  is terminal (`TERMINAL_PAYMENT_STATUSES`), so either order ends paid; the first failure's
+  time is the earliest of them, in any order;
+- a terminal subscription status (`TERMINAL_SUBSCRIPTION_STATUSES`) is never undone, whatever
+  the second.
 Nothing here commits.
 """
 
@@ -20,7 +31,7 @@ from sqlalchemy import Table
 from sensor_billing.billing import repository
 from sensor_billing.billing.repository import StoredRow
 from sensor_billing.billing.stripe_objects import InvoiceSnapshot, SubscriptionSnapshot
-from sensor_billing.db.driver import Driver
+from sensor_billing.db.driver import Driver, RollBack
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +39,21 @@ class EventContext:
     id: str
     type: str
     created: datetime
+    # The object is what Stripe answered when asked after the event, not the event's snapshot:
+    # it is applied even when the stored state is of the event's second.
+    object_is_current: bool = False
+
+
+class SameSecondConflict(RollBack):
+    """The event and the stored state of its subscription share a second and disagree.
+
+    Which of the two is newer cannot be told, so the delivery is rolled back and the
+    subscription fetched from Stripe (`webhooks.service.deliver_event`).
+    """
+
+    def __init__(self, subscription_id: str) -> None:
+        super().__init__(f"subscription {subscription_id}: an event of the stored state's second")
+        self.subscription_id = subscription_id
 
 
 class Effect(enum.StrEnum):
@@ -63,6 +89,22 @@ def _stale(row: StateRow | None, event: EventContext) -> Result | None:
     if row is not None and row.last_event_created > event.created:
         return Result(Effect.STALE, f"state from {row.last_event_created.isoformat()} is newer")
     return None
+
+
+def _same_second_disagreement(
+    row: StateRow | None, event: EventContext, values: dict[str, Any]
+) -> bool:
+    return (
+        row is not None
+        and not event.object_is_current
+        and row.last_event_created == event.created
+        and bool(_diff(row, values))
+    )
+
+
+CURRENT_OBJECT_REASON = (
+    "its event shares a second with the stored state: applied what Stripe says now"
+)
 
 
 async def _set_state(
@@ -120,7 +162,9 @@ async def apply_subscription(
         "cancel_at_period_end": snapshot.cancel_at_period_end,
         "ended_at": snapshot.ended_at,
     }
-    return await _set_state(
+    if _same_second_disagreement(row, event, values):
+        raise SameSecondConflict(snapshot.id)
+    result = await _set_state(
         connection,
         event,
         row,
@@ -130,6 +174,7 @@ async def apply_subscription(
         customer_id=snapshot.customer_id,
         summary=f"subscription {snapshot.id} {snapshot.status}",
     )
+    return Result(result.effect, CURRENT_OBJECT_REASON) if event.object_is_current else result
 
 
 # An invoice that has been paid stays paid: a payment failure reported for it (an earlier

@@ -10,7 +10,8 @@ work here is one asyncpg transaction on a connection of the engine's pool.
 
 SQLAlchemy does not see what happens on the driver, so it cannot tell a connection the server
 ended from a live one: any failure inside `pooled_driver` invalidates the connection, or the
-pool would hand out the dead one again.
+pool would hand out the dead one again. The one exception is `RollBack`, raised on purpose
+between statements: the connection is known to be healthy and goes back to the pool.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ class Driver(Protocol):
     async def executemany(self, query: str, args: Sequence[Sequence[Any]]) -> None: ...
 
     def transaction(self) -> AbstractAsyncContextManager[Any]: ...
+
+
+class RollBack(Exception):  # noqa: N818 - it names what it does, not a failure
+    """Raised inside `driver_unit_of_work` to end it with a rollback and keep the connection.
+
+    Raised between statements, so the connection is in a known state; a rollback that fails
+    raises its own error, which invalidates the connection as any other failure does.
+    """
 
 
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
@@ -91,6 +100,8 @@ async def pooled_driver(engine: AsyncEngine) -> AsyncIterator[Driver]:
         assert driver is not None
         try:
             yield driver
+        except RollBack:
+            raise
         except BaseException:  # cancelled mid-statement too: the protocol state is unknown
             await connection.invalidate()
             raise

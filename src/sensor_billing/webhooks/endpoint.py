@@ -30,7 +30,7 @@ from sensor_billing.http_errors import error_response
 from sensor_billing.observability import record_webhook_delivery
 from sensor_billing.observability.metrics import WebhookOutcome
 from sensor_billing.settings import Settings
-from sensor_billing.stripe_api.events import fetch_v2_event
+from sensor_billing.stripe_api.events import fetch_subscription, fetch_v2_event
 from sensor_billing.webhooks.envelope import StripeEventEnvelope, load_body, read_event
 from sensor_billing.webhooks.recent import RecentEvents
 from sensor_billing.webhooks.recorder import EventRecorder
@@ -39,6 +39,7 @@ from sensor_billing.webhooks.service import (
     EventFetcher,
     Outcome,
     Processed,
+    SubscriptionFetcher,
     deliver_event,
     deliver_thin_event,
 )
@@ -96,6 +97,20 @@ def event_fetcher(client: StripeClient | None) -> EventFetcher:
                 "STRIPE_API_KEY is not set: the full event of a thin event cannot be fetched"
             )
         return await fetch_v2_event(client, event_id, context)
+
+    return fetch
+
+
+def subscription_fetcher(client: StripeClient | None) -> SubscriptionFetcher:
+    """Fetches a subscription whose events of one second disagree (None without a key)."""
+
+    async def fetch(subscription_id: str) -> dict[str, Any]:
+        if client is None:
+            raise EventFetchError(
+                f"STRIPE_API_KEY is not set: subscription {subscription_id}, whose events of"
+                " one second disagree, cannot be fetched"
+            )
+        return await fetch_subscription(client, subscription_id)
 
     return fetch
 
@@ -163,7 +178,12 @@ async def receive_stripe_webhook(request: Request) -> Response:
             processed = await deliver_thin_event(recorder, sessions, envelope, fetch_event)
         else:
             processed = await deliver_event(
-                recorder, state.event_lookup, state.engine, envelope, state.entitlement_notifier
+                recorder,
+                state.event_lookup,
+                state.engine,
+                envelope,
+                subscription_fetcher(getattr(state, "stripe", None)),
+                state.entitlement_notifier,
             )
         recent.add(event_id)  # committed now, by this request or an earlier one
         outcome = processed.outcome.value

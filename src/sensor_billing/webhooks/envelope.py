@@ -22,6 +22,8 @@ class StripeEventEnvelope:
     api_version: str | None
     livemode: bool
     object: dict[str, Any]
+    # `object` was fetched from Stripe after the event (webhooks.service): what is true now.
+    object_is_current: bool = False
 
 
 def load_body(body: bytes) -> Any:

@@ -21,7 +21,12 @@ Handler = Callable[[Driver, StripeEventEnvelope], Awaitable[Result]]
 
 
 def _context(event: StripeEventEnvelope) -> EventContext:
-    return EventContext(id=event.id, type=event.type, created=event.created)
+    return EventContext(
+        id=event.id,
+        type=event.type,
+        created=event.created,
+        object_is_current=event.object_is_current,
+    )
 
 
 async def checkout_session_completed(connection: Driver, event: StripeEventEnvelope) -> Result:

@@ -9,10 +9,18 @@
     that moment (`lookup.EventLookup`), without a transaction;
   - a type without a handler: recording the event is its only effect, so an autocommit
     `INSERT ... ON CONFLICT DO NOTHING` is the whole transaction (one round trip, not three),
-    shared with the other deliveries waiting at that moment (`recorder.EventRecorder`).
+    shared with the other deliveries waiting at that moment (`recorder.EventRecorder`);
   - with a `notifier`, a handled delivery that changed state also checks, in its transaction,
     whether the organization's entitlement changed (`entitlement_changes`), and adds the
-    `billing:entitlement-changed` job after the commit.
+    `billing:entitlement-changed` job after the commit;
+  - a subscription event of the same second as the stored state that says something else
+    (`billing.service.SameSecondConflict`: `created` has one-second resolution, so which is
+    newer cannot be told): that transaction rolls back, the subscription is fetched from
+    Stripe outside any transaction, and a new one records the event and applies what Stripe
+    says now (`deliver_as_stripe_says_now`), the notifier's check included. A fetch failure
+    raises before anything is written: the endpoint answers 5xx and Stripe delivers again.
+    Other deliveries pay nothing for this: the check compares values the handler has read
+    already.
 
 `deliver_thin_event` does the same for a thin event, whose full event is fetched from Stripe
 first, outside any transaction (a network call never holds a row lock). A fetch failure
@@ -21,6 +29,7 @@ raises before anything is written: the endpoint answers 5xx and Stripe delivers 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,7 +37,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sensor_billing.billing.service import Effect, Result
+from sensor_billing.billing.service import Effect, Result, SameSecondConflict
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.driver import driver_unit_of_work
 from sensor_billing.metering import meter_errors
@@ -36,13 +45,15 @@ from sensor_billing.observability.metrics import record_meter_errors
 from sensor_billing.webhooks import repository
 from sensor_billing.webhooks.entitlement_changes import EntitlementNotifier
 from sensor_billing.webhooks.envelope import StripeEventEnvelope
-from sensor_billing.webhooks.handlers import HANDLERS
+from sensor_billing.webhooks.handlers import HANDLERS, Handler
 from sensor_billing.webhooks.lookup import EventLookup
 from sensor_billing.webhooks.recorder import EventRecorder
 from sensor_billing.webhooks.thin_events import ThinEventNotification
 
 # (event id, context) -> the full event's JSON; raises `EventFetchError`.
 EventFetcher = Callable[[str, str | None], Awaitable[dict[str, Any]]]
+# subscription id -> the subscription's JSON as Stripe answers now; raises `EventFetchError`.
+SubscriptionFetcher = Callable[[str], Awaitable[dict[str, Any]]]
 
 
 class Outcome(enum.StrEnum):
@@ -65,6 +76,7 @@ async def deliver_event(
     lookup: EventLookup,
     engine: AsyncEngine,
     event: StripeEventEnvelope,
+    fetch_subscription: SubscriptionFetcher,
     notifier: EntitlementNotifier | None = None,
 ) -> Processed:
     handler = HANDLERS.get(event.type)
@@ -74,8 +86,35 @@ async def deliver_event(
 
     if await lookup.recorded(event.id):
         return Processed(Outcome.DUPLICATE, ALREADY_PROCESSED)
+    try:
+        return await _record_and_handle(engine, event, handler, notifier)
+    except SameSecondConflict as conflict:  # rolled back, the connection back in the pool
+        current_object = await fetch_subscription(conflict.subscription_id)
+        return await deliver_as_stripe_says_now(engine, event, handler, current_object, notifier)
+
+
+async def deliver_as_stripe_says_now(
+    engine: AsyncEngine,
+    event: StripeEventEnvelope,
+    handler: Handler,
+    current_object: dict[str, Any],
+    notifier: EntitlementNotifier | None,
+) -> Processed:
+    """The event recorded and handled with `current_object`, its object as fetched from Stripe
+    after the event, in place of the event's snapshot; the watermark stays at its second."""
+    current = dataclasses.replace(event, object=current_object, object_is_current=True)
+    return await _record_and_handle(engine, current, handler, notifier)
+
+
+async def _record_and_handle(
+    engine: AsyncEngine,
+    event: StripeEventEnvelope,
+    handler: Handler,
+    notifier: EntitlementNotifier | None,
+) -> Processed:
     notice = None
     async with driver_unit_of_work(engine) as connection:
+        # A concurrent delivery of this event waits here until the other transaction ends.
         if not await repository.record_event_on(connection, event.id, event.type):
             return Processed(Outcome.DUPLICATE, ALREADY_PROCESSED)
         result = await handler(connection, event)

@@ -107,8 +107,9 @@ class WebhookNotConfiguredError(SensorBillingError):
 
 
 class EventFetchError(SensorBillingError):
-    """The full event behind a verified thin event could not be fetched from Stripe (or was not
-    what Stripe documents). Nothing was recorded: answered 502 so that Stripe delivers again."""
+    """What a verified delivery needs from Stripe could not be fetched (or was not what Stripe
+    documents): the full event behind a thin event, or the subscription of an event from the
+    stored state's second. Nothing was recorded: answered 502 so that Stripe delivers again."""
 
     code = "event_fetch_failed"
 

@@ -113,6 +113,14 @@ async def count(sessions: SessionFactory, table: str, event_id: str) -> int:
     return int(found or 0)
 
 
+async def notice_reasons(sessions: SessionFactory, event_id: str) -> list[str]:
+    async with sessions() as session:
+        found = await session.scalars(
+            text("SELECT reason FROM entitlement_notices WHERE event_id = :id"), {"id": event_id}
+        )
+    return list(found)
+
+
 async def test_same_second_events_in_every_order_leave_what_stripe_says_now(
     standin_api: Api, standin: RunningStandin, sessions: SessionFactory, subscribe: Subscribe
 ) -> None:
@@ -195,6 +203,8 @@ async def test_concurrent_deliveries_of_a_same_second_event_have_one_effect(
     assert await count(sessions, "stripe_events", active["id"]) == 1
     assert await count(sessions, "billing_state_changes", active["id"]) == 1
     assert await billing_of(standin_api, subscribed) == ("active", ENTITLED_ACTIVE)
+    # The product hears of the change the fetched state made (past-due grace to active), once.
+    assert await notice_reasons(sessions, active["id"]) == ["active"]
 
 
 async def test_a_second_copy_of_a_change_from_the_same_second_applies_without_asking_stripe(

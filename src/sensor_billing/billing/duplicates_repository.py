@@ -58,7 +58,5 @@ async def live_metered_subscriptions_on(
     connection: Driver, customer_id: str
 ) -> list[MeteredSubscription]:
     """The same, in the webhook's transaction on the driver."""
-    rows = await connection.fetch(
-        LIVE_METERED.sql, *LIVE_METERED.arguments({"customer_id": customer_id})
-    )
+    rows = await LIVE_METERED.fetch(connection, {"customer_id": customer_id})
     return [_subscription(row) for row in rows]

@@ -133,9 +133,7 @@ async def unenqueued_notices(
     connection: Driver, *, before: datetime, limit: int
 ) -> list[NoticeRow]:
     """The oldest notices whose job was never marked added, made before `before`."""
-    rows = await connection.fetch(
-        UNENQUEUED.sql, *UNENQUEUED.arguments({"before": before, "limit": limit})
-    )
+    rows = await UNENQUEUED.fetch(connection, {"before": before, "limit": limit})
     return [
         NoticeRow(
             job_id=row["job_id"],
@@ -164,7 +162,5 @@ async def grace_ended_organizations(
     connection: Driver, *, now: datetime, limit: int
 ) -> list[uuid.UUID]:
     """Organizations last told they were entitled in a grace period that has ended by `now`."""
-    rows = await connection.fetch(
-        GRACE_ENDED.sql, *GRACE_ENDED.arguments({"now": now, "limit": limit})
-    )
+    rows = await GRACE_ENDED.fetch(connection, {"now": now, "limit": limit})
     return [row["organization_id"] for row in rows]

@@ -84,6 +84,9 @@ class DriverStatement:
         """The statement once per row, sent together (asyncpg: one round trip)."""
         await driver.executemany(self.sql, [self.arguments(row) for row in rows])
 
+    async def fetch(self, driver: Driver, parameters: Mapping[str, Any]) -> list[Record]:
+        return await driver.fetch(self.sql, *self.arguments(parameters))
+
     async def fetchrow(self, driver: Driver, parameters: Mapping[str, Any]) -> Record | None:
         return await driver.fetchrow(self.sql, *self.arguments(parameters))
 

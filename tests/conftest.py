@@ -12,12 +12,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sensor_billing.db import SessionFactory, create_engine, create_session_factory, migrate
 from sensor_billing.settings import use_fallback
-from tests.support.databases import create_database, drop_database, run_in_thread
+from tests.support.databases import create_database, drop_database, empty_tables, run_in_thread
 
 ADMIN_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -67,16 +66,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 async def sessions(engine: AsyncEngine) -> AsyncIterator[SessionFactory]:
     """A session factory on the test database; every table is emptied after the test."""
     yield create_session_factory(engine)
-    async with engine.begin() as connection:
-        tables = (
-            await connection.execute(
-                text(
-                    "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
-                    "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-                )
-            )
-        ).scalar_one()
-        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await empty_tables(engine)
 
 
 @pytest.fixture

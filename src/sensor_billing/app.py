@@ -31,6 +31,7 @@ from sensor_billing.stripe_api.client import create_http_client, create_stripe_c
 from sensor_billing.webhooks.endpoint import install as install_webhook_route
 from sensor_billing.webhooks.endpoint import is_webhook_delivery, serve_webhook
 from sensor_billing.webhooks.entitlement_changes import EntitlementNotifier
+from sensor_billing.webhooks.groups import HandledDeliveries
 from sensor_billing.webhooks.lookup import EventLookup
 from sensor_billing.webhooks.recent import RecentEvents
 from sensor_billing.webhooks.recorder import EventRecorder
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.entitlement_notifier = EntitlementNotifier(
             billing_events, clock=lambda: app.state.clock(), grace=settings.past_due_grace
         )
+        app.state.handled_deliveries = HandledDeliveries(engine, app.state.entitlement_notifier)
         # Thin webhook events are fetched in full from Stripe (without a key they answer 502),
         # and the /v1 checkout and portal endpoints call it (without a key: 503).
         stripe_http = create_http_client() if settings.stripe_api_key else None
@@ -103,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.event_recorder.aclose()
+            await app.state.handled_deliveries.aclose()
             await app.state.service_keys.aclose()
             await app.state.event_lookup.aclose()
             await billing_events.close()

@@ -11,6 +11,7 @@ from typing import ParamSpec, TypeVar
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sensor_billing.db import SessionFactory
 
@@ -54,6 +55,19 @@ def drop_database(admin_url: str, url: str) -> None:
             await connection.close()
 
     asyncio.run(drop())
+
+
+EVERY_TABLE = text("""
+SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables
+ WHERE schemaname = 'public' AND tablename <> 'alembic_version'
+""")
+
+
+async def empty_tables(engine: AsyncEngine) -> None:
+    """Every table of the test database emptied (the migrations' version kept)."""
+    async with engine.begin() as connection:
+        tables = (await connection.execute(EVERY_TABLE)).scalar_one()
+        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
 def fetch(url: str, sql: str) -> list[tuple[object, ...]]:

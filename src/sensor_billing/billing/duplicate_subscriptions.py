@@ -15,6 +15,7 @@ show` name every such subscription while it is live.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,9 +58,30 @@ async def notice_duplicate_subscription(
     """After a `customer.subscription.created` was applied, in its transaction: warn when the
     new subscription, as now stored, is live with metered prices and the customer has another
     such one."""
-    live = _when_several(await live_metered_subscriptions_on(connection, customer_id))
-    if subscription_id not in {subscription.id for subscription in live}:
-        return
+    await notice_duplicate_subscriptions(connection, [(customer_id, subscription_id, event_id)])
+
+
+async def notice_duplicate_subscriptions(
+    connection: Driver, created: Sequence[tuple[str, str, str]]
+) -> None:
+    """`notice_duplicate_subscription` for (customer, subscription, event id) triples of
+    distinct customers, in one statement."""
+    live_of = await live_metered_subscriptions_on(
+        connection, [customer for customer, _, _ in created]
+    )
+    for customer_id, subscription_id, event_id in created:
+        live = _when_several(live_of.get(customer_id, []))
+        if subscription_id in {subscription.id for subscription in live}:
+            await _warn(connection, customer_id, subscription_id, event_id, live)
+
+
+async def _warn(
+    connection: Driver,
+    customer_id: str,
+    subscription_id: str,
+    event_id: str,
+    live: list[MeteredSubscription],
+) -> None:
     others = [s.id for s in live if s.id != subscription_id]
     organization_id = await customer_holder(connection, customer_id)
     logger.warning(

@@ -3,11 +3,12 @@ and for the driver (the webhook's transaction, `db.driver`). Nothing here writes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import and_, any_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sensor_billing.billing.service import TERMINAL_SUBSCRIPTION_STATUSES
@@ -34,13 +35,16 @@ _live_metered = (
         StripeSubscription.metered_price_ids,
     )
     .where(
-        StripeSubscription.stripe_customer_id == bindparam("customer_id"),
         and_(*(StripeSubscription.status != s for s in sorted(TERMINAL_SUBSCRIPTION_STATUSES))),
         func.cardinality(StripeSubscription.metered_price_ids) > 0,
     )
     .order_by(StripeSubscription.current_period_start.asc().nulls_last(), StripeSubscription.id)
 )
-LIVE_METERED = DriverStatement(_live_metered)
+LIVE_METERED = DriverStatement(
+    _live_metered.add_columns(StripeSubscription.stripe_customer_id).where(
+        StripeSubscription.stripe_customer_id == any_(bindparam("customer_ids"))
+    )
+)
 
 
 def _subscription(row: Any) -> MeteredSubscription:
@@ -50,13 +54,16 @@ def _subscription(row: Any) -> MeteredSubscription:
 async def live_metered_subscriptions(
     session: AsyncSession, customer_id: str
 ) -> list[MeteredSubscription]:
-    rows = await session.execute(_live_metered, {"customer_id": customer_id})
+    query = _live_metered.where(StripeSubscription.stripe_customer_id == customer_id)
+    rows = await session.execute(query)
     return [_subscription(row) for row in rows]
 
 
 async def live_metered_subscriptions_on(
-    connection: Driver, customer_id: str
-) -> list[MeteredSubscription]:
-    """The same, in the webhook's transaction on the driver."""
-    rows = await LIVE_METERED.fetch(connection, {"customer_id": customer_id})
-    return [_subscription(row) for row in rows]
+    connection: Driver, customer_ids: Sequence[str]
+) -> dict[str, list[MeteredSubscription]]:
+    """Of each customer, in the webhook's transaction on the driver: those that have any."""
+    found: dict[str, list[MeteredSubscription]] = {}
+    for row in await LIVE_METERED.fetch(connection, {"customer_ids": list(customer_ids)}):
+        found.setdefault(row[4], []).append(_subscription(row))
+    return found

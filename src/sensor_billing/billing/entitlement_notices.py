@@ -21,6 +21,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,10 +33,11 @@ from sensor_billing.billing.entitlement_notices_repository import (
     NoticeRow,
     grace_ended_organizations,
     mark_enqueued,
-    record_notice,
+    record_notices,
     standing_and_notified,
     unenqueued_notices,
 )
+from sensor_billing.billing.service import GroupConflict
 from sensor_billing.billing.standing import entitlement_of
 from sensor_billing.db.driver import Driver, driver_unit_of_work, pooled_driver
 from sensor_billing.jobs.registry import (
@@ -90,6 +92,16 @@ def job_of(notice: NoticeRow) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class NoticeTarget:
+    """The organization a notice may be for: by id, else by its Stripe customer."""
+
+    organization_id: uuid.UUID | None
+    customer_id: str | None
+    event_id: str | None
+    job_id_for: JobIdFor
+
+
 async def notice_change(
     connection: Driver,
     *,
@@ -103,31 +115,59 @@ async def notice_change(
     """In the caller's transaction: the organization (by id, else by its Stripe customer),
     locked; its entitlement at `now` against the one it was last told; a notice when they
     differ. None when there is no such organization, no change, or the notice exists."""
-    if organization_id is not None:
-        organization = await billing_repository.organization_for_update(connection, organization_id)
-    elif customer_id is not None:
-        organization = await billing_repository.organization_by_customer_for_update(
-            connection, customer_id
-        )
-    else:
-        return None
-    if organization is None:
-        return None
-    found = await standing_and_notified(connection, organization.id)
-    if found is None:
-        return None
-    current = entitlement_of(found.standing, now=now, grace=grace)
-    previous = found.notified or NEVER_NOTIFIED
-    if current == previous:
-        return None
-    notice = NoticeRow(
-        job_id=job_id_for(organization.id, previous),
-        organization_id=organization.id,
-        event_id=event_id,
-        entitlement=current,
-        decided_at=now,
+    target = NoticeTarget(organization_id, customer_id, event_id, job_id_for)
+    notices = await notice_changes(connection, [target], now=now, grace=grace)
+    return notices[0] if notices else None
+
+
+async def notice_changes(
+    connection: Driver, targets: Sequence[NoticeTarget], *, now: datetime, grace: timedelta
+) -> list[NoticeRow]:
+    """`notice_change` for many organizations, each step one statement. Raises
+    `GroupConflict` when two targets are one organization (its notice would depend on which
+    is taken first)."""
+    organization_ids = [t.organization_id for t in targets if t.organization_id is not None]
+    customer_ids = [
+        t.customer_id for t in targets if t.organization_id is None and t.customer_id is not None
+    ]
+    if not organization_ids and not customer_ids:
+        return []
+    rows = await billing_repository.organizations_for_update(
+        connection, organization_ids, customer_ids
     )
-    return notice if await record_notice(connection, notice) else None
+    by_id = {row.id: row for row in rows}
+    by_customer = {row.stripe_customer_id: row for row in rows if row.stripe_customer_id}
+    found_for: list[tuple[NoticeTarget, uuid.UUID]] = []
+    for target in targets:
+        organization = (
+            by_id.get(target.organization_id)
+            if target.organization_id is not None
+            else by_customer.get(target.customer_id)
+        )
+        if organization is not None:
+            found_for.append((target, organization.id))
+    if len({organization_id for _, organization_id in found_for}) != len(found_for):
+        raise GroupConflict("two events of the group are about one organization")
+    read = await standing_and_notified(connection, [org for _, org in found_for])
+    notices = []
+    for target, organization_id in found_for:
+        found = read.get(organization_id)
+        if found is None:
+            continue
+        current = entitlement_of(found.standing, now=now, grace=grace)
+        previous = found.notified or NEVER_NOTIFIED
+        if current != previous:
+            notices.append(
+                NoticeRow(
+                    job_id=target.job_id_for(organization_id, previous),
+                    organization_id=organization_id,
+                    event_id=target.event_id,
+                    entitlement=current,
+                    decided_at=now,
+                )
+            )
+    recorded = await record_notices(connection, notices)
+    return [notice for notice in notices if notice.job_id in recorded]
 
 
 async def publish(queue: Any, notices: Sequence[NoticeRow]) -> int:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import any_, bindparam, func, literal_column, select, update
-from sqlalchemy.dialects.postgresql import insert
 
 from sensor_billing.billing.entitlement import Entitlement
 from sensor_billing.billing.repository import table_of
@@ -31,7 +30,7 @@ STANDING_AND_NOTIFIED_SQL = asyncpg_text(
     standing_query()
     .add_columns(_notified.c.entitled, _notified.c.reason, _notified.c.until)
     .outerjoin(_notified, _notified.c.organization_id == Organization.id)
-    .where(Organization.id == literal_column("$1::uuid"))
+    .where(Organization.id == literal_column("ANY($1::uuid[])"))
 )
 
 
@@ -43,45 +42,41 @@ class StandingAndNotified:
 
 
 async def standing_and_notified(
-    connection: Driver, organization_id: uuid.UUID
-) -> StandingAndNotified | None:
-    """One statement. Run it after locking the organization's row: it then reads what the
-    transaction that held the lock committed (a statement's snapshot starts with it)."""
-    row = await connection.fetchrow(STANDING_AND_NOTIFIED_SQL, organization_id)
-    if row is None:
-        return None
-    *standing, entitled, reason, until = tuple(row.values())
-    notified = None if entitled is None else Entitlement(entitled, reason, until)
-    return StandingAndNotified(standing_from_row(standing), notified)
+    connection: Driver, organization_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, StandingAndNotified]:
+    """Of each organization that exists, in one statement. Run it after locking the
+    organizations' rows: it then reads what the transactions that held the locks committed
+    (a statement's snapshot starts with it)."""
+    found = {}
+    for row in await connection.fetch(STANDING_AND_NOTIFIED_SQL, list(organization_ids)):
+        *standing, entitled, reason, until = tuple(row.values())
+        notified = None if entitled is None else Entitlement(entitled, reason, until)
+        read = StandingAndNotified(standing_from_row(standing), notified)
+        found[read.standing.organization_id] = read
+    return found
 
 
-# The notice, and the organization's notified entitlement moved to it, in one statement. A
-# notice that exists already (the same event noticed twice) changes nothing: no row returned.
-_NOTIFIED_COLUMNS = ("organization_id", "entitled", "reason", "until", "job_id", "decided_at")
-_new_notice = (
-    insert(_notices)
-    .values(
-        job_id=bindparam("job_id"),
-        organization_id=bindparam("organization_id"),
-        event_id=bindparam("event_id"),
-        entitled=bindparam("entitled"),
-        reason=bindparam("reason"),
-        until=bindparam("until"),
-        decided_at=bindparam("decided_at"),
+# The notices, and each organization's notified entitlement moved to its notice, in one
+# statement. A notice that exists already (the same event noticed twice) changes nothing: no row
+# returned for it.
+RECORD_NOTICES_SQL = """
+WITH new_notice AS (
+    INSERT INTO entitlement_notices
+        (job_id, organization_id, event_id, entitled, reason, until, decided_at)
+    SELECT * FROM unnest(
+        $1::text[], $2::uuid[], $3::text[], $4::boolean[], $5::text[], $6::timestamptz[],
+        $7::timestamptz[]
     )
-    .on_conflict_do_nothing()
-    .returning(*(_notices.c[name] for name in _NOTIFIED_COLUMNS))
-    .cte("new_notice")
+    ON CONFLICT DO NOTHING
+    RETURNING organization_id, entitled, reason, until, job_id, decided_at
 )
-_moved = insert(_notified).from_select(
-    list(_NOTIFIED_COLUMNS), select(*(_new_notice.c[name] for name in _NOTIFIED_COLUMNS))
-)
-RECORD_NOTICE = DriverStatement(
-    _moved.on_conflict_do_update(
-        index_elements=[_notified.c.organization_id],
-        set_={name: _moved.excluded[name] for name in _NOTIFIED_COLUMNS[1:]},
-    ).returning(_notified.c.job_id)
-)
+INSERT INTO notified_entitlements (organization_id, entitled, reason, until, job_id, decided_at)
+SELECT organization_id, entitled, reason, until, job_id, decided_at FROM new_notice
+ON CONFLICT (organization_id) DO UPDATE SET
+    entitled = excluded.entitled, reason = excluded.reason, until = excluded.until,
+    job_id = excluded.job_id, decided_at = excluded.decided_at
+RETURNING job_id
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,21 +88,21 @@ class NoticeRow:
     decided_at: datetime
 
 
-async def record_notice(connection: Driver, notice: NoticeRow) -> bool:
-    """False when a notice with its job id or its (event, organization) exists already."""
-    job_id = await RECORD_NOTICE.fetchval(
-        connection,
-        {
-            "job_id": notice.job_id,
-            "organization_id": notice.organization_id,
-            "event_id": notice.event_id,
-            "entitled": notice.entitlement.entitled,
-            "reason": notice.entitlement.reason,
-            "until": notice.entitlement.until,
-            "decided_at": notice.decided_at,
-        },
+async def record_notices(connection: Driver, notices: Sequence[NoticeRow]) -> set[str]:
+    """The job ids of the notices recorded: not those whose job id or (event, organization)
+    exists already. At most one notice per organization."""
+    if not notices:
+        return set()
+    columns = (
+        [notice.job_id for notice in notices],
+        [notice.organization_id for notice in notices],
+        [notice.event_id for notice in notices],
+        [notice.entitlement.entitled for notice in notices],
+        [notice.entitlement.reason for notice in notices],
+        [notice.entitlement.until for notice in notices],
+        [notice.decided_at for notice in notices],
     )
-    return job_id is not None
+    return {row[0] for row in await connection.fetch(RECORD_NOTICES_SQL, *columns)}
 
 
 MARK_ENQUEUED = DriverStatement(

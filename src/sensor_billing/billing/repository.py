@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, any_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,6 +60,12 @@ class StoredRow:
         except KeyError:
             raise AttributeError(name) from None
 
+    def replaced(self, **changes: Any) -> StoredRow:
+        """The row as it is once `changes` are written."""
+        merged: dict[str | int, Any] = dict(self._record.items())
+        merged.update(changes)
+        return StoredRow(merged)
+
 
 async def _row(statement: DriverStatement, driver: Driver, **parameters: Any) -> StoredRow | None:
     record = await statement.fetchrow(driver, parameters)
@@ -82,12 +88,49 @@ async def lock_stripe_object(connection: Driver, stripe_id: str) -> None:
     await LOCK_STRIPE_OBJECT.execute(connection, {"stripe_id": stripe_id})
 
 
+# Locked in the order given (unnest's): callers sort, so two groups cannot deadlock.
+LOCK_STRIPE_OBJECTS_SQL = (
+    "SELECT pg_advisory_xact_lock(hashtextextended(stripe_id, 0))"
+    " FROM unnest($1::text[]) AS stripe_id"
+)
+
+
+async def lock_stripe_objects(connection: Driver, stripe_ids: Sequence[str]) -> None:
+    """`lock_stripe_object` for many objects, in one statement, in id order."""
+    await connection.execute(LOCK_STRIPE_OBJECTS_SQL, sorted(set(stripe_ids)))
+
+
 def _by_id(table: Table) -> DriverStatement:
     return DriverStatement(select(table).where(table.c.id == bindparam("stripe_id")))
 
 
 SUBSCRIPTION_BY_ID = _by_id(SUBSCRIPTIONS)
 INVOICE_BY_ID = _by_id(INVOICES)
+
+
+def _by_ids(table: Table) -> DriverStatement:
+    return DriverStatement(select(table).where(table.c.id == any_(bindparam("stripe_ids"))))
+
+
+SUBSCRIPTIONS_BY_ID = _by_ids(SUBSCRIPTIONS)
+INVOICES_BY_ID = _by_ids(INVOICES)
+
+
+async def _rows_by_id(
+    statement: DriverStatement, connection: Driver, stripe_ids: Sequence[str]
+) -> dict[str, StoredRow]:
+    rows = await statement.fetch(connection, {"stripe_ids": list(stripe_ids)})
+    return {row["id"]: StoredRow(row) for row in rows}
+
+
+async def subscriptions_by_id(
+    connection: Driver, stripe_ids: Sequence[str]
+) -> dict[str, StoredRow]:
+    return await _rows_by_id(SUBSCRIPTIONS_BY_ID, connection, stripe_ids)
+
+
+async def invoices_by_id(connection: Driver, stripe_ids: Sequence[str]) -> dict[str, StoredRow]:
+    return await _rows_by_id(INVOICES_BY_ID, connection, stripe_ids)
 
 
 async def get_subscription(connection: Driver, stripe_id: str) -> StoredRow | None:
@@ -134,35 +177,55 @@ async def save_state(
 ) -> None:
     """Create or overwrite the mirrored Stripe object `values["id"]` with `values` and, when
     `logged` is given, add its row to the change log."""
-    parameters = dict(values)
-    if logged is not None:
-        parameters |= _change_parameters(
-            stripe_object_id=values["id"],
-            event_id=logged.event_id,
-            event_type=logged.event_type,
-            change=logged.change,
-            summary=logged.summary,
-        )
-        parameters["customer_id"] = logged.customer_id
-    statement = _save_statement(table, tuple(sorted(values)), logged is not None)
-    await statement.execute(connection, parameters)
+    await save_states(connection, [(table, values, logged)])
+
+
+async def save_states(
+    connection: Driver, states: Sequence[tuple[Table, dict[str, Any], LoggedChange | None]]
+) -> None:
+    """`save_state` for many objects: one round trip per statement shape (asyncpg sends an
+    `executemany`'s rows together)."""
+    by_statement: dict[DriverStatement, list[dict[str, Any]]] = {}
+    for table, values, logged in states:
+        parameters = dict(values)
+        if logged is not None:
+            parameters |= _change_parameters(
+                stripe_object_id=values["id"],
+                event_id=logged.event_id,
+                event_type=logged.event_type,
+                change=logged.change,
+                summary=logged.summary,
+            )
+            parameters["customer_id"] = logged.customer_id
+        statement = _save_statement(table, tuple(sorted(values)), logged is not None)
+        by_statement.setdefault(statement, []).append(parameters)
+    for statement, rows in by_statement.items():
+        await _execute_each(statement, connection, rows)
 
 
 SET_FIRST_FAILED_AT = DriverStatement(
     update(INVOICES)
     .where(INVOICES.c.id == bindparam("stripe_id"))
     .values(first_failed_at=bindparam("first_failed_at"))
-    .returning(*INVOICES.c)
 )
 
 
 async def set_first_failed_at(
-    connection: Driver, stripe_id: str, first_failed_at: datetime | None
-) -> StoredRow | None:
-    """Move an invoice's first failure on its own; the invoice as it is now."""
-    return await _row(
-        SET_FIRST_FAILED_AT, connection, stripe_id=stripe_id, first_failed_at=first_failed_at
-    )
+    connection: Driver, moves: Sequence[tuple[str, datetime | None]]
+) -> None:
+    """Move invoices' first failures on their own: (invoice id, first failure) pairs."""
+    rows = [{"stripe_id": stripe_id, "first_failed_at": at} for stripe_id, at in moves]
+    await _execute_each(SET_FIRST_FAILED_AT, connection, rows)
+
+
+async def _execute_each(
+    statement: DriverStatement, connection: Driver, rows: Sequence[dict[str, Any]]
+) -> None:
+    """The statement once per row, in one round trip; nothing for no rows."""
+    if len(rows) == 1:
+        await statement.execute(connection, rows[0])
+    elif rows:
+        await statement.executemany(connection, rows)
 
 
 _ORGANIZATION_COLUMNS = (
@@ -181,6 +244,18 @@ ORGANIZATION_BY_CUSTOMER_FOR_UPDATE = DriverStatement(
     .where(_organizations.c.stripe_customer_id == bindparam("customer_id"))
     .with_for_update()
 )
+# Locked in id order, so two groups locking overlapping organizations cannot deadlock.
+ORGANIZATIONS_FOR_UPDATE = DriverStatement(
+    select(*_ORGANIZATION_COLUMNS)
+    .where(
+        or_(
+            _organizations.c.id == any_(bindparam("organization_ids")),
+            _organizations.c.stripe_customer_id == any_(bindparam("customer_ids")),
+        )
+    )
+    .order_by(_organizations.c.id)
+    .with_for_update()
+)
 _organization_id_by_customer = select(_organizations.c.id).where(
     _organizations.c.stripe_customer_id == bindparam("customer_id")
 )
@@ -197,6 +272,18 @@ async def organization_by_customer_for_update(
     connection: Driver, customer_id: str
 ) -> StoredRow | None:
     return await _row(ORGANIZATION_BY_CUSTOMER_FOR_UPDATE, connection, customer_id=customer_id)
+
+
+async def organizations_for_update(
+    connection: Driver, organization_ids: Sequence[uuid.UUID], customer_ids: Sequence[str]
+) -> list[StoredRow]:
+    """The organizations with these ids or holding these Stripe customers, locked (in id
+    order) until the transaction ends."""
+    rows = await ORGANIZATIONS_FOR_UPDATE.fetch(
+        connection,
+        {"organization_ids": list(organization_ids), "customer_ids": list(customer_ids)},
+    )
+    return [StoredRow(row) for row in rows]
 
 
 async def customer_holder(connection: Driver, customer_id: str) -> uuid.UUID | None:
@@ -227,23 +314,20 @@ SET_ORGANIZATION_CUSTOMER = DriverStatement(
 )
 
 
-async def set_organization_customer(
-    connection: Driver,
-    organization_id: uuid.UUID,
-    *,
-    customer_id: str,
-    deleted_at: datetime | None,
-    event_created: datetime,
+async def set_organization_customers(
+    connection: Driver, links: Sequence[tuple[uuid.UUID, str, datetime | None, datetime]]
 ) -> None:
-    await SET_ORGANIZATION_CUSTOMER.execute(
-        connection,
+    """(organization, customer, customer deleted at, the linking event's time) for each."""
+    rows = [
         {
             "organization_id": organization_id,
             "customer_id": customer_id,
             "deleted_at": deleted_at,
             "event_created": event_created,
-        },
-    )
+        }
+        for organization_id, customer_id, deleted_at, event_created in links
+    ]
+    await _execute_each(SET_ORGANIZATION_CUSTOMER, connection, rows)
 
 
 SET_CUSTOMER_DELETED_AT = DriverStatement(
@@ -253,12 +337,15 @@ SET_CUSTOMER_DELETED_AT = DriverStatement(
 )
 
 
-async def set_customer_deleted_at(
-    connection: Driver, organization_id: uuid.UUID, deleted_at: datetime
+async def set_customers_deleted_at(
+    connection: Driver, deletions: Sequence[tuple[uuid.UUID, datetime]]
 ) -> None:
-    await SET_CUSTOMER_DELETED_AT.execute(
-        connection, {"organization_id": organization_id, "deleted_at": deleted_at}
-    )
+    """(organization, its customer's deletion time) for each."""
+    rows = [
+        {"organization_id": organization_id, "deleted_at": deleted_at}
+        for organization_id, deleted_at in deletions
+    ]
+    await _execute_each(SET_CUSTOMER_DELETED_AT, connection, rows)
 
 
 CUSTOMER_DELETED_AT = DriverStatement(
@@ -276,6 +363,43 @@ async def customer_deleted_at(connection: Driver, customer_id: str) -> datetime 
     """When a `customer.deleted` event said Stripe deleted the customer, if one did."""
     deleted_at = await CUSTOMER_DELETED_AT.fetchval(connection, {"customer_id": customer_id})
     return datetime.fromisoformat(deleted_at) if deleted_at else None
+
+
+# The first `customer.deleted` of each customer (the oldest change row).
+_first_deletions = (
+    select(func.min(_changes.c.id))
+    .where(
+        _changes.c.stripe_object_id == any_(bindparam("customer_ids")),
+        _changes.c.event_type == "customer.deleted",
+    )
+    .group_by(_changes.c.stripe_object_id)
+)
+CUSTOMERS_DELETED_AT = DriverStatement(
+    select(
+        _changes.c.stripe_object_id, _changes.c.change["stripe_customer_deleted_at"]["to"].astext
+    ).where(_changes.c.id.in_(_first_deletions))
+)
+
+
+async def customers_deleted_at(
+    connection: Driver, customer_ids: Sequence[str]
+) -> dict[str, datetime]:
+    """`customer_deleted_at` for many customers: those a `customer.deleted` named."""
+    rows = await CUSTOMERS_DELETED_AT.fetch(connection, {"customer_ids": list(customer_ids)})
+    return {row[0]: datetime.fromisoformat(row[1]) for row in rows if row[1]}
+
+
+CUSTOMER_HOLDERS = DriverStatement(
+    select(_organizations.c.stripe_customer_id, _organizations.c.id).where(
+        _organizations.c.stripe_customer_id == any_(bindparam("customer_ids"))
+    )
+)
+
+
+async def customer_holders(connection: Driver, customer_ids: Sequence[str]) -> dict[str, uuid.UUID]:
+    """`customer_holder` for many customers: those an organization holds."""
+    rows = await CUSTOMER_HOLDERS.fetch(connection, {"customer_ids": list(customer_ids)})
+    return {row[0]: row[1] for row in rows}
 
 
 _PRICE_COLUMNS = ("id", "currency", "unit_amount_decimal", "meter_id", "lookup_key")
@@ -351,21 +475,20 @@ def _change_parameters(
     }
 
 
-async def record_change(
-    connection: Driver,
-    *,
-    organization_id: uuid.UUID | None,
-    stripe_object_id: str,
-    event_id: str,
-    event_type: str,
-    change: dict[str, Any],
-    summary: str,
-) -> None:
-    parameters = _change_parameters(
-        stripe_object_id=stripe_object_id,
-        event_id=event_id,
-        event_type=event_type,
-        change=change,
-        summary=summary,
-    )
-    await RECORD_CHANGE.execute(connection, {**parameters, "organization_id": organization_id})
+async def record_changes(connection: Driver, changes: Sequence[dict[str, Any]]) -> None:
+    """Change log rows, each with organization_id, stripe_object_id, event_id, event_type,
+    change (a dict) and summary."""
+    rows = [
+        {
+            **_change_parameters(
+                stripe_object_id=change["stripe_object_id"],
+                event_id=change["event_id"],
+                event_type=change["event_type"],
+                change=change["change"],
+                summary=change["summary"],
+            ),
+            "organization_id": change["organization_id"],
+        }
+        for change in changes
+    ]
+    await _execute_each(RECORD_CHANGE, connection, rows)

@@ -20,8 +20,10 @@ Nothing here commits.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,6 +58,11 @@ class SameSecondConflict(RollBack):
         self.subscription_id = subscription_id
 
 
+class GroupConflict(RollBack):
+    """Two events of one group meet after all (`billing.grouped`): the group is rolled back
+    and its events applied one at a time (`webhooks.groups`)."""
+
+
 class Effect(enum.StrEnum):
     APPLIED = "applied"  # state changed
     UNCHANGED = "unchanged"  # the event says what the state already says
@@ -67,6 +74,14 @@ class Effect(enum.StrEnum):
 class Result:
     effect: Effect
     reason: str = ""
+    # A stale invoice event whose earlier failure moved the grace period's start.
+    moved_grace_start: bool = False
+
+    @property
+    def wrote(self) -> bool:
+        """Whether the event wrote billing state (a watermark alone moves a past-due grace
+        period's start, docs/billing.md): the organization's entitlement may have changed."""
+        return self.effect in (Effect.APPLIED, Effect.UNCHANGED) or self.moved_grace_start
 
 
 def _jsonable(value: Any) -> Any:
@@ -107,8 +122,22 @@ CURRENT_OBJECT_REASON = (
 )
 
 
-async def _set_state(
-    connection: Driver,
+@dataclass(frozen=True, slots=True)
+class StateWrite:
+    """What applying an event writes onto its object's row (`repository.save_state`), and the
+    result it then has."""
+
+    table: Table
+    values: dict[str, Any]
+    logged: repository.LoggedChange | None
+    result: Result
+
+
+# What an event does to its object: nothing (the result says why), or a write.
+Decision = Result | StateWrite
+
+
+def _state_write(
     event: EventContext,
     row: StateRow | None,
     table: Table,
@@ -117,8 +146,8 @@ async def _set_state(
     stripe_id: str,
     customer_id: str,
     summary: str,
-) -> Result:
-    """Write `values` onto the object's row (creating it), move its watermark, log a change."""
+) -> StateWrite:
+    """`values` onto the object's row (creating it), its watermark moved, a change logged."""
     change = _diff(row, values)
     # The watermark moves even when nothing else does, so an older event cannot slip in later.
     watermark = {"id": stripe_id, "last_event_id": event.id, "last_event_created": event.created}
@@ -127,8 +156,28 @@ async def _set_state(
         if change
         else None
     )
-    await repository.save_state(connection, table, {**values, **watermark}, logged)
-    return Result(Effect.APPLIED if change else Effect.UNCHANGED)
+    return StateWrite(
+        table,
+        {**values, **watermark},
+        logged,
+        Result(Effect.APPLIED if change else Effect.UNCHANGED),
+    )
+
+
+async def carry_out(connection: Driver, decision: Decision) -> Result:
+    if isinstance(decision, Result):
+        return decision
+    await repository.save_state(connection, decision.table, decision.values, decision.logged)
+    return decision.result
+
+
+async def carry_out_all(connection: Driver, decisions: Sequence[Decision]) -> list[Result]:
+    """`carry_out` for many events of one group: their writes in one round trip."""
+    writes = [decision for decision in decisions if isinstance(decision, StateWrite)]
+    await repository.save_states(
+        connection, [(write.table, write.values, write.logged) for write in writes]
+    )
+    return [decision if isinstance(decision, Result) else decision.result for decision in decisions]
 
 
 # Statuses Stripe never leaves (docs: api/subscriptions/object, `status`: incomplete_expired
@@ -143,8 +192,15 @@ async def apply_subscription(
 ) -> Result:
     # Any event's copy of a price is right (prices never change), stale or not.
     await repository.record_prices(connection, snapshot.metered_prices)
-    await repository.lock_stripe_object(connection, snapshot.id)
+    await repository.lock_stripe_objects(connection, [snapshot.customer_id, snapshot.id])
     row = await repository.get_subscription(connection, snapshot.id)
+    return await carry_out(connection, decide_subscription(row, event, snapshot))
+
+
+def decide_subscription(
+    row: StateRow | None, event: EventContext, snapshot: SubscriptionSnapshot
+) -> Decision:
+    """What the event does to its subscription, stored as `row` (read under its lock)."""
     if stale := _stale(row, event):
         return stale
     if (
@@ -164,8 +220,7 @@ async def apply_subscription(
     }
     if _same_second_disagreement(row, event, values):
         raise SameSecondConflict(snapshot.id)
-    result = await _set_state(
-        connection,
+    write = _state_write(
         event,
         row,
         repository.SUBSCRIPTIONS,
@@ -174,7 +229,9 @@ async def apply_subscription(
         customer_id=snapshot.customer_id,
         summary=f"subscription {snapshot.id} {snapshot.status}",
     )
-    return Result(result.effect, CURRENT_OBJECT_REASON) if event.object_is_current else result
+    if event.object_is_current:
+        return dataclasses.replace(write, result=Result(write.result.effect, CURRENT_OBJECT_REASON))
+    return write
 
 
 # An invoice that has been paid stays paid: a payment failure reported for it (an earlier
@@ -192,24 +249,52 @@ def _first_failed_at(
     return event.created if known is None else min(known, event.created)
 
 
+@dataclass(frozen=True, slots=True)
+class InvoiceDecision:
+    # The invoice's first failure moves on its own (`repository.set_first_failed_at`), even
+    # when the rest of the event is stale; None when it stays.
+    moved_first_failed_at: tuple[datetime | None] | None
+    decision: Decision
+
+    def marked(self, result: Result) -> Result:
+        """The result, marked when the first failure moved though the event was stale."""
+        if self.moved_first_failed_at is None or result.wrote:
+            return result
+        return dataclasses.replace(result, moved_grace_start=True)
+
+
 async def apply_invoice_payment(
     connection: Driver, event: EventContext, snapshot: InvoiceSnapshot, payment_status: str
 ) -> Result:
-    await repository.lock_stripe_object(connection, snapshot.id)
+    await repository.lock_stripe_objects(connection, [snapshot.customer_id, snapshot.id])
     row = await repository.get_invoice(connection, snapshot.id)
+    decided = decide_invoice_payment(row, event, snapshot, payment_status)
+    if decided.moved_first_failed_at is not None:
+        moved = [(snapshot.id, decided.moved_first_failed_at[0])]
+        await repository.set_first_failed_at(connection, moved)
+    return decided.marked(await carry_out(connection, decided.decision))
+
+
+def decide_invoice_payment(
+    row: StateRow | None, event: EventContext, snapshot: InvoiceSnapshot, payment_status: str
+) -> InvoiceDecision:
+    """What the event does to its invoice, stored as `row` (read under its lock)."""
     first_failed_at = _first_failed_at(row, event, payment_status)
+    moved = None
     if row is not None and first_failed_at != row.first_failed_at:
         # The grace period counts from the first failure, however late its event arrives, so
         # this moves even when the rest of the event is stale.
-        row = await repository.set_first_failed_at(connection, snapshot.id, first_failed_at)
+        moved = (first_failed_at,)
+        row = row.replaced(first_failed_at=first_failed_at)
     if stale := _stale(row, event):
-        return stale
+        return InvoiceDecision(moved, stale)
     if (
         row is not None
         and row.payment_status in TERMINAL_PAYMENT_STATUSES
         and payment_status not in TERMINAL_PAYMENT_STATUSES
     ):
-        return Result(Effect.STALE, f"invoice is {row.payment_status}; this attempt is older")
+        stale = Result(Effect.STALE, f"invoice is {row.payment_status}; this attempt is older")
+        return InvoiceDecision(moved, stale)
     values: dict[str, Any] = {
         "stripe_customer_id": snapshot.customer_id,
         "stripe_subscription_id": snapshot.subscription_id,
@@ -219,8 +304,7 @@ async def apply_invoice_payment(
         "currency": snapshot.currency,
         "first_failed_at": first_failed_at,
     }
-    return await _set_state(
-        connection,
+    write = _state_write(
         event,
         row,
         repository.INVOICES,
@@ -229,6 +313,31 @@ async def apply_invoice_payment(
         customer_id=snapshot.customer_id,
         summary=f"invoice {snapshot.id} {payment_status}",
     )
+    return InvoiceDecision(moved, write)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRow:
+    """A `billing_state_changes` row (`repository.record_change`)."""
+
+    organization_id: uuid.UUID | None
+    stripe_object_id: str
+    event_id: str
+    event_type: str
+    change: dict[str, Any]
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerDecision:
+    """What a checkout or a `customer.deleted` does to its organization's customer."""
+
+    result: Result
+    # (organization, customer, deleted_at, event_created) for `set_organization_customer`.
+    link: tuple[uuid.UUID, str, datetime | None, datetime] | None = None
+    # (organization, deleted_at) for `set_customer_deleted_at`.
+    deletion: tuple[uuid.UUID, datetime] | None = None
+    logged: ChangeRow | None = None
 
 
 async def link_customer(
@@ -237,77 +346,120 @@ async def link_customer(
     """Link the organization a Checkout Session named to the session's Stripe customer."""
     await repository.lock_stripe_object(connection, customer_id)
     organization = await repository.organization_for_update(connection, organization_id)
+    holder = deleted_at = None
+    if organization is not None:
+        holder = await repository.customer_holder(connection, customer_id)
+        deleted_at = await repository.customer_deleted_at(connection, customer_id)
+    decision = decide_link(event, organization_id, customer_id, organization, holder, deleted_at)
+    return await carry_out_customer(connection, decision)
+
+
+def decide_link(
+    event: EventContext,
+    organization_id: uuid.UUID,
+    customer_id: str,
+    organization: StoredRow | None,
+    holder: uuid.UUID | None,
+    deleted_at: datetime | None,
+) -> CustomerDecision:
+    """`organization` as read under its lock; `holder` the organization that holds the
+    customer; `deleted_at` when a `customer.deleted` said Stripe deleted it (if one did)."""
     if organization is None:
-        return Result(Effect.IGNORED, f"no organization {organization_id}")
+        return CustomerDecision(Result(Effect.IGNORED, f"no organization {organization_id}"))
     watermark = organization.stripe_customer_event_created
     if watermark is not None and watermark > event.created:
-        return Result(Effect.STALE, f"customer link from {watermark.isoformat()} is newer")
-    holder = await repository.customer_holder(connection, customer_id)
+        stale = Result(Effect.STALE, f"customer link from {watermark.isoformat()} is newer")
+        return CustomerDecision(stale)
     if holder is not None and holder != organization_id:
         # One customer pays for one organization; moving it silently would bill the wrong one.
-        return Result(Effect.IGNORED, f"customer {customer_id} belongs to organization {holder}")
+        held = f"customer {customer_id} belongs to organization {holder}"
+        return CustomerDecision(Result(Effect.IGNORED, held))
     if organization.stripe_customer_id == customer_id and organization.stripe_customer_deleted_at:
-        return Result(Effect.IGNORED, f"customer {customer_id} was deleted")
+        return CustomerDecision(Result(Effect.IGNORED, f"customer {customer_id} was deleted"))
     # A `customer.deleted` may arrive before this checkout (Stripe does not order events):
     # linking a deleted customer as live would meter usage for it.
-    deleted_at = await repository.customer_deleted_at(connection, customer_id)
     change = _diff(
         organization,
         {"stripe_customer_id": customer_id, "stripe_customer_deleted_at": deleted_at},
     )
-    await repository.set_organization_customer(
-        connection,
-        organization_id,
-        customer_id=customer_id,
-        deleted_at=deleted_at,
-        event_created=event.created,
-    )
+    link = (organization_id, customer_id, deleted_at, event.created)
     if not change:
-        return Result(Effect.UNCHANGED)
-    await repository.record_change(
-        connection,
-        organization_id=organization_id,
-        stripe_object_id=customer_id,
-        event_id=event.id,
-        event_type=event.type,
-        change=change,
-        summary=f"customer {customer_id} linked",
+        return CustomerDecision(Result(Effect.UNCHANGED), link=link)
+    logged = ChangeRow(
+        organization_id, customer_id, event.id, event.type, change, f"customer {customer_id} linked"
     )
-    return Result(Effect.APPLIED)
+    return CustomerDecision(Result(Effect.APPLIED), link=link, logged=logged)
 
 
 async def delete_customer(connection: Driver, event: EventContext, customer_id: str) -> Result:
     """Mark the organization's customer deleted; usage is no longer reported for it."""
     await repository.lock_stripe_object(connection, customer_id)
     organization = await repository.organization_by_customer_for_update(connection, customer_id)
+    deleted_at = None
+    if organization is None:
+        deleted_at = await repository.customer_deleted_at(connection, customer_id)
+    decision = decide_deletion(event, customer_id, organization, deleted_at)
+    return await carry_out_customer(connection, decision)
+
+
+def decide_deletion(
+    event: EventContext,
+    customer_id: str,
+    organization: StoredRow | None,
+    deleted_at: datetime | None,
+) -> CustomerDecision:
+    """`organization` the one holding the customer, read under its lock; `deleted_at` when a
+    `customer.deleted` said so before (read when no organization holds it)."""
     deleted = {"stripe_customer_deleted_at": {"from": None, "to": event.created.isoformat()}}
     if organization is None:
         # Kept in the change log, where a checkout that links this customer later finds it.
-        if await repository.customer_deleted_at(connection, customer_id) is not None:
-            return Result(Effect.UNCHANGED, f"no organization has customer {customer_id}")
-        await repository.record_change(
-            connection,
-            organization_id=None,
-            stripe_object_id=customer_id,
-            event_id=event.id,
-            event_type=event.type,
-            change=deleted,
-            summary=f"customer {customer_id} deleted (no organization holds it yet)",
+        if deleted_at is not None:
+            return CustomerDecision(
+                Result(Effect.UNCHANGED, f"no organization has customer {customer_id}")
+            )
+        logged = ChangeRow(
+            None,
+            customer_id,
+            event.id,
+            event.type,
+            deleted,
+            f"customer {customer_id} deleted (no organization holds it yet)",
         )
-        return Result(Effect.APPLIED, f"no organization has customer {customer_id} yet")
+        result = Result(Effect.APPLIED, f"no organization has customer {customer_id} yet")
+        return CustomerDecision(result, logged=logged)
     # The organization holds this customer, and a deletion is final: it applies whenever it
     # arrives. It leaves the link watermark alone: a link to another customer that Stripe made
     # before this deletion but that arrives after it is still newer than the link it replaces.
     if organization.stripe_customer_deleted_at is not None:
-        return Result(Effect.UNCHANGED)
-    await repository.set_customer_deleted_at(connection, organization.id, event.created)
-    await repository.record_change(
-        connection,
-        organization_id=organization.id,
-        stripe_object_id=customer_id,
-        event_id=event.id,
-        event_type=event.type,
-        change=deleted,
-        summary=f"customer {customer_id} deleted",
+        return CustomerDecision(Result(Effect.UNCHANGED))
+    logged = ChangeRow(
+        organization.id,
+        customer_id,
+        event.id,
+        event.type,
+        deleted,
+        f"customer {customer_id} deleted",
     )
-    return Result(Effect.APPLIED)
+    return CustomerDecision(
+        Result(Effect.APPLIED), deletion=(organization.id, event.created), logged=logged
+    )
+
+
+async def carry_out_customer(connection: Driver, decision: CustomerDecision) -> Result:
+    return (await carry_out_customers(connection, [decision]))[0]
+
+
+async def carry_out_customers(
+    connection: Driver, decisions: Sequence[CustomerDecision]
+) -> list[Result]:
+    """The decisions' writes, one round trip per kind of statement."""
+    await repository.set_organization_customers(
+        connection, [decision.link for decision in decisions if decision.link is not None]
+    )
+    await repository.set_customers_deleted_at(
+        connection, [decision.deletion for decision in decisions if decision.deletion]
+    )
+    await repository.record_changes(
+        connection, [dataclasses.asdict(d.logged) for d in decisions if d.logged is not None]
+    )
+    return [decision.result for decision in decisions]

@@ -64,6 +64,17 @@ DUPLICATE_SUBSCRIPTIONS = Counter(
     "customer.subscription.created events for a customer that already had another live "
     "subscription with metered prices (both bill the same meter usage; docs/operations.md).",
 )
+WEBHOOK_GROUPS = Histogram(
+    "sensor_billing_webhook_group_events",
+    "Handled webhook events applied together in one transaction (webhooks/groups.py), per "
+    "group; a group of one is a delivery applied alone.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 100),
+)
+WEBHOOK_GROUPS_ROLLED_BACK = Counter(
+    "sensor_billing_webhook_groups_rolled_back",
+    "Groups of handled webhook events rolled back (a same-second event, two events meeting "
+    "in one organization, a failed statement) and then applied one at a time.",
+)
 STRIPE_REQUEST_DURATION = Histogram(
     "sensor_billing_stripe_request_duration_seconds",
     "Duration of meter event calls to Stripe, answered or not.",
@@ -89,6 +100,12 @@ API_DURATION = Histogram(
 def record_webhook_delivery(outcome: WebhookOutcome, event_type: str, seconds: float) -> None:
     WEBHOOK_DELIVERIES.labels(outcome, event_type).inc()
     WEBHOOK_DURATION.labels(outcome).observe(seconds)
+
+
+def record_webhook_group(events: int, *, rolled_back: bool) -> None:
+    WEBHOOK_GROUPS.observe(events)
+    if rolled_back:
+        WEBHOOK_GROUPS_ROLLED_BACK.inc()
 
 
 def record_api_request(method: str, route: str, status: int, seconds: float) -> None:

@@ -184,6 +184,7 @@ async def receive_stripe_webhook(request: Request) -> Response:
                 envelope,
                 subscription_fetcher(getattr(state, "stripe", None)),
                 state.entitlement_notifier,
+                state.handled_deliveries,
             )
         recent.add(event_id)  # committed now, by this request or an earlier one
         outcome = processed.outcome.value

@@ -1,16 +1,22 @@
 """The webhook path's part of entitlement notices (`billing/entitlement_notices.py`): after a
-handler changed billing state, in the delivery's transaction, whether the organization the
+handler wrote billing state, in the delivery's transaction, whether the organization the
 event is about is now entitled differently; the job is added after the commit."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sensor_billing.billing.entitlement_notices import event_job_id, notice_change, publish
+from sensor_billing.billing.entitlement_notices import (
+    NoticeTarget,
+    event_job_id,
+    notice_change,
+    notice_changes,
+    publish,
+)
 from sensor_billing.billing.entitlement_notices_repository import NoticeRow
 from sensor_billing.billing.stripe_objects import checkout_organization_id, object_id
 from sensor_billing.db.driver import Driver
@@ -48,5 +54,16 @@ class EntitlementNotifier:
             job_id_for=event_job_id(event.id),
         )
 
-    async def publish(self, notice: NoticeRow) -> None:
-        await publish(self.queue, [notice])
+    async def notice_all(
+        self, connection: Driver, events: Sequence[StripeEventEnvelope]
+    ) -> list[NoticeRow]:
+        """`notice` for the events of one group (`webhooks.groups`), each step one statement;
+        `GroupConflict` when two of them are about one organization."""
+        targets = [
+            NoticeTarget(*affected_organization(event), event.id, event_job_id(event.id))
+            for event in events
+        ]
+        return await notice_changes(connection, targets, now=self.clock(), grace=self.grace)
+
+    async def publish_all(self, notices: Sequence[NoticeRow]) -> None:
+        await publish(self.queue, notices)

@@ -1,14 +1,25 @@
 """One handler per event type that changes billing state. Handlers stay fast and DB-only; each
-runs in the delivery's transaction on the driver (`db.driver.driver_unit_of_work`)."""
+runs in the delivery's transaction on the driver (`db.driver.driver_unit_of_work`).
+
+Each handler has a group form (`GROUP_HANDLERS`) that applies many events of its type in one
+transaction, each step one statement (`billing.grouped`, `webhooks.groups`), and `group_keys`
+names what an event touches, so that a group's events touch distinct things."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
-from sensor_billing.billing import service
-from sensor_billing.billing.duplicate_subscriptions import notice_duplicate_subscription
+from sensor_billing.billing import grouped, service
+from sensor_billing.billing.duplicate_subscriptions import (
+    notice_duplicate_subscription,
+    notice_duplicate_subscriptions,
+)
 from sensor_billing.billing.service import Effect, EventContext, Result
 from sensor_billing.billing.stripe_objects import (
+    InvoiceSnapshot,
+    SubscriptionSnapshot,
     checkout_organization_id,
     object_id,
     read_invoice,
@@ -29,23 +40,59 @@ def _context(event: StripeEventEnvelope) -> EventContext:
     )
 
 
-async def checkout_session_completed(connection: Driver, event: StripeEventEnvelope) -> Result:
+NO_ORGANIZATION = Result(
+    Effect.IGNORED, "session names no organization (metadata/client_reference_id)"
+)
+NO_CUSTOMER = Result(Effect.IGNORED, "session has no customer")
+UNREADABLE_SUBSCRIPTION = Result(
+    Effect.IGNORED, "subscription without a readable id, customer or status"
+)
+UNREADABLE_INVOICE = Result(Effect.IGNORED, "invoice without a readable id or customer")
+CUSTOMER_WITHOUT_ID = Result(Effect.IGNORED, "customer without id")
+
+
+def _checkout(event: StripeEventEnvelope) -> tuple[EventContext, uuid.UUID, str] | Result:
     organization_id = checkout_organization_id(event.object)
     if organization_id is None:
-        return Result(
-            Effect.IGNORED, "session names no organization (metadata/client_reference_id)"
-        )
+        return NO_ORGANIZATION
     customer_id = object_id(event.object.get("customer"))
     if customer_id is None:
-        return Result(Effect.IGNORED, "session has no customer")
-    return await service.link_customer(connection, _context(event), organization_id, customer_id)
+        return NO_CUSTOMER
+    return _context(event), organization_id, customer_id
+
+
+def _subscription(event: StripeEventEnvelope) -> tuple[EventContext, SubscriptionSnapshot] | Result:
+    snapshot = read_subscription(event.object)
+    return UNREADABLE_SUBSCRIPTION if snapshot is None else (_context(event), snapshot)
+
+
+def _invoice(
+    payment_status: str,
+) -> Callable[[StripeEventEnvelope], tuple[EventContext, InvoiceSnapshot, str] | Result]:
+    def read(event: StripeEventEnvelope) -> tuple[EventContext, InvoiceSnapshot, str] | Result:
+        snapshot = read_invoice(event.object)
+        if snapshot is None:
+            return UNREADABLE_INVOICE
+        return _context(event), snapshot, payment_status
+
+    return read
+
+
+def _deleted_customer(event: StripeEventEnvelope) -> tuple[EventContext, str] | Result:
+    customer_id = object_id(event.object.get("id"))
+    return CUSTOMER_WITHOUT_ID if customer_id is None else (_context(event), customer_id)
+
+
+async def checkout_session_completed(connection: Driver, event: StripeEventEnvelope) -> Result:
+    read = _checkout(event)
+    return read if isinstance(read, Result) else await service.link_customer(connection, *read)
 
 
 async def subscription_changed(connection: Driver, event: StripeEventEnvelope) -> Result:
-    snapshot = read_subscription(event.object)
-    if snapshot is None:
-        return Result(Effect.IGNORED, "subscription without a readable id, customer or status")
-    return await service.apply_subscription(connection, _context(event), snapshot)
+    read = _subscription(event)
+    if isinstance(read, Result):
+        return read
+    return await service.apply_subscription(connection, *read)
 
 
 async def subscription_created(connection: Driver, event: StripeEventEnvelope) -> Result:
@@ -60,30 +107,89 @@ async def subscription_created(connection: Driver, event: StripeEventEnvelope) -
 
 
 def invoice_payment(payment_status: str) -> Handler:
+    read_event = _invoice(payment_status)
+
     async def handle(connection: Driver, event: StripeEventEnvelope) -> Result:
-        snapshot = read_invoice(event.object)
-        if snapshot is None:
-            return Result(Effect.IGNORED, "invoice without a readable id or customer")
-        return await service.apply_invoice_payment(
-            connection, _context(event), snapshot, payment_status
-        )
+        read = read_event(event)
+        if isinstance(read, Result):
+            return read
+        return await service.apply_invoice_payment(connection, *read)
 
     return handle
 
 
 async def customer_deleted(connection: Driver, event: StripeEventEnvelope) -> Result:
-    customer_id = object_id(event.object.get("id"))
-    if customer_id is None:
-        return Result(Effect.IGNORED, "customer without id")
-    return await service.delete_customer(connection, _context(event), customer_id)
+    read = _deleted_customer(event)
+    return read if isinstance(read, Result) else await service.delete_customer(connection, *read)
 
+
+invoice_paid = invoice_payment("paid")
+invoice_payment_failed = invoice_payment("payment_failed")
 
 HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": checkout_session_completed,
     "customer.subscription.created": subscription_created,
     "customer.subscription.updated": subscription_changed,
     "customer.subscription.deleted": subscription_changed,
-    "invoice.paid": invoice_payment("paid"),
-    "invoice.payment_failed": invoice_payment("payment_failed"),
+    "invoice.paid": invoice_paid,
+    "invoice.payment_failed": invoice_payment_failed,
     "customer.deleted": customer_deleted,
 }
+
+
+# The events of one type applied together: one result per event, in order.
+GroupHandler = Callable[[Driver, Sequence[StripeEventEnvelope]], Awaitable[list[Result]]]
+Item = TypeVar("Item")
+
+
+def _group_form(
+    read: Callable[[StripeEventEnvelope], Item | Result],
+    apply: Callable[[Driver, list[Item]], Awaitable[list[Result]]],
+) -> GroupHandler:
+    """The group form of a handler: the events it cannot read answered as the handler
+    answers them, the rest applied together."""
+
+    async def handle(connection: Driver, events: Sequence[StripeEventEnvelope]) -> list[Result]:
+        reads = [read(event) for event in events]
+        items = [item for item in reads if not isinstance(item, Result)]
+        applied = iter(await apply(connection, items) if items else [])
+        return [item if isinstance(item, Result) else next(applied) for item in reads]
+
+    return handle
+
+
+async def _created_subscriptions(
+    connection: Driver, items: list[tuple[EventContext, SubscriptionSnapshot]]
+) -> list[Result]:
+    results = await grouped.apply_subscriptions(connection, items)
+    created = [(s.customer_id, s.id, event.id) for event, s in items]
+    await notice_duplicate_subscriptions(connection, created)
+    return results
+
+
+# Keyed by the handler, not the type: a type whose handler was replaced (a test's, say) has no
+# group form, and its events are applied one at a time.
+GROUP_HANDLERS: dict[Handler, GroupHandler] = {
+    checkout_session_completed: _group_form(_checkout, grouped.link_customers),
+    subscription_created: _group_form(_subscription, _created_subscriptions),
+    subscription_changed: _group_form(_subscription, grouped.apply_subscriptions),
+    invoice_paid: _group_form(_invoice("paid"), grouped.apply_invoice_payments),
+    invoice_payment_failed: _group_form(_invoice("payment_failed"), grouped.apply_invoice_payments),
+    customer_deleted: _group_form(_deleted_customer, grouped.delete_customers),
+}
+
+
+def group_keys(event: StripeEventEnvelope) -> frozenset[str]:
+    """What the event may touch: its object, its customer, its organization. Two events of
+    one group never share a key (`webhooks.groups`)."""
+    keys = {f"event:{event.id}"}
+    organization_id = (
+        checkout_organization_id(event.object) if event.type.startswith("checkout.") else None
+    )
+    if organization_id is not None:
+        keys.add(f"organization:{organization_id}")
+    for field in ("id", "customer"):
+        found = object_id(event.object.get(field))
+        if found is not None:
+            keys.add(f"stripe:{found}")
+    return frozenset(keys)

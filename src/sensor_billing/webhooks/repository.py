@@ -73,9 +73,14 @@ async def record_events_autocommit(
 ) -> set[str]:
     """Record distinct (event id, type) pairs as one transaction; the ids that were new."""
     async with pooled_driver(engine) as driver:
-        rows = await driver.fetch(
-            RECORD_EVENTS_SQL, [event[0] for event in events], [event[1] for event in events]
-        )
+        return await record_events_on(driver, events)
+
+
+async def record_events_on(driver: Driver, events: Sequence[tuple[str, str]]) -> set[str]:
+    """`record_events_autocommit` in the caller's transaction, the pairs sorted by id."""
+    rows = await driver.fetch(
+        RECORD_EVENTS_SQL, [event[0] for event in events], [event[1] for event in events]
+    )
     return {str(row[0]) for row in rows}
 
 

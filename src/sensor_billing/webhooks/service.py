@@ -6,11 +6,13 @@
     is a transaction on the driver (`db.driver.driver_unit_of_work`): SQLAlchemy's session and
     statement execution were most of a handled delivery's CPU. A copy recorded already (by
     another API process, say) is answered by a lookup shared with the deliveries waiting at
-    that moment (`lookup.EventLookup`), without a transaction;
+    that moment (`lookup.EventLookup`), without a transaction. With `groups`, deliveries that
+    arrive together share one transaction (`groups.HandledDeliveries`, `deliver_together`);
+    an event applied alone is `deliver_alone`;
   - a type without a handler: recording the event is its only effect, so an autocommit
     `INSERT ... ON CONFLICT DO NOTHING` is the whole transaction (one round trip, not three),
     shared with the other deliveries waiting at that moment (`recorder.EventRecorder`);
-  - with a `notifier`, a handled delivery that changed state also checks, in its transaction,
+  - with a `notifier`, a handled delivery that wrote state also checks, in its transaction,
     whether the organization's entitlement changed (`entitlement_changes`), and adds the
     `billing:entitlement-changed` job after the commit;
   - a subscription event of the same second as the stored state that says something else
@@ -31,12 +33,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sensor_billing.billing.entitlement_notices_repository import NoticeRow
 from sensor_billing.billing.service import Effect, Result, SameSecondConflict
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.driver import driver_unit_of_work
@@ -45,10 +48,13 @@ from sensor_billing.observability.metrics import record_meter_errors
 from sensor_billing.webhooks import repository
 from sensor_billing.webhooks.entitlement_changes import EntitlementNotifier
 from sensor_billing.webhooks.envelope import StripeEventEnvelope
-from sensor_billing.webhooks.handlers import HANDLERS, Handler
+from sensor_billing.webhooks.handlers import HANDLERS, GroupHandler, Handler
 from sensor_billing.webhooks.lookup import EventLookup
 from sensor_billing.webhooks.recorder import EventRecorder
 from sensor_billing.webhooks.thin_events import ThinEventNotification
+
+if TYPE_CHECKING:
+    from sensor_billing.webhooks.groups import HandledDeliveries
 
 # (event id, context) -> the full event's JSON; raises `EventFetchError`.
 EventFetcher = Callable[[str, str | None], Awaitable[dict[str, Any]]]
@@ -78,19 +84,67 @@ async def deliver_event(
     event: StripeEventEnvelope,
     fetch_subscription: SubscriptionFetcher,
     notifier: EntitlementNotifier | None = None,
+    groups: HandledDeliveries | None = None,
 ) -> Processed:
-    handler = HANDLERS.get(event.type)
-    if handler is None:
+    """With `groups`, a handled delivery waits to be applied with those that arrive with it
+    (`webhooks.groups`); without, it is applied alone."""
+    if event.type not in HANDLERS:
         recorded = await recorder.record(event.id, event.type)
         return Processed(Outcome.PROCESSED if recorded else Outcome.DUPLICATE, UNHANDLED)
 
     if await lookup.recorded(event.id):
         return Processed(Outcome.DUPLICATE, ALREADY_PROCESSED)
+    if groups is not None:
+        return await groups.deliver(event, fetch_subscription)
+    return await deliver_alone(engine, event, fetch_subscription, notifier)
+
+
+async def deliver_alone(
+    engine: AsyncEngine,
+    event: StripeEventEnvelope,
+    fetch_subscription: SubscriptionFetcher,
+    notifier: EntitlementNotifier | None,
+) -> Processed:
+    """A handled event recorded and applied in a transaction of its own."""
+    handler = HANDLERS[event.type]
     try:
         return await _record_and_handle(engine, event, handler, notifier)
     except SameSecondConflict as conflict:  # rolled back, the connection back in the pool
         current_object = await fetch_subscription(conflict.subscription_id)
         return await deliver_as_stripe_says_now(engine, event, handler, current_object, notifier)
+
+
+async def deliver_together(
+    engine: AsyncEngine,
+    events: Sequence[StripeEventEnvelope],
+    handle: GroupHandler,
+    notifier: EntitlementNotifier | None,
+) -> list[Processed]:
+    """Events of one type, touching distinct things, recorded and applied in one
+    transaction (`webhooks.groups`); one answer per event, in order. Any error, a
+    `SameSecondConflict` or a `GroupConflict` among them, rolls all of it back and raises."""
+    notices: list[NoticeRow] = []
+    async with driver_unit_of_work(engine) as connection:
+        new = await repository.record_events_on(
+            connection, sorted((event.id, event.type) for event in events)
+        )
+        fresh = [event for event in events if event.id in new]
+        results = dict(
+            zip(
+                (e.id for e in fresh), await handle(connection, fresh) if fresh else [], strict=True
+            )
+        )
+        wrote = [event for event in fresh if results[event.id].wrote]
+        if notifier is not None and wrote:
+            notices = await notifier.notice_all(connection, wrote)
+    if notices and notifier is not None:  # committed: the product may hear of them
+        await notifier.publish_all(notices)
+    return [
+        Processed(Outcome.PROCESSED, results[event.id])
+        if event.id in results
+        else Processed(Outcome.DUPLICATE, ALREADY_PROCESSED)
+        for event in events
+    ]
 
 
 async def deliver_as_stripe_says_now(
@@ -118,10 +172,10 @@ async def _record_and_handle(
         if not await repository.record_event_on(connection, event.id, event.type):
             return Processed(Outcome.DUPLICATE, ALREADY_PROCESSED)
         result = await handler(connection, event)
-        if notifier is not None and result.effect is Effect.APPLIED:
+        if notifier is not None and result.wrote:
             notice = await notifier.notice(connection, event)
     if notice is not None and notifier is not None:  # committed: the product may hear of it
-        await notifier.publish(notice)
+        await notifier.publish_all([notice])
     return Processed(Outcome.PROCESSED, result)
 
 

@@ -21,6 +21,8 @@ SHOWN = (
     "duplicates_refused",
     "jobs_enqueued",
     "jobs_revived",
+    "jobs_enqueued_by_the_second_sweep",
+    "jobs_in_queue_for_the_event",
     "sweeps_failed",
     "events",
     "deliveries",
@@ -38,6 +40,7 @@ SHOWN = (
     "kills",
     "calls_in_flight_at_kills",
     "accepted_not_committed_at_kill",
+    "seconds_from_delivery_to_kill",
     "requests_that_waited_for_the_pool_timeout",
 )
 

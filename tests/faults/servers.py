@@ -1,5 +1,5 @@
 """Servers the fault tests own and break: a Redis on its own port, a TCP proxy in front of
-PostgreSQL, and `sensor-billing worker` processes."""
+PostgreSQL or Redis, and `sensor-billing worker` and `serve` processes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ import socket
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from sqlalchemy.engine import make_url
 
 from sensor_billing.stripe_api.client import StripeHTTPClient
 from tests.metering.test_worker_process import COMMAND, die_with_parent
@@ -95,13 +98,19 @@ class TcpProxy:
 
     `hold_new_connections()` keeps the server's first answer on every connection opened from
     then on (for PostgreSQL: the start-up handshake) until `release()`, so a client stays
-    inside its connect for as long as a test needs: a slow network during a reconnect storm."""
+    inside its connect for as long as a test needs: a slow network during a reconnect storm.
+
+    `swallow()` stops carrying what clients send, on every connection, open or new: the bytes
+    are read and kept (`swallowed`), never forwarded, and the connections stay open, so every
+    command sent from then on waits for an answer that never comes."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = free_port()
         self.cuts = 0
         self.connections_dropped = 0
+        self.swallowed = bytearray()
+        self._swallowing = False
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.StreamWriter] = set()
         self._released = asyncio.Event()
@@ -112,6 +121,9 @@ class TcpProxy:
 
     def release(self) -> None:
         self._released.set()
+
+    def swallow(self) -> None:
+        self._swallowing = True
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -144,10 +156,22 @@ class TcpProxy:
         self._pipes.update((client, server))
         held = None if self._released.is_set() else self._released
         await asyncio.gather(
-            self._pipe(client_reader, server), self._pipe(server_reader, client, held)
+            self._from_client(client_reader, server), self._pipe(server_reader, client, held)
         )
         self._pipes.discard(client)
         self._pipes.discard(server)
+
+    async def _from_client(
+        self, reader: asyncio.StreamReader, server: asyncio.StreamWriter
+    ) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            while data := await reader.read(65536):
+                if self._swallowing:
+                    self.swallowed += data
+                    continue
+                server.write(data)
+                await server.drain()
+        server.transport.abort()
 
     @staticmethod
     async def _pipe(
@@ -163,6 +187,18 @@ class TcpProxy:
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()
+
+
+@asynccontextmanager
+async def proxy_in_front_of(url: str, default_port: int) -> AsyncIterator[TcpProxy]:
+    """A started `TcpProxy` to the host and port of a database or Redis URL; closed after."""
+    target = make_url(url)
+    server = TcpProxy(target.host or "127.0.0.1", target.port or default_port)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
 
 
 def start_worker_process(env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
@@ -199,3 +235,14 @@ class CountingStripeHTTPClient(StripeHTTPClient):
 
     def counts(self) -> dict[str, Any]:
         return {"meter_calls": self.meter_calls, "meter_call_answers": dict(self.answers)}
+
+
+def start_api_process(env: dict[str, str], log: IO[bytes], port: int) -> subprocess.Popen[bytes]:
+    """`sensor-billing serve` on `port`; the caller waits for /healthz (`wait_until_healthy`)."""
+    return subprocess.Popen(
+        [COMMAND, "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent,
+    )

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from sensor_billing.db import SessionFactory, create_engine
 from sensor_billing.settings import load_settings
-from tests.faults.servers import TcpProxy
+from tests.faults.servers import TcpProxy, proxy_in_front_of
 from tests.support.app import running_app
 from tests.support.databases import terminate_backends
 from tests.support.stripe_events import deliver, make_event
@@ -34,11 +34,8 @@ ANSWERED_WITHIN_SECONDS = 5.0
 
 @pytest.fixture
 async def proxy(database_url: str) -> AsyncIterator[TcpProxy]:
-    url = make_url(database_url)
-    server = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    await server.start()
-    yield server
-    await server.close()
+    async with proxy_in_front_of(database_url, 5432) as server:
+        yield server
 
 
 def through(proxy: TcpProxy, database_url: str) -> str:

@@ -3,7 +3,6 @@ never a notice whose job may still need adding, nor what organizations were last
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,39 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sensor_billing.billing.entitlement_notices import prune_enqueued_notices
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.errors import InvalidInputError
-from tests.support.billing_state import new_organization
+from tests.support.billing_state import add_notices, new_organization
 from tests.support.state import count
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-
-
-async def add_notices(
-    sessions: SessionFactory,
-    organization_id: uuid.UUID,
-    ages_in_days: list[float | None],
-    *,
-    made_days_before: float = 0,
-) -> None:
-    """Notices `notice-<index>`, each added to the queue `age` days before NOW (None: never),
-    made `made_days_before` days before that (or before NOW when never added)."""
-    async with unit_of_work(sessions) as session:
-        for index, age in enumerate(ages_in_days):
-            enqueued_at = None if age is None else NOW - timedelta(days=age)
-            created_at = (enqueued_at or NOW) - timedelta(days=made_days_before)
-            await session.execute(
-                text(
-                    "INSERT INTO entitlement_notices (job_id, organization_id, event_id,"
-                    " entitled, reason, decided_at, created_at, enqueued_at)"
-                    " VALUES (:job, :org, :event, true, 'active', :made, :made, :enqueued)"
-                ),
-                {
-                    "job": f"notice-{index}",
-                    "org": organization_id,
-                    "event": f"evt_{index}",
-                    "made": created_at,
-                    "enqueued": enqueued_at,
-                },
-            )
 
 
 async def kept(sessions: SessionFactory) -> list[str]:
@@ -60,7 +30,7 @@ async def test_notices_whose_job_was_added_before_the_age_are_pruned_in_batches(
     engine: AsyncEngine, sessions: SessionFactory
 ) -> None:
     org = await new_organization(sessions, "cus_prune")
-    await add_notices(sessions, org, [1, 3.5, 29.9, 30.1, 45, 400])
+    await add_notices(sessions, org, [1, 3.5, 29.9, 30.1, 45, 400], now=NOW)
 
     pruned = await prune_enqueued_notices(engine, timedelta(days=30), now=NOW, batch_size=2)
 
@@ -72,7 +42,7 @@ async def test_a_notice_whose_job_was_never_marked_added_is_kept_however_old(
     engine: AsyncEngine, sessions: SessionFactory
 ) -> None:
     org = await new_organization(sessions, "cus_prune")
-    await add_notices(sessions, org, [None, 40], made_days_before=400)
+    await add_notices(sessions, org, [None, 40], now=NOW, made_days_before=400)
 
     pruned = await prune_enqueued_notices(engine, timedelta(days=30), now=NOW)
 
@@ -84,7 +54,7 @@ async def test_pruning_notices_keeps_what_each_organization_was_last_told(
     engine: AsyncEngine, sessions: SessionFactory
 ) -> None:
     org = await new_organization(sessions, "cus_prune")
-    await add_notices(sessions, org, [90])
+    await add_notices(sessions, org, [90], now=NOW)
     async with unit_of_work(sessions) as session:
         await session.execute(
             text(
@@ -105,7 +75,7 @@ async def test_pruning_notices_refuses_an_age_inside_stripes_retry_window(
     engine: AsyncEngine, sessions: SessionFactory
 ) -> None:
     org = await new_organization(sessions, "cus_prune")
-    await add_notices(sessions, org, [2.5])
+    await add_notices(sessions, org, [2.5], now=NOW)
 
     with pytest.raises(InvalidInputError, match="3-day retry window"):
         await prune_enqueued_notices(engine, timedelta(days=3), now=NOW)

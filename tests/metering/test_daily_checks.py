@@ -1,6 +1,6 @@
 """The worker's daily checks: the previous UTC day reconciled against Stripe's summaries and
-old webhook events pruned, on the worker's own schedule, one run per day whatever the number
-of replicas, each run recorded with its drift."""
+old webhook events and entitlement notices pruned, on the worker's own schedule, one run per
+day whatever the number of replicas, each run recorded with its drift."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from sensor_billing.metering.daily_checks import (
     DAILY_CHECKS_SCHEDULER,
 )
 from tests.metering.conftest import DAY, drain, make_client
+from tests.support.billing_state import add_notices, new_organization
 from tests.support.usage_data import generate_usage
 
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -111,6 +112,24 @@ async def test_a_day_the_ledger_and_stripe_agree_on_is_recorded_without_drift(
         0,
     )
     assert run["hours_compared"] > 0
+
+
+async def test_the_daily_check_prunes_entitlement_notices_whose_job_was_added_long_ago(
+    sessions: SessionFactory, standin: RunningStandin, make_worker: Any
+) -> None:
+    worker = await yesterday_sent(sessions, make_worker)
+    org = await new_organization(sessions, "cus_notices")
+    # Marked added 40 and 2 days ago, and one never marked; each made 40 days before.
+    await add_notices(sessions, org, [40, 2, None], now=datetime.now(UTC), made_days_before=40)
+
+    result = await worker.run_daily_checks()
+
+    assert result["notices_pruned"] == 1
+    [run] = await runs(sessions)
+    assert run["notices_pruned"] == 1
+    async with sessions() as session:
+        kept = await session.scalars(text("SELECT job_id FROM entitlement_notices ORDER BY job_id"))
+        assert list(kept) == ["notice-1", "notice-2"]
 
 
 async def test_a_reconcile_that_cannot_read_the_meters_is_recorded_failed_and_the_job_fails(

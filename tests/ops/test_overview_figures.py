@@ -82,6 +82,7 @@ async def test_the_overview_shows_the_newest_daily_reconcile_red_when_it_found_d
         readings_drift=Decimal(-42),
         organizations_with_drift=2,
         events_pruned=17,
+        notices_pruned=5,
     )
 
     page = (await client.get("/ops", headers=BEARER)).text
@@ -90,6 +91,7 @@ async def test_the_overview_shows_the_newest_daily_reconcile_red_when_it_found_d
     assert metric(page, "reconcile-drift-hours") == "3"
     assert metric(page, "reconcile-readings-drift") == "-42"
     assert metric(page, "reconcile-events-pruned") == "17"
+    assert metric(page, "reconcile-notices-pruned") == "5"
     assert 'class="card alert" id="reconcile"' in page
 
 

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.schema import Organization
@@ -30,6 +31,37 @@ async def new_organization(
         session.add(organization)
         await session.flush()
         return organization.id
+
+
+async def add_notices(
+    sessions: SessionFactory,
+    organization_id: uuid.UUID,
+    enqueued_ages_in_days: list[float | None],
+    *,
+    now: datetime,
+    made_days_before: float = 0,
+) -> None:
+    """Entitlement notices `notice-<index>` (event `evt_<index>`), each marked added to the
+    queue `age` days before `now` (None: never marked), made `made_days_before` days before
+    that (or before `now` when never marked)."""
+    async with unit_of_work(sessions) as session:
+        for index, age in enumerate(enqueued_ages_in_days):
+            enqueued_at = None if age is None else now - timedelta(days=age)
+            created_at = (enqueued_at or now) - timedelta(days=made_days_before)
+            await session.execute(
+                text(
+                    "INSERT INTO entitlement_notices (job_id, organization_id, event_id,"
+                    " entitled, reason, decided_at, created_at, enqueued_at)"
+                    " VALUES (:job, :org, :event, true, 'active', :made, :made, :enqueued)"
+                ),
+                {
+                    "job": f"notice-{index}",
+                    "org": organization_id,
+                    "event": f"evt_{index}",
+                    "made": created_at,
+                    "enqueued": enqueued_at,
+                },
+            )
 
 
 def price_object(

@@ -12,6 +12,7 @@ from sensor_billing.cli import app
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.errors import InvalidInputError
 from sensor_billing.webhooks.retention import parse_age, prune_processed_events
+from tests.support.billing_state import add_notices, new_organization
 from tests.support.databases import run_in_thread
 from tests.support.state import count
 
@@ -69,10 +70,14 @@ async def test_events_prune_command(
                 ),
                 {"id": event_id, "at": now - timedelta(days=age)},
             )
+    org = await new_organization(sessions, "cus_prune")
+    await add_notices(sessions, org, [40, 45, 1, None], now=now, made_days_before=60)
     monkeypatch.setenv("DATABASE_URL", database_url)
     result = run_in_thread(CliRunner().invoke, app, ["events", "prune", "--older-than", "30d"])
     assert result.exit_code == 0, result.output
     assert "pruned 1 event(s)" in result.output
+    assert "pruned 2 entitlement notice(s)" in result.output
+    assert await count(sessions, "entitlement_notices") == 2
     assert await count(sessions, "stripe_events") == 1
 
     refused = run_in_thread(CliRunner().invoke, app, ["events", "prune", "--older-than", "1d"])

@@ -12,7 +12,8 @@ commit (`publish`), so a rolled-back delivery adds none. The worker's sweep then
 notice's job in the queue and marks the notice, or adds the job when its add was lost (Redis
 away, a crash after the commit); the job id is the notice's, so a job added twice is one job.
 A grace period ends with no webhook: the worker's periodic check notices it
-(`notice_grace_ends`).
+(`notice_grace_ends`). Notices whose job was added long ago are pruned with the webhook events
+(`prune_enqueued_notices`); what each organization was last told stays.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from sensor_billing.billing.entitlement_notices_repository import (
     NoticeRow,
     grace_ended_organizations,
     mark_enqueued,
+    prune_enqueued,
     record_notices,
     standing_and_notified,
     unenqueued_notices,
@@ -44,6 +46,11 @@ from sensor_billing.jobs.registry import (
     ENTITLEMENT_CHANGED_JOB_OPTIONS,
     EntitlementChangedJobData,
     JobNames,
+)
+from sensor_billing.webhooks.retention import (
+    DEFAULT_RETENTION,
+    PRUNE_BATCH_SIZE,
+    prune_in_batches,
 )
 
 logger = logging.getLogger("sensor_billing.billing")
@@ -262,3 +269,28 @@ async def notice_grace_ends(
         if notice is not None:
             notices.append(notice)
     return await publish(queue, notices)
+
+
+async def prune_enqueued_notices(
+    engine: AsyncEngine,
+    older_than: timedelta = DEFAULT_RETENTION,
+    *,
+    now: datetime | None = None,
+    batch_size: int = PRUNE_BATCH_SIZE,
+) -> int:
+    """Delete the notices whose job was marked added longer ago than `older_than`, in
+    batches, each its own transaction (as `webhooks.retention.prune_processed_events`); how
+    many. A notice never marked added is kept whatever its age: the sweep may still have to
+    add its job. `notified_entitlements` is left alone (what a change is measured against).
+
+    The notice's unique (event, organization) is what keeps a redelivered event from noticing
+    again; once the notice is pruned, no redelivery can reach it: the notice was written in
+    the transaction that recorded its event, whose id `stripe_events` keeps for its own 30
+    days, and Stripe retries an event for 3 days at most (live mode; docs: webhooks). Hence
+    the same refusal of ages inside that window."""
+
+    async def delete_batch(before: datetime, limit: int) -> int:
+        async with driver_unit_of_work(engine) as connection:
+            return await prune_enqueued(connection, before=before, limit=limit)
+
+    return await prune_in_batches(delete_batch, older_than, now=now, batch_size=batch_size)

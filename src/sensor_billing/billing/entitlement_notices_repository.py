@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import any_, bindparam, func, literal_column, select, update
+from sqlalchemy import any_, bindparam, delete, func, literal_column, select, update
 
 from sensor_billing.billing.entitlement import Entitlement
 from sensor_billing.billing.repository import table_of
@@ -159,3 +159,20 @@ async def grace_ended_organizations(
     """Organizations last told they were entitled in a grace period that has ended by `now`."""
     rows = await GRACE_ENDED.fetch(connection, {"now": now, "limit": limit})
     return [row["organization_id"] for row in rows]
+
+
+# `enqueued_at < before` is never true of NULL: a notice whose job was never marked added (the
+# sweep may still have to add it) is kept however old.
+_PRUNABLE = (
+    select(_notices.c.job_id)
+    .where(_notices.c.enqueued_at < bindparam("before"))
+    .limit(bindparam("limit"))
+    .scalar_subquery()
+)
+_PRUNED = delete(_notices).where(_notices.c.job_id.in_(_PRUNABLE)).returning(_notices.c.job_id)
+PRUNE_ENQUEUED = DriverStatement(select(func.count()).select_from(_PRUNED.cte("pruned")))
+
+
+async def prune_enqueued(connection: Driver, *, before: datetime, limit: int) -> int:
+    """Delete up to `limit` notices whose job was marked added before `before`; how many."""
+    return int(await PRUNE_ENQUEUED.fetchval(connection, {"before": before, "limit": limit}))

@@ -8,6 +8,7 @@ import json
 import typer
 from rich.table import Table
 
+from sensor_billing.billing.entitlement_notices import prune_enqueued_notices
 from sensor_billing.cli.errors import reports_errors
 from sensor_billing.cli.output import stdout_console
 from sensor_billing.cli.usage import parse_date_option
@@ -27,20 +28,25 @@ console = stdout_console()
 def prune(
     older_than: str = typer.Option("30d", help="Age like 30d, 72h; must exceed 3 days."),
 ) -> None:
-    """Delete recorded events processed longer ago than --older-than."""
+    """Delete recorded events processed, and entitlement notices whose job was added, longer
+    ago than --older-than."""
     age = parse_age(older_than)
     url = get_settings().database_url
     require_database(url)
 
-    async def run() -> int:
+    async def run() -> tuple[int, int]:
         engine = create_engine(url, pool_size=1, max_overflow=0)
         try:
-            return await prune_processed_events(create_session_factory(engine), age)
+            events = await prune_processed_events(create_session_factory(engine), age)
+            return events, await prune_enqueued_notices(engine, age)
         finally:
             await engine.dispose()
 
-    deleted = asyncio.run(run())
-    console.print(f"pruned {deleted} event(s) processed more than {older_than} ago")
+    events, notices = asyncio.run(run())
+    console.print(f"pruned {events} event(s) processed more than {older_than} ago")
+    console.print(
+        f"pruned {notices} entitlement notice(s) whose job was added more than {older_than} ago"
+    )
 
 
 @app.command("list")

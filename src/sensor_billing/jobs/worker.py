@@ -3,7 +3,8 @@
 One process runs a bullmq Worker (concurrency METER_WORKER_CONCURRENCY) and, through bullmq
 job schedulers kept in Redis (so N replicas do not multiply them), closes windows every
 METER_CLOSE_INTERVAL_SECONDS (also once at start) and runs the daily checks once a day
-(metering/daily_checks.py: yesterday reconciled, old webhook events pruned). Each close is
+(metering/daily_checks.py: yesterday reconciled, old webhook events and entitlement notices
+pruned). Each close is
 followed by the entitlement checks (billing/entitlement_notices.py: grace periods that ended,
 notices whose `billing-events` job was lost). A report job's
 ledger work (its claim and its outcome) shares statements with the other jobs of the process
@@ -246,6 +247,7 @@ class MeteringWorker:
 
     async def run_daily_checks(self, job_id: str | None = None) -> dict[str, Any]:
         checks = await run_daily_checks(
+            self.engine,
             self.sessions,
             self.stripe,
             self.limiter.acquire,
@@ -258,6 +260,7 @@ class MeteringWorker:
             "outcome": checks.outcome.value,
             "hours_with_drift": checks.hours_with_drift,
             "events_pruned": checks.events_pruned,
+            "notices_pruned": checks.notices_pruned,
         }
 
     async def report(self, job: Any, token: str) -> str:

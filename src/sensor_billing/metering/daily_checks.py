@@ -1,4 +1,5 @@
-"""The worker's daily checks: yesterday's usage against Stripe, and the webhook store pruned.
+"""The worker's daily checks: yesterday's usage against Stripe; the webhook store and the
+entitlement notices whose job was added long ago pruned.
 
 `sensor-billing reconcile` and `sensor-billing events prune` are what an operator runs; this is
 the same work on the worker's own schedule (a bullmq job scheduler kept in Redis, so one job
@@ -17,7 +18,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import stripe
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sensor_billing.billing.entitlement_notices import prune_enqueued_notices
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.db.schema import ReconcileOutcome
 from sensor_billing.errors import SensorBillingError
@@ -41,6 +44,7 @@ class DailyChecks:
     period: Period
     outcome: ReconcileOutcome
     events_pruned: int
+    notices_pruned: int
     hours_with_drift: int = 0
     readings_drift: Decimal = Decimal(0)
     error: str | None = None
@@ -65,6 +69,7 @@ def _summary(result: Reconciliation) -> dict[str, object]:
 
 
 async def run_daily_checks(
+    engine: AsyncEngine,
     sessions: SessionFactory,
     client: stripe.StripeClient,
     throttle: Throttle,
@@ -73,20 +78,22 @@ async def run_daily_checks(
     now: datetime,
     job_id: str | None = None,
 ) -> DailyChecks:
-    """Prune webhook events past the default age, reconcile the previous UTC day, record the
-    run. A reconcile that could not run (Stripe unavailable, no meter) is recorded as failed
-    and raised, so the job fails and shows on /ops."""
+    """Prune webhook events and entitlement notices past the default age, reconcile the
+    previous UTC day, record the run. A reconcile that could not run (Stripe unavailable, no
+    meter) is recorded as failed and raised, so the job fails and shows on /ops."""
     started, clock = now, time.monotonic()
 
     def finished() -> datetime:
         return started + timedelta(seconds=time.monotonic() - clock)
 
     pruned = await prune_processed_events(sessions, DEFAULT_RETENTION, now=now)
+    notices_pruned = await prune_enqueued_notices(engine, DEFAULT_RETENTION, now=now)
     period = previous_day(now)
     values: dict[str, object] = {
         "period_start": period.start,
         "period_end": period.end,
         "events_pruned": pruned,
+        "notices_pruned": notices_pruned,
         "job_id": job_id,
         "started_at": started,
     }
@@ -116,16 +123,19 @@ async def run_daily_checks(
         )
     log = logger.warning if result.has_drift else logger.info
     log(
-        "daily reconcile of %s: %s (%s hours with drift); %d webhook events pruned",
+        "daily reconcile of %s: %s (%s hours with drift); %d webhook events and %d"
+        " entitlement notices pruned",
         period.start.date(),
         outcome.value,
         summary["hours_with_drift"],
         pruned,
+        notices_pruned,
     )
     return DailyChecks(
         period,
         outcome,
         pruned,
+        notices_pruned,
         hours_with_drift=len(result.drifts),
         readings_drift=Decimal(str(summary["readings_drift"])),
     )

@@ -28,6 +28,7 @@ class RunSummary:
     organizations_with_drift: int
     readings_drift: Decimal
     events_pruned: int
+    notices_pruned: int
     error: str | None
     finished_at: datetime
 
@@ -49,6 +50,7 @@ async def latest_run(connection: AsyncConnection | AsyncSession) -> RunSummary |
                 _RUN.organizations_with_drift,
                 _RUN.readings_drift,
                 _RUN.events_pruned,
+                _RUN.notices_pruned,
                 _RUN.error,
                 _RUN.finished_at,
             )
@@ -56,4 +58,4 @@ async def latest_run(connection: AsyncConnection | AsyncSession) -> RunSummary |
             .limit(1)
         )
     ).first()
-    return RunSummary(*row) if row is not None else None
+    return RunSummary(**row._mapping) if row is not None else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from sensor_billing.db import SessionFactory, unit_of_work
 from sensor_billing.errors import InvalidInputError
@@ -43,6 +44,31 @@ def parse_age(text: str) -> timedelta:
     return age
 
 
+class DeleteBatch(Protocol):
+    """Delete up to `limit` rows older than `before`, in a transaction of its own; how many."""
+
+    async def __call__(self, before: datetime, limit: int) -> int: ...
+
+
+async def prune_in_batches(
+    delete_batch: DeleteBatch,
+    older_than: timedelta,
+    *,
+    now: datetime | None,
+    batch_size: int,
+) -> int:
+    """Every row older than `older_than`, one batch after another; how many."""
+    if older_than <= STRIPE_RETRY_WINDOW:
+        raise InvalidInputError("retention must be longer than Stripe's 3-day retry window")
+    before = (now or datetime.now(UTC)) - older_than
+    total = 0
+    while True:
+        deleted = await delete_batch(before, batch_size)
+        total += deleted
+        if deleted < batch_size:
+            return total
+
+
 async def prune_processed_events(
     sessions: SessionFactory,
     older_than: timedelta = DEFAULT_RETENTION,
@@ -50,13 +76,8 @@ async def prune_processed_events(
     now: datetime | None = None,
     batch_size: int = PRUNE_BATCH_SIZE,
 ) -> int:
-    if older_than <= STRIPE_RETRY_WINDOW:
-        raise InvalidInputError("retention must be longer than Stripe's 3-day retry window")
-    cutoff = (now or datetime.now(UTC)) - older_than
-    total = 0
-    while True:
+    async def delete_batch(before: datetime, limit: int) -> int:
         async with unit_of_work(sessions) as session:
-            deleted = await repository.prune_events(session, cutoff, batch_size)
-        total += deleted
-        if deleted < batch_size:
-            return total
+            return await repository.prune_events(session, before, limit)
+
+    return await prune_in_batches(delete_batch, older_than, now=now, batch_size=batch_size)

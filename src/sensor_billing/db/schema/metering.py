@@ -229,7 +229,8 @@ class ReconcileOutcome(enum.StrEnum):
 class ReconciliationRun(Base):
     """One run of the worker's daily checks (jobs/worker.py, once a day on one replica): the
     previous UTC day reconciled against Stripe's hourly meter summaries, and the webhook
-    events pruned. The /ops overview and the metrics show the newest."""
+    events and entitlement notices pruned. The /ops overview and the metrics show the
+    newest."""
 
     __tablename__ = "reconciliation_runs"
     __table_args__ = (
@@ -249,6 +250,7 @@ class ReconciliationRun(Base):
     # organization (a counter; `active_sensors` drift is in the hours).
     readings_drift: Mapped[Decimal] = mapped_column(Numeric, server_default=text("0"))
     events_pruned: Mapped[int] = mapped_column(server_default=text("0"))
+    notices_pruned: Mapped[int] = mapped_column(server_default=text("0"))
     error: Mapped[str | None] = mapped_column(Text)
     job_id: Mapped[str | None] = mapped_column(String(255))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -52,20 +52,13 @@ def besides(live: list[MeteredSubscription], shown_id: str | None) -> list[Meter
     return [subscription for subscription in live if subscription.id != shown_id]
 
 
-async def notice_duplicate_subscription(
-    connection: Driver, customer_id: str, subscription_id: str, *, event_id: str
-) -> None:
-    """After a `customer.subscription.created` was applied, in its transaction: warn when the
-    new subscription, as now stored, is live with metered prices and the customer has another
-    such one."""
-    await notice_duplicate_subscriptions(connection, [(customer_id, subscription_id, event_id)])
-
-
 async def notice_duplicate_subscriptions(
     connection: Driver, created: Sequence[tuple[str, str, str]]
 ) -> None:
-    """`notice_duplicate_subscription` for (customer, subscription, event id) triples of
-    distinct customers, in one statement."""
+    """After `customer.subscription.created` events were applied, in their transaction: warn
+    for each new subscription that, as now stored, is live with metered prices while its
+    customer has another such one. (customer, subscription, event id) triples of distinct
+    customers; one statement."""
     live_of = await live_metered_subscriptions_on(
         connection, [customer for customer, _, _ in created]
     )

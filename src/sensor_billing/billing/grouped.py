@@ -1,9 +1,10 @@
-"""Applying a group of events at once: each step one statement for the whole group.
+"""Applying events to billing state, a group at a time: each step one statement for the group.
 
 Handled webhooks that arrive together in one API process are applied in one transaction
-(`webhooks.groups`). The rules are the per-event ones (`service.decide_*`); only the reads and
-writes are set-based: the objects locked in id order in one statement, read in one, written in
-one round trip. The events of a group touch distinct objects, customers and organizations
+(`webhooks.groups`); an event applied alone is a group of one (`webhooks.handlers`). The rules
+are the per-event ones (`service.decide_*`); only the reads and writes are set-based: the
+objects locked in id order in one statement, read in one, written in one round trip. The
+events of a group touch distinct objects, customers and organizations
 (`webhooks.handlers.group_keys`), so no decision depends on another's write; where the state
 read says two of them meet after all (an organization that holds the customer another event
 links, say), `GroupConflict` rolls the group back and its events are applied one at a time.
@@ -43,7 +44,8 @@ def _distinct(ids: Sequence[str | uuid.UUID], what: str) -> None:
 async def apply_subscriptions(
     connection: Driver, items: Sequence[tuple[EventContext, SubscriptionSnapshot]]
 ) -> list[Result]:
-    """`service.apply_subscription` for events of distinct subscriptions."""
+    """What subscription events say, for events of distinct subscriptions. Any event's copy
+    of a price is right (prices never change), stale or not."""
     ids = [snapshot.id for _, snapshot in items]
     _distinct(ids, "subscription")
     prices = {price.id: price for _, snapshot in items for price in snapshot.metered_prices}
@@ -57,7 +59,7 @@ async def apply_subscriptions(
 async def apply_invoice_payments(
     connection: Driver, items: Sequence[tuple[EventContext, InvoiceSnapshot, str]]
 ) -> list[Result]:
-    """`service.apply_invoice_payment` for events of distinct invoices."""
+    """What invoice payment events say, for events of distinct invoices."""
     ids = [snapshot.id for _, snapshot, _ in items]
     _distinct(ids, "invoice")
     customers = [snapshot.customer_id for _, snapshot, _ in items]
@@ -80,7 +82,8 @@ async def apply_invoice_payments(
 async def link_customers(
     connection: Driver, items: Sequence[tuple[EventContext, uuid.UUID, str]]
 ) -> list[Result]:
-    """`service.link_customer` for checkouts of distinct organizations and customers."""
+    """Link the organization each Checkout Session named to the session's Stripe customer,
+    for checkouts of distinct organizations and customers."""
     organization_ids = [organization_id for _, organization_id, _ in items]
     customer_ids = [customer_id for _, _, customer_id in items]
     _distinct(organization_ids, "organization")
@@ -111,7 +114,8 @@ async def link_customers(
 async def delete_customers(
     connection: Driver, items: Sequence[tuple[EventContext, str]]
 ) -> list[Result]:
-    """`service.delete_customer` for events of distinct customers."""
+    """Mark each organization's customer deleted (usage is no longer reported for it), for
+    events of distinct customers."""
     customer_ids = [customer_id for _, customer_id in items]
     _distinct(customer_ids, "customer")
     await repository.lock_stripe_objects(connection, customer_ids)

@@ -67,27 +67,6 @@ class StoredRow:
         return StoredRow(merged)
 
 
-async def _row(statement: DriverStatement, driver: Driver, **parameters: Any) -> StoredRow | None:
-    record = await statement.fetchrow(driver, parameters)
-    return None if record is None else StoredRow(record)
-
-
-LOCK_STRIPE_OBJECT = DriverStatement(
-    select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("stripe_id"), 0)))
-)
-
-
-async def lock_stripe_object(connection: Driver, stripe_id: str) -> None:
-    """Serialise writers of one Stripe object until the transaction ends.
-
-    Two different events about one object (say two subscription updates) can arrive at the same
-    moment; without this, both could read the same watermark and the older one could win. The
-    row is read by a later statement: one that waited here would still read the snapshot it
-    started with, from before the other writer committed.
-    """
-    await LOCK_STRIPE_OBJECT.execute(connection, {"stripe_id": stripe_id})
-
-
 # Locked in the order given (unnest's): callers sort, so two groups cannot deadlock.
 LOCK_STRIPE_OBJECTS_SQL = (
     "SELECT pg_advisory_xact_lock(hashtextextended(stripe_id, 0))"
@@ -96,16 +75,15 @@ LOCK_STRIPE_OBJECTS_SQL = (
 
 
 async def lock_stripe_objects(connection: Driver, stripe_ids: Sequence[str]) -> None:
-    """`lock_stripe_object` for many objects, in one statement, in id order."""
+    """Serialise writers of these Stripe objects until the transaction ends, in one
+    statement, in id order.
+
+    Two different events about one object (say two subscription updates) can arrive at the
+    same moment; without this, both could read the same watermark and the older one could win.
+    The rows are read by a later statement: one that waited here would still read the
+    snapshot it started with, from before the other writer committed.
+    """
     await connection.execute(LOCK_STRIPE_OBJECTS_SQL, sorted(set(stripe_ids)))
-
-
-def _by_id(table: Table) -> DriverStatement:
-    return DriverStatement(select(table).where(table.c.id == bindparam("stripe_id")))
-
-
-SUBSCRIPTION_BY_ID = _by_id(SUBSCRIPTIONS)
-INVOICE_BY_ID = _by_id(INVOICES)
 
 
 def _by_ids(table: Table) -> DriverStatement:
@@ -131,14 +109,6 @@ async def subscriptions_by_id(
 
 async def invoices_by_id(connection: Driver, stripe_ids: Sequence[str]) -> dict[str, StoredRow]:
     return await _rows_by_id(INVOICES_BY_ID, connection, stripe_ids)
-
-
-async def get_subscription(connection: Driver, stripe_id: str) -> StoredRow | None:
-    return await _row(SUBSCRIPTION_BY_ID, connection, stripe_id=stripe_id)
-
-
-async def get_invoice(connection: Driver, stripe_id: str) -> StoredRow | None:
-    return await _row(INVOICE_BY_ID, connection, stripe_id=stripe_id)
 
 
 def _upsert(table: Table, columns: tuple[str, ...]) -> Any:
@@ -170,14 +140,6 @@ class LoggedChange:
     event_type: str
     change: dict[str, Any]
     summary: str
-
-
-async def save_state(
-    connection: Driver, table: Table, values: dict[str, Any], logged: LoggedChange | None
-) -> None:
-    """Create or overwrite the mirrored Stripe object `values["id"]` with `values` and, when
-    `logged` is given, add its row to the change log."""
-    await save_states(connection, [(table, values, logged)])
 
 
 async def save_states(
@@ -234,16 +196,6 @@ _ORGANIZATION_COLUMNS = (
     _organizations.c.stripe_customer_event_created,
     _organizations.c.stripe_customer_deleted_at,
 )
-ORGANIZATION_FOR_UPDATE = DriverStatement(
-    select(*_ORGANIZATION_COLUMNS)
-    .where(_organizations.c.id == bindparam("organization_id"))
-    .with_for_update()
-)
-ORGANIZATION_BY_CUSTOMER_FOR_UPDATE = DriverStatement(
-    select(*_ORGANIZATION_COLUMNS)
-    .where(_organizations.c.stripe_customer_id == bindparam("customer_id"))
-    .with_for_update()
-)
 # Locked in id order, so two groups locking overlapping organizations cannot deadlock.
 ORGANIZATIONS_FOR_UPDATE = DriverStatement(
     select(*_ORGANIZATION_COLUMNS)
@@ -260,18 +212,6 @@ _organization_id_by_customer = select(_organizations.c.id).where(
     _organizations.c.stripe_customer_id == bindparam("customer_id")
 )
 ORGANIZATION_ID_BY_CUSTOMER = DriverStatement(_organization_id_by_customer)
-
-
-async def organization_for_update(
-    connection: Driver, organization_id: uuid.UUID
-) -> StoredRow | None:
-    return await _row(ORGANIZATION_FOR_UPDATE, connection, organization_id=organization_id)
-
-
-async def organization_by_customer_for_update(
-    connection: Driver, customer_id: str
-) -> StoredRow | None:
-    return await _row(ORGANIZATION_BY_CUSTOMER_FOR_UPDATE, connection, customer_id=customer_id)
 
 
 async def organizations_for_update(
@@ -346,23 +286,6 @@ async def set_customers_deleted_at(
         for organization_id, deleted_at in deletions
     ]
     await _execute_each(SET_CUSTOMER_DELETED_AT, connection, rows)
-
-
-CUSTOMER_DELETED_AT = DriverStatement(
-    select(_changes.c.change["stripe_customer_deleted_at"]["to"].astext)
-    .where(
-        _changes.c.stripe_object_id == bindparam("customer_id"),
-        _changes.c.event_type == "customer.deleted",
-    )
-    .order_by(_changes.c.id)
-    .limit(1)
-)
-
-
-async def customer_deleted_at(connection: Driver, customer_id: str) -> datetime | None:
-    """When a `customer.deleted` event said Stripe deleted the customer, if one did."""
-    deleted_at = await CUSTOMER_DELETED_AT.fetchval(connection, {"customer_id": customer_id})
-    return datetime.fromisoformat(deleted_at) if deleted_at else None
 
 
 # The first `customer.deleted` of each customer (the oldest change row).

@@ -124,7 +124,7 @@ CURRENT_OBJECT_REASON = (
 
 @dataclass(frozen=True, slots=True)
 class StateWrite:
-    """What applying an event writes onto its object's row (`repository.save_state`), and the
+    """What applying an event writes onto its object's row (`repository.save_states`), and the
     result it then has."""
 
     table: Table
@@ -164,15 +164,8 @@ def _state_write(
     )
 
 
-async def carry_out(connection: Driver, decision: Decision) -> Result:
-    if isinstance(decision, Result):
-        return decision
-    await repository.save_state(connection, decision.table, decision.values, decision.logged)
-    return decision.result
-
-
 async def carry_out_all(connection: Driver, decisions: Sequence[Decision]) -> list[Result]:
-    """`carry_out` for many events of one group: their writes in one round trip."""
+    """The decisions' writes, one round trip per statement shape; their results."""
     writes = [decision for decision in decisions if isinstance(decision, StateWrite)]
     await repository.save_states(
         connection, [(write.table, write.values, write.logged) for write in writes]
@@ -185,16 +178,6 @@ async def carry_out_all(connection: Driver, decisions: Sequence[Decision]) -> li
 # cancellation_details"). An event that says otherwise about an ended subscription is older,
 # from the same second as the one that ended it (`created` has one-second resolution).
 TERMINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
-
-
-async def apply_subscription(
-    connection: Driver, event: EventContext, snapshot: SubscriptionSnapshot
-) -> Result:
-    # Any event's copy of a price is right (prices never change), stale or not.
-    await repository.record_prices(connection, snapshot.metered_prices)
-    await repository.lock_stripe_objects(connection, [snapshot.customer_id, snapshot.id])
-    row = await repository.get_subscription(connection, snapshot.id)
-    return await carry_out(connection, decide_subscription(row, event, snapshot))
 
 
 def decide_subscription(
@@ -263,18 +246,6 @@ class InvoiceDecision:
         return dataclasses.replace(result, moved_grace_start=True)
 
 
-async def apply_invoice_payment(
-    connection: Driver, event: EventContext, snapshot: InvoiceSnapshot, payment_status: str
-) -> Result:
-    await repository.lock_stripe_objects(connection, [snapshot.customer_id, snapshot.id])
-    row = await repository.get_invoice(connection, snapshot.id)
-    decided = decide_invoice_payment(row, event, snapshot, payment_status)
-    if decided.moved_first_failed_at is not None:
-        moved = [(snapshot.id, decided.moved_first_failed_at[0])]
-        await repository.set_first_failed_at(connection, moved)
-    return decided.marked(await carry_out(connection, decided.decision))
-
-
 def decide_invoice_payment(
     row: StateRow | None, event: EventContext, snapshot: InvoiceSnapshot, payment_status: str
 ) -> InvoiceDecision:
@@ -318,7 +289,7 @@ def decide_invoice_payment(
 
 @dataclass(frozen=True, slots=True)
 class ChangeRow:
-    """A `billing_state_changes` row (`repository.record_change`)."""
+    """A `billing_state_changes` row (`repository.record_changes`)."""
 
     organization_id: uuid.UUID | None
     stripe_object_id: str
@@ -333,25 +304,11 @@ class CustomerDecision:
     """What a checkout or a `customer.deleted` does to its organization's customer."""
 
     result: Result
-    # (organization, customer, deleted_at, event_created) for `set_organization_customer`.
+    # (organization, customer, deleted_at, event_created) for `set_organization_customers`.
     link: tuple[uuid.UUID, str, datetime | None, datetime] | None = None
-    # (organization, deleted_at) for `set_customer_deleted_at`.
+    # (organization, deleted_at) for `set_customers_deleted_at`.
     deletion: tuple[uuid.UUID, datetime] | None = None
     logged: ChangeRow | None = None
-
-
-async def link_customer(
-    connection: Driver, event: EventContext, organization_id: uuid.UUID, customer_id: str
-) -> Result:
-    """Link the organization a Checkout Session named to the session's Stripe customer."""
-    await repository.lock_stripe_object(connection, customer_id)
-    organization = await repository.organization_for_update(connection, organization_id)
-    holder = deleted_at = None
-    if organization is not None:
-        holder = await repository.customer_holder(connection, customer_id)
-        deleted_at = await repository.customer_deleted_at(connection, customer_id)
-    decision = decide_link(event, organization_id, customer_id, organization, holder, deleted_at)
-    return await carry_out_customer(connection, decision)
 
 
 def decide_link(
@@ -389,17 +346,6 @@ def decide_link(
         organization_id, customer_id, event.id, event.type, change, f"customer {customer_id} linked"
     )
     return CustomerDecision(Result(Effect.APPLIED), link=link, logged=logged)
-
-
-async def delete_customer(connection: Driver, event: EventContext, customer_id: str) -> Result:
-    """Mark the organization's customer deleted; usage is no longer reported for it."""
-    await repository.lock_stripe_object(connection, customer_id)
-    organization = await repository.organization_by_customer_for_update(connection, customer_id)
-    deleted_at = None
-    if organization is None:
-        deleted_at = await repository.customer_deleted_at(connection, customer_id)
-    decision = decide_deletion(event, customer_id, organization, deleted_at)
-    return await carry_out_customer(connection, decision)
 
 
 def decide_deletion(
@@ -443,10 +389,6 @@ def decide_deletion(
     return CustomerDecision(
         Result(Effect.APPLIED), deletion=(organization.id, event.created), logged=logged
     )
-
-
-async def carry_out_customer(connection: Driver, decision: CustomerDecision) -> Result:
-    return (await carry_out_customers(connection, [decision]))[0]
 
 
 async def carry_out_customers(

@@ -13,7 +13,6 @@ from typing import Any
 from sensor_billing.billing.entitlement_notices import (
     NoticeTarget,
     event_job_id,
-    notice_change,
     notice_changes,
     publish,
 )
@@ -43,16 +42,9 @@ class EntitlementNotifier:
     grace: timedelta
 
     async def notice(self, connection: Driver, event: StripeEventEnvelope) -> NoticeRow | None:
-        organization_id, customer_id = affected_organization(event)
-        return await notice_change(
-            connection,
-            organization_id=organization_id,
-            customer_id=customer_id,
-            now=self.clock(),
-            grace=self.grace,
-            event_id=event.id,
-            job_id_for=event_job_id(event.id),
-        )
+        """The notice of one event applied alone, if its organization's entitlement changed."""
+        notices = await self.notice_all(connection, [event])
+        return notices[0] if notices else None
 
     async def notice_all(
         self, connection: Driver, events: Sequence[StripeEventEnvelope]

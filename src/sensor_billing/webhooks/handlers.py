@@ -1,9 +1,10 @@
 """One handler per event type that changes billing state. Handlers stay fast and DB-only; each
 runs in the delivery's transaction on the driver (`db.driver.driver_unit_of_work`).
 
-Each handler has a group form (`GROUP_HANDLERS`) that applies many events of its type in one
-transaction, each step one statement (`billing.grouped`, `webhooks.groups`), and `group_keys`
-names what an event touches, so that a group's events touch distinct things."""
+Each type has a group form (`GROUP_HANDLERS`) that applies many events of it in one
+transaction, each step one statement (`billing.grouped`, `webhooks.groups`); its handler is
+that form applied to one event. `group_keys` names what an event touches, so that a group's
+events touch distinct things."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from sensor_billing.billing import grouped, service
+from sensor_billing.billing import grouped
 from sensor_billing.billing.duplicate_subscriptions import (
-    notice_duplicate_subscription,
     notice_duplicate_subscriptions,
 )
 from sensor_billing.billing.service import Effect, EventContext, Result
@@ -83,48 +83,59 @@ def _deleted_customer(event: StripeEventEnvelope) -> tuple[EventContext, str] | 
     return CUSTOMER_WITHOUT_ID if customer_id is None else (_context(event), customer_id)
 
 
-async def checkout_session_completed(connection: Driver, event: StripeEventEnvelope) -> Result:
-    read = _checkout(event)
-    return read if isinstance(read, Result) else await service.link_customer(connection, *read)
+# The events of one type applied together: one result per event, in order.
+GroupHandler = Callable[[Driver, Sequence[StripeEventEnvelope]], Awaitable[list[Result]]]
+Item = TypeVar("Item")
 
 
-async def subscription_changed(connection: Driver, event: StripeEventEnvelope) -> Result:
-    read = _subscription(event)
-    if isinstance(read, Result):
-        return read
-    return await service.apply_subscription(connection, *read)
+def _group_form(
+    read: Callable[[StripeEventEnvelope], Item | Result],
+    apply: Callable[[Driver, list[Item]], Awaitable[list[Result]]],
+) -> GroupHandler:
+    """The events it cannot read answered with the reason, the rest applied together."""
 
-
-async def subscription_created(connection: Driver, event: StripeEventEnvelope) -> Result:
-    result = await subscription_changed(connection, event)
-    snapshot = read_subscription(event.object)
-    if snapshot is not None:
-        # A second live subscription bills the customer's usage twice: flagged, not undone.
-        await notice_duplicate_subscription(
-            connection, snapshot.customer_id, snapshot.id, event_id=event.id
-        )
-    return result
-
-
-def invoice_payment(payment_status: str) -> Handler:
-    read_event = _invoice(payment_status)
-
-    async def handle(connection: Driver, event: StripeEventEnvelope) -> Result:
-        read = read_event(event)
-        if isinstance(read, Result):
-            return read
-        return await service.apply_invoice_payment(connection, *read)
+    async def handle(connection: Driver, events: Sequence[StripeEventEnvelope]) -> list[Result]:
+        reads = [read(event) for event in events]
+        items = [item for item in reads if not isinstance(item, Result)]
+        applied = iter(await apply(connection, items) if items else [])
+        return [item if isinstance(item, Result) else next(applied) for item in reads]
 
     return handle
 
 
-async def customer_deleted(connection: Driver, event: StripeEventEnvelope) -> Result:
-    read = _deleted_customer(event)
-    return read if isinstance(read, Result) else await service.delete_customer(connection, *read)
+def _alone(group: GroupHandler) -> Handler:
+    """The handler of one event: its type's group form, with a group of one (the same
+    statements as one event needs)."""
+
+    async def handle(connection: Driver, event: StripeEventEnvelope) -> Result:
+        return (await group(connection, [event]))[0]
+
+    return handle
 
 
-invoice_paid = invoice_payment("paid")
-invoice_payment_failed = invoice_payment("payment_failed")
+async def _created_subscriptions(
+    connection: Driver, items: list[tuple[EventContext, SubscriptionSnapshot]]
+) -> list[Result]:
+    results = await grouped.apply_subscriptions(connection, items)
+    # A second live subscription bills the customer's usage twice: flagged, not undone.
+    created = [(s.customer_id, s.id, event.id) for event, s in items]
+    await notice_duplicate_subscriptions(connection, created)
+    return results
+
+
+checkouts_completed = _group_form(_checkout, grouped.link_customers)
+subscriptions_created = _group_form(_subscription, _created_subscriptions)
+subscriptions_changed = _group_form(_subscription, grouped.apply_subscriptions)
+invoices_paid = _group_form(_invoice("paid"), grouped.apply_invoice_payments)
+invoices_payment_failed = _group_form(_invoice("payment_failed"), grouped.apply_invoice_payments)
+customers_deleted = _group_form(_deleted_customer, grouped.delete_customers)
+
+checkout_session_completed = _alone(checkouts_completed)
+subscription_created = _alone(subscriptions_created)
+subscription_changed = _alone(subscriptions_changed)
+invoice_paid = _alone(invoices_paid)
+invoice_payment_failed = _alone(invoices_payment_failed)
+customer_deleted = _alone(customers_deleted)
 
 HANDLERS: dict[str, Handler] = {
     "checkout.session.completed": checkout_session_completed,
@@ -137,45 +148,15 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-# The events of one type applied together: one result per event, in order.
-GroupHandler = Callable[[Driver, Sequence[StripeEventEnvelope]], Awaitable[list[Result]]]
-Item = TypeVar("Item")
-
-
-def _group_form(
-    read: Callable[[StripeEventEnvelope], Item | Result],
-    apply: Callable[[Driver, list[Item]], Awaitable[list[Result]]],
-) -> GroupHandler:
-    """The group form of a handler: the events it cannot read answered as the handler
-    answers them, the rest applied together."""
-
-    async def handle(connection: Driver, events: Sequence[StripeEventEnvelope]) -> list[Result]:
-        reads = [read(event) for event in events]
-        items = [item for item in reads if not isinstance(item, Result)]
-        applied = iter(await apply(connection, items) if items else [])
-        return [item if isinstance(item, Result) else next(applied) for item in reads]
-
-    return handle
-
-
-async def _created_subscriptions(
-    connection: Driver, items: list[tuple[EventContext, SubscriptionSnapshot]]
-) -> list[Result]:
-    results = await grouped.apply_subscriptions(connection, items)
-    created = [(s.customer_id, s.id, event.id) for event, s in items]
-    await notice_duplicate_subscriptions(connection, created)
-    return results
-
-
 # Keyed by the handler, not the type: a type whose handler was replaced (a test's, say) has no
 # group form, and its events are applied one at a time.
 GROUP_HANDLERS: dict[Handler, GroupHandler] = {
-    checkout_session_completed: _group_form(_checkout, grouped.link_customers),
-    subscription_created: _group_form(_subscription, _created_subscriptions),
-    subscription_changed: _group_form(_subscription, grouped.apply_subscriptions),
-    invoice_paid: _group_form(_invoice("paid"), grouped.apply_invoice_payments),
-    invoice_payment_failed: _group_form(_invoice("payment_failed"), grouped.apply_invoice_payments),
-    customer_deleted: _group_form(_deleted_customer, grouped.delete_customers),
+    checkout_session_completed: checkouts_completed,
+    subscription_created: subscriptions_created,
+    subscription_changed: subscriptions_changed,
+    invoice_paid: invoices_paid,
+    invoice_payment_failed: invoices_payment_failed,
+    customer_deleted: customers_deleted,
 }
 
 
